@@ -1,0 +1,5 @@
+import sys
+
+from samedge.cli.main import main
+
+sys.exit(main())

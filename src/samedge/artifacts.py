@@ -1,0 +1,87 @@
+"""Exported model folders: finding them by name or path, and checking them before use."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ArtifactError, ModelNotFoundError
+from .hub import models_dir
+from .manifest import Manifest
+from .registry import get_spec, list_models, unknown_model_message
+from .specs import ModelSpec
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """An exported model folder whose manifest has been read and checked."""
+
+    folder: Path
+    manifest: Manifest
+    spec: ModelSpec
+
+    @property
+    def encoder_path(self) -> Path:
+        return self.folder / self.manifest.files["encoder"][0].path
+
+    @property
+    def decoder_path(self) -> Path:
+        return self.folder / self.manifest.files["decoder"][0].path
+
+    @property
+    def random_weights(self) -> bool:
+        return self.manifest.weights.get("source") == "random-init"
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str], verify: bool = True) -> ModelArtifact:
+        """Read ``folder``'s manifest and check its files (sizes always, sha256 if ``verify``).
+
+        Raises:
+            ArtifactError: not a model folder, or files missing, corrupt or mismatching.
+        """
+        folder = Path(folder)
+        manifest = Manifest.read(folder)
+        try:
+            spec = get_spec(manifest.model)
+        except ModelNotFoundError:
+            raise ArtifactError(
+                f"{folder} holds model '{manifest.model}', which this samedge does not know; "
+                f"upgrade samedge"
+            ) from None
+        for role in ("encoder", "decoder"):
+            if not manifest.files.get(role):
+                raise ArtifactError(f"{folder}: the manifest lists no {role}; re-export the model")
+        manifest.verify(folder, check_hashes=verify)
+        return cls(folder=folder, manifest=manifest, spec=spec)
+
+
+def default_model_folder(name: str) -> Path:
+    """Where ``samedge export NAME`` writes by default: ``$SAMEDGE_HOME/models/NAME``."""
+    return models_dir() / name
+
+
+def resolve_model(name_or_dir: str | os.PathLike[str], verify: bool = True) -> ModelArtifact:
+    """Open a model given a registry name (looked up in the cache) or an exported folder.
+
+    Raises:
+        ModelNotFoundError: unknown name (with suggestions) or a known model not exported yet
+            (with the commands that export it).
+        ArtifactError: the folder exists but is not a valid model folder.
+    """
+    text = os.fspath(name_or_dir)
+    path = Path(text)
+    if path.is_dir():
+        return ModelArtifact.open(path, verify=verify)
+    if text in list_models():
+        folder = default_model_folder(text)
+        if folder.is_dir():
+            return ModelArtifact.open(folder, verify=verify)
+        raise ModelNotFoundError(
+            f"model '{text}' has not been exported yet: run 'samedge models pull {text}' then "
+            f"'samedge export {text}' (needs pip install 'samedge[export]'), or pass an "
+            f"exported folder"
+        )
+    if os.sep in text or text.startswith("."):
+        raise ModelNotFoundError(f"model folder not found: {text}")
+    raise ModelNotFoundError(unknown_model_message(text))

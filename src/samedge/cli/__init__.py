@@ -1,0 +1,1 @@
+"""The ``samedge`` command line (see :mod:`samedge.cli.main`)."""

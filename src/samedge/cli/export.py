@@ -1,0 +1,69 @@
+"""``samedge export NAME [--checkpoint PATH | --random-init SEED] [--out DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import ExportError, require_extra
+from ..registry import get_spec
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "export",
+        help="export a model to ONNX (needs the [export] extra)",
+        description="Build the official PyTorch model, export encoder.onnx and decoder.onnx, "
+        "check both against torch, then write them with a samedge.json manifest.",
+    )
+    parser.add_argument("name", help="registered model name (see 'samedge models list')")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--checkpoint", type=Path, help="official checkpoint file (default: the cached one)"
+    )
+    weights.add_argument(
+        "--random-init",
+        type=int,
+        metavar="SEED",
+        help="seeded random weights instead of a checkpoint (tests, benchmarks)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default: $SAMEDGE_HOME/models/NAME)"
+    )
+    parser.add_argument("--threads", type=int, help="threads for the parity check")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..artifacts import default_model_folder
+    from ..hub import checkpoint_path
+
+    spec = get_spec(args.name)
+    require_extra("torch", "export", "samedge export")
+    require_extra("onnx", "export", "samedge export")
+    require_extra(
+        "segment_anything" if spec.family == "sam" else "sam2", "export", "samedge export"
+    )
+    checkpoint = args.checkpoint
+    if args.random_init is None and checkpoint is None:
+        checkpoint = checkpoint_path(spec)
+        if not checkpoint.exists():
+            raise ExportError(
+                f"no checkpoint for {spec.name}: run 'samedge models pull {spec.name}' or pass "
+                f"--checkpoint PATH (or --random-init SEED for random weights)"
+            )
+    out = args.out or default_model_folder(spec.name)
+    from ..export import export_model
+
+    result = export_model(
+        spec, out, checkpoint=checkpoint, seed=args.random_init, threads=args.threads
+    )
+    parity = result.parity
+    print(
+        f"{spec.name} -> {out}: encoder max rel. error {parity['encoder_max_rel_error']:.1e}, "
+        f"decoder {parity['decoder_max_rel_error']:.1e} (parity passed)"
+    )
+    if args.verbose:
+        print(json.dumps(parity, indent=2))
+    return 0

@@ -1,0 +1,52 @@
+"""``samedge models list`` and ``samedge models pull NAME``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import ModelNotFoundError
+from ..hub import checkpoint_path, pull
+from ..registry import get_spec, list_models
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("models", help="list registered models, download checkpoints")
+    msub = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    lst = msub.add_parser("list", help="registered models with their status in the cache")
+    lst.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'sam2*'")
+    lst.set_defaults(func=run_list)
+    pl = msub.add_parser("pull", help="download an official checkpoint into the cache")
+    pl.add_argument("name", help="registered model name")
+    pl.add_argument("--url", help="download from this mirror URL (sha256 is still checked)")
+    pl.add_argument("--quiet", action="store_true", help="no progress bar")
+    pl.set_defaults(func=run_pull)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from ..artifacts import default_model_folder
+
+    names = list_models(args.pattern)
+    if not names:
+        raise ModelNotFoundError(f"no model matches '{args.pattern}'; try 'samedge models list'")
+    header = f"{'name':24} {'family':6} {'resize':17} {'checkpoint':>10}  {'licence':10} status"
+    print(header)
+    for name in names:
+        spec = get_spec(name)
+        status = []
+        if checkpoint_path(spec).exists():
+            status.append("checkpoint")
+        if (default_model_folder(name) / "samedge.json").exists():
+            status.append("exported")
+        size = f"{spec.checkpoint.size_bytes / 2**20:.0f} MiB"
+        print(
+            f"{name:24} {spec.family:6} {spec.resize:17} {size:>10}  {spec.licence:10} "
+            f"{', '.join(status) or '-'}"
+        )
+    return 0
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    spec = get_spec(args.name)
+    path = pull(spec, url=args.url, progress=not args.quiet)
+    print(f"{spec.name}: {path} (sha256 verified)")
+    return 0

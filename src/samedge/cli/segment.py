@@ -1,0 +1,173 @@
+"""``samedge segment IMAGE --model NAME --point X,Y[,LABEL] --box X0,Y0,X1,Y1 --out mask.png``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PromptError, SamedgeError
+from ..maskutils import mask_area, mask_to_box, rle_encode
+
+
+def _floats(text: str, count: tuple[int, ...], what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in count:
+        raise argparse.ArgumentTypeError(f"invalid {what} '{text}'")
+    return values
+
+
+def _point(text: str) -> list[float]:
+    values = _floats(text, (2, 3), "point (use X,Y or X,Y,LABEL)")
+    if len(values) == 3 and values[2] not in (0.0, 1.0):
+        raise argparse.ArgumentTypeError(f"point label must be 1 or 0 in '{text}'")
+    return values if len(values) == 3 else [*values, 1.0]
+
+
+def _box(text: str) -> list[float]:
+    return _floats(text, (4,), "box (use X0,Y0,X1,Y1)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "segment",
+        help="segment an object in an image from points and/or a box",
+        description="Encode IMAGE once and predict the mask of the object the prompts point "
+        "at. Writes the best mask as a PNG (255 = object), optionally an overlay and JSON.",
+    )
+    parser.add_argument("image", type=Path, help="image file")
+    parser.add_argument("--model", required=True, help="registered name or exported folder")
+    parser.add_argument(
+        "--point",
+        type=_point,
+        action="append",
+        default=[],
+        metavar="X,Y[,LABEL]",
+        help="a point in pixels; LABEL 1 = object (default), 0 = background; repeatable",
+    )
+    parser.add_argument(
+        "--box",
+        type=_box,
+        action="append",
+        default=[],
+        metavar="X0,Y0,X1,Y1",
+        help="a box in pixels; several boxes segment several objects (one mask each)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="mask PNG to write")
+    parser.add_argument("--overlay", type=Path, help="also write the image with the mask drawn")
+    parser.add_argument("--json", type=Path, help="also write scores, boxes, areas and COCO RLE")
+    parser.add_argument(
+        "--multimask",
+        action="store_true",
+        help="write all three candidate masks (OUT_0.png, OUT_1.png, OUT_2.png)",
+    )
+    parser.add_argument("--provider", help="execution providers, e.g. cuda,cpu (default cpu)")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    parser.set_defaults(func=run)
+
+
+def _numbered(path: Path, index: int) -> Path:
+    return path.with_name(f"{path.stem}_{index}{path.suffix}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..artifacts import resolve_model
+    from ..imageio import load_image
+    from ..outputs import OutputSet
+    from ..runtime.predictor import Predictor
+    from ..runtime.preprocess import resized_size
+    from ..runtime.prompts import normalize_prompts
+    from ..visualize import overlay
+
+    if not args.point and not args.box:
+        raise PromptError("no prompt: give at least one --point X,Y or --box X0,Y0,X1,Y1")
+    if args.point and len(args.box) > 1:
+        raise PromptError("points can be combined with one box only (one object)")
+    if args.out.suffix.lower() != ".png":
+        raise SamedgeError(f"--out must be a .png file, got {args.out}")
+    artifact = resolve_model(args.model)
+    image = load_image(args.image)
+    height, width = image.shape[:2]
+    points = np.array([p[:2] for p in args.point]) if args.point else None
+    labels = np.array([p[2] for p in args.point]) if args.point else None
+    boxes = np.array(args.box) if args.box else None
+    # Validate the prompts against the image before spending seconds on the encoder.
+    normalize_prompts(
+        artifact.spec,
+        (height, width),
+        resized_size(height, width, artifact.spec),
+        points=points,
+        labels=labels,
+        boxes=boxes,
+    )
+    if points is not None and boxes is not None:
+        points, labels = points[None], labels[None]
+    predictor = Predictor(artifact, providers=args.provider, threads=args.threads)
+    start = time.perf_counter()
+    embedding = predictor.encode(image)
+    encoded = time.perf_counter()
+    result = predictor.predict(
+        embedding, points=points, labels=labels, boxes=boxes, multimask_output=True
+    )
+    decoded = time.perf_counter()
+
+    selected: list[tuple[int, int]] = []  # (prompt set, mask index)
+    for b in range(result.scores.shape[0]):
+        if args.multimask:
+            selected.extend((b, k) for k in range(result.scores.shape[1]))
+        else:
+            selected.append((b, int(np.argmax(result.scores[b]))))
+    paths = (
+        [args.out] if len(selected) == 1 else [_numbered(args.out, i) for i in range(len(selected))]
+    )
+    records = []
+    with OutputSet() as out:
+        for path, (b, k) in zip(paths, selected, strict=True):
+            mask = result.masks[b, k]
+            out.add_png(path, mask)
+            records.append(
+                {
+                    "file": str(path),
+                    "prompt_set": b,
+                    "mask_index": k,
+                    "score": round(float(result.scores[b, k]), 6),
+                    "area": mask_area(mask),
+                    "bbox": list(mask_to_box(mask)),
+                    "segmentation": rle_encode(mask),
+                }
+            )
+        if args.overlay:
+            masks = [result.masks[b, k] for b, k in selected]
+            out.add_png(
+                args.overlay, overlay(image, masks, points=points, labels=labels, boxes=boxes)
+            )
+        if args.json:
+            out.add_json(
+                args.json,
+                {
+                    "model": predictor.spec.name,
+                    "weights": artifact.manifest.weights.get("source"),
+                    "image": {"path": str(args.image), "width": width, "height": height},
+                    "prompts": {
+                        "points": []
+                        if points is None
+                        else np.asarray(points).reshape(-1, 2).tolist(),
+                        "labels": [] if labels is None else np.asarray(labels).reshape(-1).tolist(),
+                        "boxes": [] if boxes is None else boxes.tolist(),
+                    },
+                    "provider": predictor.providers,
+                    "timings_ms": {
+                        "encode": round(1000 * (encoded - start), 1),
+                        "decode": round(1000 * (decoded - encoded), 1),
+                    },
+                    "masks": records,
+                },
+            )
+    for record in records:
+        print(f"{record['file']}: score {record['score']:.3f}, area {record['area']} px")
+    return 0

@@ -1,0 +1,283 @@
+"""Export a model to ``encoder.onnx`` + ``decoder.onnx`` + ``samedge.json``, behind a parity gate.
+
+Nothing is written to the output folder until both graphs have been run in ONNX Runtime on
+fixed inputs and matched the PyTorch model within tolerance. Work happens in a temporary
+folder inside the output folder, which is removed whatever happens.
+
+Exporter choice: the TorchScript-based exporter (``dynamo=False``). With torch 2.13 the
+default dynamo exporter fails on these decoders once the point count is dynamic, while the
+TorchScript exporter traces them with a dynamic batch and point count and matches torch to
+about 1e-6. Both graphs use opset 17.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import ExportError
+from ..manifest import MANIFEST_NAME, FileEntry, Manifest, sha256_file
+from ..runtime.session import create_session
+from ..specs import HAS_MASK_INPUT, MASK_INPUT, POINT_COORDS, POINT_LABELS, ModelSpec
+from .build import build_model
+from .wrappers import ImageEncoder, PromptDecoder
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+#: Parity tolerances: max |onnx - torch| / max(1, max |torch|) per output.
+ENCODER_TOL = 1e-3
+DECODER_TOL = 1e-4
+#: Protobuf cannot hold more than 2 GiB; larger graphs keep weights in ``<name>.data``.
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    manifest: Manifest
+    parity: dict[str, Any] = field(default_factory=dict)
+
+
+def _fixed_image(spec: ModelSpec, seed: int = 1234) -> torch.Tensor:
+    """A deterministic, image-like encoder input: smooth gradients plus texture, normalised."""
+    rng = np.random.default_rng(seed)
+    side = spec.image_size
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
+    rgb = np.stack([xx, yy, 0.5 * (xx + yy)]) + 0.15 * rng.standard_normal((3, side, side))
+    mean = np.asarray(spec.pixel_mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(spec.pixel_std, dtype=np.float32)[:, None, None]
+    return torch.from_numpy(((np.clip(rgb, 0, 1) - mean) / std).astype(np.float32)[None])
+
+
+def _fixed_prompts(spec: ModelSpec, batch: int, points: int, seed: int) -> list[torch.Tensor]:
+    """Prompt sets mixing positive/negative points, box corners and padding."""
+    rng = np.random.default_rng(seed)
+    coords = rng.uniform(0, spec.image_size, size=(batch, points, 2)).astype(np.float32)
+    labels = rng.choice(np.array([0, 1, 2, 3, -1], np.float32), size=(batch, points))
+    labels[:, 0] = 1
+    mask_input = rng.standard_normal((batch, 1, 256, 256)).astype(np.float32) * 4
+    has_mask = (np.arange(batch) % 2).astype(np.float32)
+    return [torch.from_numpy(a) for a in (coords, labels, mask_input, has_mask)]
+
+
+def _rel_err(onnx_out: np.ndarray, torch_out: np.ndarray) -> float:
+    scale = max(1.0, float(np.max(np.abs(torch_out))))
+    return float(np.max(np.abs(onnx_out.astype(np.float64) - torch_out))) / scale
+
+
+def _export_graph(
+    module: torch.nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]] | None,
+) -> list[Path]:
+    """Trace ``module`` to ``path``; returns the files written (graph [+ external data])."""
+    staging = path.parent / f".{path.stem}-staging"
+    staging.mkdir()
+    staged = staging / path.name
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            args,
+            str(staged),
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    files = [path]
+    extra = [p for p in staging.iterdir() if p != staged]
+    if extra or staged.stat().st_size > EXTERNAL_DATA_THRESHOLD:
+        import onnx
+
+        proto = onnx.load(str(staged))
+        data_name = path.name + ".data"
+        onnx.save_model(
+            proto,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data_name,
+            size_threshold=1024,
+        )
+        files.append(path.parent / data_name)
+    else:
+        os.replace(staged, path)
+    shutil.rmtree(staging)
+    import onnx
+
+    onnx.checker.check_model(str(path))
+    return files
+
+
+def _versions(spec: ModelSpec) -> dict[str, str]:
+    packages = [
+        "torch",
+        "onnx",
+        "onnxruntime",
+        "segment-anything" if spec.family == "sam" else "sam2",
+    ]
+    out = {"samedge": __version__, "python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def export_model(
+    spec: ModelSpec,
+    out_dir: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
+    threads: int | None = None,
+) -> ExportResult:
+    """Export ``spec``'s model to ``out_dir`` after checking ONNX Runtime against torch.
+
+    Args:
+        spec: the model to export.
+        out_dir: output folder (created if needed). Only ``encoder.onnx``,
+            ``decoder.onnx`` (with ``.data`` files for graphs over 2 GB) and ``samedge.json``
+            are written there.
+        checkpoint: official checkpoint file; or
+        seed: build the official architecture with seeded random weights instead.
+        threads: threads for the parity runs.
+
+    Raises:
+        ExportError: the model cannot be built or exported, or fails the parity gate; the
+            output folder then holds nothing new.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    torch.set_num_threads(threads or torch.get_num_threads())
+    model = build_model(spec, checkpoint=checkpoint, seed=seed)
+    work = Path(tempfile.mkdtemp(prefix=".samedge-export-", dir=out))
+    try:
+        result = _export_into(spec, model, work, threads)
+        weights: dict[str, Any]
+        if checkpoint is not None:
+            weights = {
+                "source": "checkpoint",
+                "file": Path(checkpoint).name,
+                "sha256": sha256_file(Path(checkpoint)),
+            }
+        else:
+            weights = {"source": "random-init", "seed": seed}
+        files = {
+            role: [FileEntry(p.name, sha256_file(p), p.stat().st_size) for p in paths]
+            for role, paths in result["files"].items()
+        }
+        manifest = Manifest(
+            model=spec.name,
+            family=spec.family,
+            opset=OPSET,
+            precision={"encoder": "fp32", "decoder": "fp32"},
+            weights=weights,
+            files=files,
+            parity=result["parity"],
+            exporter=_versions(spec),
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        (work / MANIFEST_NAME).write_text(manifest.to_json())
+        for paths in result["files"].values():
+            for p in paths:
+                os.replace(p, out / p.name)
+        os.replace(work / MANIFEST_NAME, out / MANIFEST_NAME)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log.info("exported %s to %s in %.1f s", spec.name, out, time.perf_counter() - started)
+    return ExportResult(out_dir=out, manifest=manifest, parity=manifest.parity)
+
+
+def _export_into(
+    spec: ModelSpec, model: torch.nn.Module, work: Path, threads: int | None
+) -> dict[str, Any]:
+    encoder = ImageEncoder(model, spec).eval()
+    decoder = PromptDecoder(model, spec).eval()
+    image = _fixed_image(spec)
+    with torch.no_grad():
+        features = [t.contiguous() for t in encoder(image)]
+    enc_path = work / "encoder.onnx"
+    enc_files = _export_graph(
+        encoder, (image,), enc_path, list(spec.encoder_inputs), list(spec.encoder_outputs), None
+    )
+    dec_path = work / "decoder.onnx"
+    batch_axes = {0: "batch"}
+    dynamic_axes = {
+        POINT_COORDS: {0: "batch", 1: "num_points"},
+        POINT_LABELS: {0: "batch", 1: "num_points"},
+        MASK_INPUT: batch_axes,
+        HAS_MASK_INPUT: batch_axes,
+        **{name: batch_axes for name in spec.decoder_outputs},
+    }
+    dec_files = _export_graph(
+        decoder,
+        (*features, *_fixed_prompts(spec, 2, 4, seed=7)),
+        dec_path,
+        list(spec.decoder_inputs),
+        list(spec.decoder_outputs),
+        dynamic_axes,
+    )
+    parity = _parity(spec, encoder, decoder, image, features, enc_path, dec_path, threads)
+    return {"files": {"encoder": enc_files, "decoder": dec_files}, "parity": parity}
+
+
+def _parity(
+    spec: ModelSpec,
+    encoder: torch.nn.Module,
+    decoder: torch.nn.Module,
+    image: torch.Tensor,
+    features: list[torch.Tensor],
+    enc_path: Path,
+    dec_path: Path,
+    threads: int | None,
+) -> dict[str, Any]:
+    report: dict[str, Any] = {"encoder_tolerance": ENCODER_TOL, "decoder_tolerance": DECODER_TOL}
+    enc = create_session(enc_path, threads=threads)
+    onnx_feats = enc.run(list(spec.encoder_outputs), {spec.encoder_inputs[0]: image.numpy()})
+    enc_err = max(_rel_err(o, t.numpy()) for o, t in zip(onnx_feats, features, strict=True))
+    report["encoder_max_rel_error"] = enc_err
+    dec = create_session(dec_path, threads=threads)
+    dec_errs = []
+    # Several batch sizes and point counts: the graph's dynamic axes must really be dynamic.
+    for batch, points, seed in ((1, 1, 11), (3, 5, 12), (2, 2, 13)):
+        prompts = _fixed_prompts(spec, batch, points, seed)
+        with torch.no_grad():
+            expected = [t.numpy() for t in decoder(*features, *prompts)]
+        feeds = dict(
+            zip(
+                spec.decoder_inputs,
+                [f.numpy() for f in features] + [p.numpy() for p in prompts],
+                strict=True,
+            )
+        )
+        got = dec.run(list(spec.decoder_outputs), feeds)
+        dec_errs.append(max(_rel_err(o, t) for o, t in zip(got, expected, strict=True)))
+    report["decoder_max_rel_error"] = max(dec_errs)
+    report["passed"] = enc_err <= ENCODER_TOL and max(dec_errs) <= DECODER_TOL
+    if not report["passed"]:
+        raise ExportError(
+            f"{spec.name}: ONNX output differs from torch beyond tolerance (encoder "
+            f"{enc_err:.2e} vs {ENCODER_TOL:.0e}, decoder {max(dec_errs):.2e} vs "
+            f"{DECODER_TOL:.0e}); nothing was written"
+        )
+    return report

@@ -1,0 +1,175 @@
+"""The local cache and checkpoint downloads.
+
+Layout of ``$SAMEDGE_HOME`` (default ``~/.cache/samedge``)::
+
+    checkpoints/<official file name>   downloaded official checkpoints
+    models/<model name>/                exported ONNX models (``samedge export`` default)
+
+Downloads stream into ``<file>.part``; an interrupted download resumes from there with an
+HTTP Range request, and the file only takes its final name once its sha256 matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .errors import ChecksumError, DownloadError
+from .specs import ModelSpec
+
+CHUNK = 1 << 20
+
+
+def samedge_home() -> Path:
+    """The cache root: ``$SAMEDGE_HOME`` or ``~/.cache/samedge``."""
+    env = os.environ.get("SAMEDGE_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "samedge"
+
+
+def checkpoints_dir() -> Path:
+    return samedge_home() / "checkpoints"
+
+
+def models_dir() -> Path:
+    return samedge_home() / "models"
+
+
+def checkpoint_path(spec: ModelSpec) -> Path:
+    """Where ``samedge models pull`` stores ``spec``'s checkpoint."""
+    return checkpoints_dir() / spec.checkpoint.filename
+
+
+def _hash_prefix(path: Path) -> hashlib._Hash:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK):
+            digest.update(block)
+    return digest
+
+
+def _offline_hint(url: str, dest: Path) -> str:
+    return (
+        f"if this machine is offline, download {url} elsewhere and pass it with "
+        f"--checkpoint PATH (or copy it to {dest})"
+    )
+
+
+def download(
+    url: str,
+    dest: Path,
+    sha256: str,
+    size: int | None = None,
+    progress: bool = True,
+    timeout: float = 30.0,
+) -> Path:
+    """Download ``url`` to ``dest``, resuming ``dest.part`` and verifying ``sha256``.
+
+    Returns:
+        ``dest``, complete and verified.
+
+    Raises:
+        DownloadError: network or HTTP failure; a partial file is kept for resuming.
+        ChecksumError: the downloaded bytes do not match ``sha256``; the partial file is
+            removed.
+    """
+    from tqdm import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "samedge"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # nothing left to fetch: the .part is complete
+            response = None
+        else:
+            raise DownloadError(
+                f"cannot download {url}: HTTP {exc.code} {exc.reason}; {_offline_hint(url, dest)}"
+            ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(
+            f"cannot download {url}: {reason}; {_offline_hint(url, dest)}"
+        ) from None
+
+    if response is not None:
+        with response:
+            if offset and response.status != 206:  # server ignored the Range: start over
+                offset = 0
+            digest = _hash_prefix(part) if offset else hashlib.sha256()
+            length = response.headers.get("Content-Length")
+            total = offset + int(length) if length is not None else size
+            mode = "ab" if offset else "wb"
+            with (
+                open(part, mode) as fh,
+                tqdm(
+                    total=total,
+                    initial=offset,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=dest.name,
+                    disable=not progress,
+                ) as bar,
+            ):
+                try:
+                    while block := response.read(CHUNK):
+                        fh.write(block)
+                        digest.update(block)
+                        bar.update(len(block))
+                except (TimeoutError, OSError) as exc:
+                    raise DownloadError(
+                        f"download of {url} was interrupted ({exc}); run the same command "
+                        f"again to resume from {fh.tell()} bytes"
+                    ) from None
+            received = part.stat().st_size
+            if total is not None and received < total:
+                raise DownloadError(
+                    f"download of {url} was interrupted at {received} of {total} bytes; run "
+                    f"the same command again to resume"
+                )
+            actual = digest.hexdigest()
+    else:
+        actual = _hash_prefix(part).hexdigest()
+
+    if actual != sha256:
+        part.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"{dest.name}: sha256 {actual} does not match the expected {sha256}; the file was "
+            f"removed, run the command again to download it afresh"
+        )
+    os.replace(part, dest)
+    return dest
+
+
+def verify_file(path: Path, sha256: str) -> bool:
+    return _hash_prefix(path).hexdigest() == sha256
+
+
+def pull(spec: ModelSpec, url: str | None = None, progress: bool = True) -> Path:
+    """Make sure ``spec``'s official checkpoint is in the cache; returns its path.
+
+    An existing file with the wrong sha256 is removed and downloaded again.
+
+    Args:
+        url: download from this URL (a mirror) instead of the official one; the sha256 must
+            still match the official checkpoint.
+    """
+    dest = checkpoint_path(spec)
+    if dest.exists():
+        if verify_file(dest, spec.checkpoint.sha256):
+            return dest
+        dest.unlink()
+    return download(
+        url or spec.checkpoint.url,
+        dest,
+        spec.checkpoint.sha256,
+        spec.checkpoint.size_bytes,
+        progress=progress,
+    )

@@ -1,0 +1,132 @@
+"""The model registry: every model samedge knows, by name.
+
+CLI choices, web UI dropdowns, benchmarks and evaluation all read this list.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+
+from .errors import ModelNotFoundError
+from .specs import Checkpoint, ModelSpec
+
+_SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+
+
+def _sam(name: str, title: str, builder: str, url: str, sha: str, size: int) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        family="sam",
+        title=title,
+        checkpoint=Checkpoint(url=_SAM_URL + url, sha256=sha, size_bytes=size),
+        licence="Apache-2.0",
+        official_builder=builder,
+        resize="longest_side_pad",
+        pad_point="no_box",
+        box_first=False,
+    )
+
+
+def _sam2(name: str, title: str, config: str, sha: str, size: int) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        family="sam2",
+        title=title,
+        checkpoint=Checkpoint(url=f"{_SAM2_URL}{name}.pt", sha256=sha, size_bytes=size),
+        licence="Apache-2.0",
+        official_builder=config,
+        resize="stretch",
+        high_res_shapes=((32, 256, 256), (64, 128, 128)),
+        pad_point="always",
+        box_first=True,
+        low_res_clamp=32.0,
+        stability_delta=0.05,
+        stability_thresh=0.98,
+        has_object_score=True,
+    )
+
+
+_MODELS: tuple[ModelSpec, ...] = (
+    _sam(
+        "sam_vit_b",
+        "SAM ViT-B",
+        "vit_b",
+        "sam_vit_b_01ec64.pth",
+        "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+        375_042_383,
+    ),
+    _sam(
+        "sam_vit_l",
+        "SAM ViT-L",
+        "vit_l",
+        "sam_vit_l_0b3195.pth",
+        "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+        1_249_524_607,
+    ),
+    _sam(
+        "sam_vit_h",
+        "SAM ViT-H",
+        "vit_h",
+        "sam_vit_h_4b8939.pth",
+        "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+        2_564_550_879,
+    ),
+    _sam2(
+        "sam2.1_hiera_tiny",
+        "SAM 2.1 Hiera-T",
+        "configs/sam2.1/sam2.1_hiera_t.yaml",
+        "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
+        156_008_466,
+    ),
+    _sam2(
+        "sam2.1_hiera_small",
+        "SAM 2.1 Hiera-S",
+        "configs/sam2.1/sam2.1_hiera_s.yaml",
+        "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
+        184_416_285,
+    ),
+    _sam2(
+        "sam2.1_hiera_base_plus",
+        "SAM 2.1 Hiera-B+",
+        "configs/sam2.1/sam2.1_hiera_b+.yaml",
+        "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
+        323_606_802,
+    ),
+    _sam2(
+        "sam2.1_hiera_large",
+        "SAM 2.1 Hiera-L",
+        "configs/sam2.1/sam2.1_hiera_l.yaml",
+        "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
+        898_083_611,
+    ),
+)
+
+_BY_NAME: dict[str, ModelSpec] = {spec.name: spec for spec in _MODELS}
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of registered models matching a shell-style ``pattern`` (e.g. ``"sam2*"``)."""
+    return [name for name in _BY_NAME if fnmatch.fnmatchcase(name, pattern)]
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` registered under ``name``.
+
+    Raises:
+        ModelNotFoundError: unknown name; the message suggests the closest names.
+    """
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ModelNotFoundError(unknown_model_message(name)) from None
+
+
+def unknown_model_message(name: str) -> str:
+    close = difflib.get_close_matches(name, list(_BY_NAME), n=3, cutoff=0.4)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return (
+        f"unknown model '{name}': {hint}"
+        f"run 'samedge models list' to see all names, or pass an exported model folder"
+    )

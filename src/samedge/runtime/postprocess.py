@@ -1,0 +1,96 @@
+"""Turning the decoder's low-resolution logits into masks, in NumPy and OpenCV.
+
+The decoder graphs stop at ``256 x 256`` logits (static shapes for every provider); the host
+upscales only what is needed. Upscaling reproduces the official predictors:
+
+* SAM: bilinear to ``1024 x 1024``, crop the padding away, bilinear to the original size
+  (``Sam.postprocess_masks``);
+* SAM 2: bilinear straight to the original size (``SAM2Transforms.postprocess_masks``).
+
+Bilinear means ``align_corners=False`` without antialiasing, which is what
+``cv2.INTER_LINEAR`` computes.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..specs import ModelSpec
+
+
+def _resize(logits: np.ndarray, height: int, width: int) -> np.ndarray:
+    if logits.shape == (height, width):
+        return logits
+    return cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def upscale_logits(
+    low_res: np.ndarray,
+    spec: ModelSpec,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
+) -> np.ndarray:
+    """Mask logits at the original resolution.
+
+    Args:
+        low_res: float32 ``(..., 256, 256)`` logits.
+        spec: the model's specification (its ``resize`` rule decides the path).
+        input_size: ``(h, w)`` of the resized image inside the encoder input.
+        original_size: ``(H, W)`` of the original image.
+
+    Returns:
+        float32 ``(..., H, W)``.
+    """
+    lead = low_res.shape[:-2]
+    flat = np.ascontiguousarray(low_res, dtype=np.float32).reshape(-1, *low_res.shape[-2:])
+    height, width = original_size
+    out = np.empty((flat.shape[0], height, width), dtype=np.float32)
+    side = spec.image_size
+    for i, logits in enumerate(flat):
+        if spec.resize == "longest_side_pad":
+            full = _resize(logits, side, side)[: input_size[0], : input_size[1]]
+            out[i] = _resize(np.ascontiguousarray(full), height, width)
+        else:
+            out[i] = _resize(logits, height, width)
+    return out.reshape(*lead, height, width)
+
+
+def stability_score(logits: np.ndarray, threshold: float, offset: float) -> np.ndarray:
+    """IoU between the masks thresholded at ``threshold + offset`` and ``threshold - offset``.
+
+    Computed over the last two axes, as the official ``calculate_stability_score``; an empty
+    union scores 1.
+    """
+    flat = logits.reshape(*logits.shape[:-2], -1)
+    inter = np.count_nonzero(flat > threshold + offset, axis=-1)
+    union = np.count_nonzero(flat > threshold - offset, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / np.maximum(union, 1), 1.0).astype(np.float32)
+
+
+def select_masks(
+    low_res: np.ndarray, iou: np.ndarray, spec: ModelSpec, multimask_output: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pick the decoder outputs the official predictor would return.
+
+    Args:
+        low_res: ``(B, T, 256, 256)`` logits of all ``T`` mask tokens (token 0 is the
+            single-mask output, tokens 1..3 the multimask outputs).
+        iou: ``(B, T)`` predicted IoU.
+        multimask_output: return the three multimask outputs, else one mask.
+
+    Returns:
+        ``(B, K, 256, 256)`` logits and ``(B, K)`` scores, ``K`` = 3 or 1.
+    """
+    if multimask_output:
+        return low_res[:, 1:], iou[:, 1:]
+    single, single_iou = low_res[:, :1], iou[:, :1]
+    if spec.stability_delta is None or spec.stability_thresh is None:
+        return single, single_iou
+    # SAM 2: fall back to the best multimask output when the single mask is unstable.
+    stable = stability_score(single[:, 0], 0.0, spec.stability_delta) >= spec.stability_thresh
+    best = np.argmax(iou[:, 1:], axis=1) + 1
+    rows = np.arange(low_res.shape[0])
+    pick = np.where(stable, 0, best)
+    return low_res[rows, pick][:, None], iou[rows, pick][:, None]

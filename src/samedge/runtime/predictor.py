@@ -1,0 +1,242 @@
+"""The torch-free predictor: encode an image once, then decode each prompt in milliseconds."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from ..artifacts import ModelArtifact, resolve_model
+from ..errors import ArtifactError
+from ..imageio import ImageLike, load_image
+from ..specs import LOW_RES_SIZE, ModelSpec
+from .postprocess import select_masks, upscale_logits
+from .preprocess import preprocess
+from .prompts import DecoderPrompts, normalize_prompts
+from .session import create_session, session_io
+from .types import ImageEmbedding, MaskPrediction
+
+log = logging.getLogger(__name__)
+
+
+class Predictor:
+    """Two ONNX Runtime sessions (image encoder, prompt decoder) for one exported model.
+
+    Use :meth:`from_pretrained` to create one. The predictor holds no per-image state:
+    :meth:`encode` returns an immutable :class:`ImageEmbedding` that :meth:`predict` takes,
+    so one predictor serves many images and threads of control.
+    """
+
+    def __init__(
+        self,
+        artifact: ModelArtifact,
+        providers: str | Sequence[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.artifact = artifact
+        self.spec: ModelSpec = artifact.spec
+        self._encoder = create_session(artifact.encoder_path, providers, threads)
+        self._decoder = create_session(artifact.decoder_path, providers, threads)
+        for name, session, inputs, outputs in (
+            ("encoder", self._encoder, self.spec.encoder_inputs, self.spec.encoder_outputs),
+            ("decoder", self._decoder, self.spec.decoder_inputs, self.spec.decoder_outputs),
+        ):
+            got_in, got_out = session_io(session)
+            if set(got_in) != set(inputs) or not set(outputs) <= set(got_out):
+                raise ArtifactError(
+                    f"{artifact.folder}: {name} graph has inputs {got_in} and outputs "
+                    f"{got_out}, not those of {self.spec.name}; re-export the model"
+                )
+        if artifact.random_weights:
+            log.warning(
+                "%s was exported with random weights (seed %s): masks are meaningless",
+                self.spec.name,
+                artifact.manifest.weights.get("seed"),
+            )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_dir: str | os.PathLike[str],
+        providers: str | Sequence[str] | None = None,
+        threads: int | None = None,
+        verify: bool = True,
+    ) -> Predictor:
+        """Load an exported model by registry name (from the cache) or folder path.
+
+        Args:
+            name_or_dir: e.g. ``"sam2.1_hiera_tiny"`` or ``"models/sam_vit_b"``.
+            providers: execution providers in order of preference, e.g. ``["cuda", "cpu"]``;
+                CPU is always the fallback.
+            threads: intra-op threads per session (default: all usable cores).
+            verify: check every file's sha256 against the manifest.
+        """
+        return cls(resolve_model(name_or_dir, verify=verify), providers, threads)
+
+    @property
+    def providers(self) -> dict[str, str]:
+        """The execution provider that actually runs each graph."""
+        return {
+            "encoder": self._encoder.get_providers()[0],
+            "decoder": self._decoder.get_providers()[0],
+        }
+
+    def encode(self, image: ImageLike, color: Literal["RGB", "BGR"] = "RGB") -> ImageEmbedding:
+        """Run the image encoder once.
+
+        Args:
+            image: path, PIL image or ``H x W x 3`` uint8 array (see
+                :func:`samedge.imageio.load_image`).
+            color: channel order of an array input.
+        """
+        rgb = load_image(image, color=color)
+        tensor, input_size = preprocess(rgb, self.spec)
+        return self.encode_preprocessed(tensor, input_size, rgb.shape[:2])
+
+    def encode_preprocessed(
+        self, tensor: np.ndarray, input_size: tuple[int, int], original_size: tuple[int, int]
+    ) -> ImageEmbedding:
+        """Run the encoder on the output of :func:`samedge.runtime.preprocess.preprocess`."""
+        outputs = self._encoder.run(
+            list(self.spec.encoder_outputs), {self.spec.encoder_inputs[0]: tensor}
+        )
+        return ImageEmbedding(
+            model=self.spec.name,
+            image_embeddings=outputs[0],
+            high_res_features=tuple(outputs[1:]),
+            original_size=(int(original_size[0]), int(original_size[1])),
+            input_size=input_size,
+        )
+
+    def decode(
+        self, embedding: ImageEmbedding, prompts: DecoderPrompts
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """One decoder call on prepared prompts, before any mask selection or upscaling.
+
+        Returns:
+            ``low_res`` float32 ``(B, 4, 256, 256)`` logits of all mask tokens, ``iou``
+            float32 ``(B, 4)``, and SAM 2's ``object_score_logits`` ``(B,)`` (else ``None``).
+        """
+        if embedding.model != self.spec.name:
+            raise ValueError(
+                f"this embedding was computed by {embedding.model}, not {self.spec.name}"
+            )
+        feeds: dict[str, Any] = dict(
+            zip(
+                self.spec.decoder_inputs,
+                (
+                    embedding.image_embeddings,
+                    *embedding.high_res_features,
+                    prompts.point_coords,
+                    prompts.point_labels,
+                    prompts.mask_input,
+                    prompts.has_mask_input,
+                ),
+                strict=True,
+            )
+        )
+        outputs = self._decoder.run(list(self.spec.decoder_outputs), feeds)
+        obj = outputs[2][:, 0] if self.spec.has_object_score else None
+        return outputs[0], outputs[1], obj
+
+    def predict(
+        self,
+        embedding: ImageEmbedding,
+        points: Any = None,
+        labels: Any = None,
+        box: Any = None,
+        boxes: Any = None,
+        mask_input: Any = None,
+        multimask_output: bool = True,
+    ) -> MaskPrediction:
+        """Masks for one or more prompt sets on an encoded image.
+
+        Args:
+            embedding: from :meth:`encode`.
+            points: ``(N, 2)`` XY pixels for one prompt set, or ``(B, N, 2)`` for ``B``.
+            labels: ``(N,)`` or ``(B, N)``; 1 foreground, 0 background.
+            box: one XYXY box ``(4,)``.
+            boxes: ``(B, 4)`` XYXY boxes, one prompt set (and one object) per box.
+            mask_input: low-res logits of a previous prediction to refine, e.g.
+                ``previous.low_res_logits[0, [best]]``.
+            multimask_output: three candidate masks per set (best for a single click),
+                or one.
+
+        Returns:
+            :class:`MaskPrediction` with ``K = 3`` or ``1`` masks per set, at the original
+            resolution.
+        """
+        prompts = normalize_prompts(
+            self.spec,
+            embedding.original_size,
+            embedding.input_size,
+            points=points,
+            labels=labels,
+            box=box,
+            boxes=boxes,
+            mask_input=mask_input,
+        )
+        low_res, iou, obj = self.decode(embedding, prompts)
+        logits, scores = select_masks(low_res, iou, self.spec, multimask_output)
+        full = upscale_logits(logits, self.spec, embedding.input_size, embedding.original_size)
+        if self.spec.low_res_clamp is not None:
+            logits = np.clip(logits, -self.spec.low_res_clamp, self.spec.low_res_clamp)
+        return MaskPrediction(
+            masks=full > self.spec.mask_threshold,
+            scores=np.ascontiguousarray(scores, dtype=np.float32),
+            low_res_logits=np.ascontiguousarray(logits, dtype=np.float32),
+            object_score_logits=obj,
+        )
+
+
+class ImagePredictor:
+    """The official ``SamPredictor`` interface on top of :class:`Predictor`.
+
+    ``set_image`` encodes once; ``predict`` returns ``(masks, scores, low_res_logits)`` as
+    NumPy arrays shaped like the official predictors' (``K x H x W``, ``K``,
+    ``K x 256 x 256`` for one prompt set).
+    """
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.embedding: ImageEmbedding | None = None
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike[str], **kwargs: Any) -> ImagePredictor:
+        return cls(Predictor.from_pretrained(name_or_dir, **kwargs))
+
+    def set_image(self, image: ImageLike, image_format: Literal["RGB", "BGR"] = "RGB") -> None:
+        self.embedding = self.predictor.encode(image, color=image_format)
+
+    def reset_image(self) -> None:
+        self.embedding = None
+
+    def predict(
+        self,
+        point_coords: Any = None,
+        point_labels: Any = None,
+        box: Any = None,
+        mask_input: Any = None,
+        multimask_output: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.embedding is None:
+            raise RuntimeError("call set_image(...) before predict(...)")
+        box_arr = None if box is None else np.asarray(box, dtype=np.float64)
+        many = box_arr is not None and box_arr.ndim == 2 and len(box_arr) > 1
+        result = self.predictor.predict(
+            self.embedding,
+            points=point_coords,
+            labels=point_labels,
+            boxes=box_arr.reshape(-1, 4) if box_arr is not None else None,
+            mask_input=mask_input,
+            multimask_output=multimask_output,
+        )
+        if many or (point_coords is not None and np.ndim(point_coords) == 3):
+            return result.masks, result.scores, result.low_res_logits
+        return result.masks[0], result.scores[0], result.low_res_logits[0]
+
+
+__all__ = ["LOW_RES_SIZE", "ImagePredictor", "Predictor"]

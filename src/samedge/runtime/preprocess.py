@@ -1,0 +1,69 @@
+"""The one preprocessing function every entry point uses.
+
+It reproduces the official predictors exactly:
+
+* SAM (``resize="longest_side_pad"``): the uint8 image is resized with Pillow's bilinear
+  filter so its longest side is 1024 (``ResizeLongestSide.apply_image``), normalised with
+  the ImageNet mean/std in 0..255 units, and zero-padded at the bottom and right
+  (``Sam.preprocess``).
+* SAM 2 (``resize="stretch"``): the image is converted to float in [0, 1], resized to
+  1024 x 1024 with antialiased bilinear filtering (torchvision ``Resize`` on tensors), and
+  normalised (``SAM2Transforms``). Pillow's float ("F" mode) bilinear filter is the same
+  algorithm torchvision ported, so no torch is needed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from ..specs import ModelSpec
+
+
+def resized_size(height: int, width: int, spec: ModelSpec) -> tuple[int, int]:
+    """``(h, w)`` of the image inside the encoder's square input."""
+    side = spec.image_size
+    if spec.resize == "stretch":
+        return side, side
+    scale = side * 1.0 / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def preprocess(image: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, tuple[int, int]]:
+    """Encoder input for ``image``.
+
+    Args:
+        image: ``H x W x 3`` uint8 RGB (see :func:`samedge.imageio.load_image`).
+        spec: the model's specification.
+
+    Returns:
+        ``(tensor, (h, w))``: float32 ``(1, 3, S, S)`` with ``S = spec.image_size``, and the
+        size of the resized image inside it.
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected H x W x 3 uint8 RGB, got {image.dtype} {image.shape}")
+    height, width = image.shape[:2]
+    new_h, new_w = resized_size(height, width, spec)
+    side = spec.image_size
+    mean = np.asarray(spec.pixel_mean, dtype=np.float32)
+    std = np.asarray(spec.pixel_std, dtype=np.float32)
+    # SAM's constants are defined in 0..255 units; scale in float64 so they round like SAM's.
+    mean255 = (np.asarray(spec.pixel_mean) * 255).astype(np.float32)[:, None, None]
+    std255 = (np.asarray(spec.pixel_std) * 255).astype(np.float32)[:, None, None]
+    out = np.zeros((1, 3, side, side), dtype=np.float32)
+    if spec.resize == "longest_side_pad":
+        if (new_h, new_w) != (height, width):
+            resized = np.asarray(
+                Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR)
+            )
+        else:
+            resized = image
+        chw = resized.transpose(2, 0, 1).astype(np.float32)
+        out[0, :, :new_h, :new_w] = (chw - mean255) / std255
+    else:
+        for c in range(3):
+            channel = Image.fromarray(image[:, :, c].astype(np.float32) / np.float32(255.0))
+            if (new_h, new_w) != (height, width):
+                channel = channel.resize((new_w, new_h), Image.Resampling.BILINEAR)
+            out[0, c] = (np.asarray(channel, dtype=np.float32) - mean[c]) / std[c]
+    return out, (new_h, new_w)

@@ -1,0 +1,158 @@
+"""Validating user prompts and turning them into the decoder's point sequences.
+
+Boxes become two corner points labelled 2 and 3. The sequence order and the extra padding
+point follow the official predictor of each family (``ModelSpec.box_first`` and
+``ModelSpec.pad_point``), and coordinates are mapped from the original image to the
+encoder's input frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import PromptError
+from ..specs import LOW_RES_SIZE, ModelSpec
+
+
+@dataclass(frozen=True)
+class DecoderPrompts:
+    """Decoder-ready prompt arrays for ``B`` prompt sets of ``N`` points each."""
+
+    point_coords: np.ndarray  # float32 (B, N, 2), encoder input frame
+    point_labels: np.ndarray  # float32 (B, N)
+    mask_input: np.ndarray  # float32 (B, 1, 256, 256)
+    has_mask_input: np.ndarray  # float32 (B,)
+
+    @property
+    def batch(self) -> int:
+        return int(self.point_coords.shape[0])
+
+
+def _as_array(value: object, name: str, dtype: type = np.float64) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError):
+        raise PromptError(f"{name} must be numeric, got {value!r}") from None
+
+
+def _check_inside(xy: np.ndarray, size: tuple[int, int], what: str) -> None:
+    height, width = size
+    if not np.all(np.isfinite(xy)):
+        raise PromptError(f"{what} has non-finite coordinates")
+    bad = (xy[..., 0] < 0) | (xy[..., 0] > width) | (xy[..., 1] < 0) | (xy[..., 1] > height)
+    if np.any(bad):
+        x, y = xy[bad][0]
+        raise PromptError(
+            f"{what} ({x:g}, {y:g}) lies outside the {width}x{height} image; "
+            f"coordinates are pixels with x in [0, {width}] and y in [0, {height}]"
+        )
+
+
+def normalize_prompts(
+    spec: ModelSpec,
+    original_size: tuple[int, int],
+    input_size: tuple[int, int],
+    points: object = None,
+    labels: object = None,
+    box: object = None,
+    boxes: object = None,
+    mask_input: object = None,
+) -> DecoderPrompts:
+    """Validate prompts in original-image pixels and build the decoder inputs.
+
+    Args:
+        points: ``(N, 2)`` for one prompt set or ``(B, N, 2)`` for ``B`` sets, XY pixels.
+        labels: ``(N,)`` or ``(B, N)``: 1 foreground, 0 background. Required with points.
+        box: one ``(4,)`` XYXY box.
+        boxes: ``(B, 4)`` XYXY boxes, one prompt set per box (with ``points`` of shape
+            ``(B, N, 2)`` each set also gets its own points).
+        mask_input: low-res logits from a previous prediction, ``(256, 256)``,
+            ``(1, 256, 256)`` or ``(B, 1, 256, 256)``.
+
+    Raises:
+        PromptError: no prompt at all, malformed shapes, labels other than 0/1, points or
+            boxes outside the image, or batch sizes that do not agree.
+    """
+    if box is not None and boxes is not None:
+        raise PromptError("give either box or boxes, not both")
+    box_arr = None
+    if box is not None or boxes is not None:
+        box_arr = _as_array(box if box is not None else boxes, "box")
+        if box is not None and box_arr.shape != (4,):
+            raise PromptError(f"box must be (x0, y0, x1, y1), got shape {box_arr.shape}")
+        box_arr = box_arr.reshape(-1, 4) if box is not None else box_arr
+        if box_arr.ndim != 2 or box_arr.shape[1] != 4 or len(box_arr) == 0:
+            raise PromptError(f"boxes must be (B, 4) XYXY, got shape {box_arr.shape}")
+        _check_inside(box_arr.reshape(-1, 2, 2), original_size, "box corner")
+        if np.any(box_arr[:, 2] < box_arr[:, 0]) or np.any(box_arr[:, 3] < box_arr[:, 1]):
+            raise PromptError("boxes must be (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1")
+
+    pts = lbl = None
+    if points is not None:
+        if labels is None:
+            raise PromptError("points need labels (1 = foreground, 0 = background)")
+        pts = _as_array(points, "points")
+        lbl = _as_array(labels, "labels")
+        if pts.ndim == 2:
+            pts, lbl = pts[None], lbl[None] if lbl.ndim == 1 else lbl
+        if pts.ndim != 3 or pts.shape[2] != 2 or pts.shape[1] == 0:
+            raise PromptError(f"points must be (N, 2) or (B, N, 2) XY pixels, got {pts.shape}")
+        if lbl.shape != pts.shape[:2]:
+            raise PromptError(f"labels {lbl.shape} must match points {pts.shape[:2]}")
+        if not np.all(np.isin(lbl, (0, 1))):
+            raise PromptError("labels must be 1 (foreground) or 0 (background)")
+        _check_inside(pts, original_size, "point")
+    elif labels is not None:
+        raise PromptError("labels were given without points")
+
+    if pts is None and box_arr is None:
+        raise PromptError(
+            "no prompt: give at least one point or a box (mask_input only refines them)"
+        )
+    batch = max(len(x) for x in (pts, box_arr) if x is not None)
+    for arr, what in ((pts, "points"), (box_arr, "boxes")):
+        if arr is not None and len(arr) != batch:
+            raise PromptError(
+                f"{what} describe {len(arr)} prompt sets but {batch} were given elsewhere; "
+                f"pair B boxes with points of shape (B, N, 2)"
+            )
+
+    scale = np.array(
+        [input_size[1] / original_size[1], input_size[0] / original_size[0]], dtype=np.float64
+    )
+    parts_xy, parts_lbl = [], []
+    box_xy = box_lbl = None
+    if box_arr is not None:
+        box_xy = box_arr.reshape(batch, 2, 2) * scale
+        box_lbl = np.tile(np.array([2.0, 3.0]), (batch, 1))
+    if box_xy is not None and spec.box_first:
+        parts_xy.append(box_xy)
+        parts_lbl.append(box_lbl)
+    if pts is not None:
+        parts_xy.append(pts * scale)
+        parts_lbl.append(lbl)
+    if box_xy is not None and not spec.box_first:
+        parts_xy.append(box_xy)
+        parts_lbl.append(box_lbl)
+    if spec.pad_point == "always" or box_arr is None:
+        parts_xy.append(np.zeros((batch, 1, 2)))
+        parts_lbl.append(-np.ones((batch, 1)))
+    coords = np.concatenate(parts_xy, axis=1).astype(np.float32)
+    labels_out = np.concatenate(parts_lbl, axis=1).astype(np.float32)
+
+    side = LOW_RES_SIZE
+    if mask_input is None:
+        masks = np.zeros((batch, 1, side, side), dtype=np.float32)
+        has_mask = np.zeros(batch, dtype=np.float32)
+    else:
+        masks = _as_array(mask_input, "mask_input", np.float32)
+        if masks.shape[-2:] != (side, side) or masks.size not in (side * side, batch * side * side):
+            raise PromptError(
+                f"mask_input must be the {side}x{side} low-res logits of a previous prediction "
+                f"(shape (1, {side}, {side}) or ({batch}, 1, {side}, {side})), got {masks.shape}"
+            )
+        masks = np.broadcast_to(masks.reshape(-1, 1, side, side), (batch, 1, side, side))
+        has_mask = np.ones(batch, dtype=np.float32)
+    return DecoderPrompts(coords, labels_out, np.ascontiguousarray(masks), has_mask)

@@ -1,0 +1,100 @@
+"""Typed results of the runtime.
+
+Conventions used everywhere in samedge:
+    * images are ``H x W x 3`` uint8 RGB arrays;
+    * points are ``(x, y)`` pixel coordinates in the original image (x to the right, y down);
+    * boxes are ``(x0, y0, x1, y1)`` pixel coordinates in the original image;
+    * masks are boolean arrays at the original image resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array)
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class ImageEmbedding:
+    """Everything the decoder needs about one encoded image (immutable).
+
+    Attributes:
+        model: registry name of the model that produced it.
+        image_embeddings: float32 ``(1, C, 64, 64)`` image embedding.
+        high_res_features: float32 high-resolution feature maps, ``(1, 32, 256, 256)`` and
+            ``(1, 64, 128, 128)`` for SAM 2; empty for SAM.
+        original_size: ``(H, W)`` of the image that was encoded.
+        input_size: ``(h, w)`` of the resized image inside the encoder's square input
+            (SAM pads the rest; SAM 2 stretches, so this is the full square).
+    """
+
+    model: str
+    image_embeddings: np.ndarray
+    high_res_features: tuple[np.ndarray, ...]
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        if self.image_embeddings.ndim != 4 or self.image_embeddings.shape[0] != 1:
+            raise ValueError(
+                f"image_embeddings must be (1, C, H, W), got {self.image_embeddings.shape}"
+            )
+        object.__setattr__(self, "image_embeddings", _frozen(self.image_embeddings))
+        object.__setattr__(
+            self, "high_res_features", tuple(_frozen(f) for f in self.high_res_features)
+        )
+        object.__setattr__(self, "original_size", tuple(int(v) for v in self.original_size))
+        object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
+
+    @property
+    def nbytes(self) -> int:
+        return self.image_embeddings.nbytes + sum(f.nbytes for f in self.high_res_features)
+
+
+@dataclass(frozen=True, eq=False)
+class MaskPrediction:
+    """Masks predicted for ``B`` prompt sets, ``K`` masks each.
+
+    ``K`` is 3 with ``multimask_output=True`` and 1 otherwise.
+
+    Attributes:
+        masks: bool ``(B, K, H, W)`` at the original image resolution.
+        scores: float32 ``(B, K)`` predicted IoU of each mask.
+        low_res_logits: float32 ``(B, K, 256, 256)`` mask logits; pass one of them back as
+            ``mask_input`` to refine the mask with the next click.
+        object_score_logits: float32 ``(B,)`` SAM 2's "an object is present" logit; ``None``
+            for models without an object score (SAM).
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res_logits: np.ndarray
+    object_score_logits: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        b, k = self.scores.shape
+        if self.masks.dtype != np.bool_ or self.masks.shape[:2] != (b, k):
+            raise ValueError(
+                f"masks must be bool (B, K, H, W) matching scores {self.scores.shape}, "
+                f"got {self.masks.dtype} {self.masks.shape}"
+            )
+        if self.low_res_logits.shape[:2] != (b, k):
+            raise ValueError(
+                f"low_res_logits must be (B, K, h, w), got {self.low_res_logits.shape}"
+            )
+        if self.object_score_logits is not None and self.object_score_logits.shape != (b,):
+            raise ValueError(
+                f"object_score_logits must be (B,), got {self.object_score_logits.shape}"
+            )
+
+    def best(self) -> tuple[np.ndarray, np.ndarray]:
+        """The highest-scoring mask of each prompt set: bool ``(B, H, W)`` and ``(B,)``."""
+        idx = np.argmax(self.scores, axis=1)
+        rows = np.arange(len(idx))
+        return self.masks[rows, idx], self.scores[rows, idx]

@@ -1,0 +1,124 @@
+"""Torch-free model specifications.
+
+A :class:`ModelSpec` is the single source of truth about one model: where its official
+checkpoint lives, how images are resized and normalised for it, the names and shapes of its
+ONNX inputs and outputs, and how its decoder output is turned into masks. Every entry point
+(predictor, CLI, exporter, benchmarks, evaluation, web UI) reads these fields instead of
+testing model names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ResizeRule = Literal["longest_side_pad", "stretch"]
+Family = Literal["sam", "sam2"]
+
+# ONNX tensor names shared by every exported model. The runtime binds inputs by these names.
+ENCODER_INPUT = "image"
+IMAGE_EMBEDDINGS = "image_embeddings"
+HIGH_RES_FEATS = ("high_res_feats_0", "high_res_feats_1")
+POINT_COORDS = "point_coords"
+POINT_LABELS = "point_labels"
+MASK_INPUT = "mask_input"
+HAS_MASK_INPUT = "has_mask_input"
+LOW_RES_MASKS = "low_res_masks"
+IOU_PREDICTIONS = "iou_predictions"
+OBJECT_SCORE_LOGITS = "object_score_logits"
+
+LOW_RES_SIZE = 256  # side of the decoder's low-resolution mask logits
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An official checkpoint: where to download it and how to recognise it."""
+
+    url: str
+    sha256: str
+    size_bytes: int
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything samedge needs to know about one model, without importing torch.
+
+    Attributes:
+        name: registry name, e.g. ``"sam_vit_b"``.
+        family: ``"sam"`` (Segment Anything 1) or ``"sam2"`` (SAM 2.x).
+        title: human-readable name.
+        checkpoint: official weights (URL, sha256, size).
+        licence: licence of the weights and code (SPDX identifier).
+        image_size: side of the square encoder input, in pixels.
+        resize: ``"longest_side_pad"`` (SAM: longest side to ``image_size``, bilinear on
+            uint8, then zero-padding of the normalised image at the bottom and right) or
+            ``"stretch"`` (SAM 2: both sides to ``image_size``, antialiased bilinear on float).
+        pixel_mean, pixel_std: per-channel RGB normalisation in [0, 1] units.
+        embedding_shape: ``(C, H, W)`` of the image embedding.
+        high_res_shapes: ``(C, H, W)`` of each extra high-resolution feature map (SAM 2).
+        pad_point: when the decoder gets an extra "not a point" token: ``"no_box"`` (SAM: only
+            when the prompt has no box) or ``"always"`` (SAM 2).
+        box_first: box corners precede the points in the prompt sequence (SAM 2) or follow
+            them (SAM).
+        low_res_clamp: the official predictor clamps returned low-res logits to
+            ``[-clamp, clamp]`` (SAM 2: 32); ``None`` leaves them as they are.
+        stability_delta, stability_thresh: SAM 2's single-mask fallback: when the single-mask
+            output's stability score at +-delta is below thresh, the best of the three
+            multimask outputs is returned instead. ``None`` disables it (SAM).
+        official_builder: how the exporter builds the model with the official package
+            (SAM: key of ``sam_model_registry``; SAM 2: Hydra config name).
+        encoder_gflops, decoder_gflops: measured cost of one encoder call and of one
+            decoder call per prompt set (used for compute-floor figures).
+    """
+
+    name: str
+    family: Family
+    title: str
+    checkpoint: Checkpoint
+    licence: str
+    official_builder: str
+    image_size: int = 1024
+    resize: ResizeRule = "longest_side_pad"
+    pixel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    pixel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    embedding_shape: tuple[int, int, int] = (256, 64, 64)
+    high_res_shapes: tuple[tuple[int, int, int], ...] = ()
+    pad_point: Literal["no_box", "always"] = "no_box"
+    box_first: bool = False
+    low_res_clamp: float | None = None
+    stability_delta: float | None = None
+    stability_thresh: float | None = None
+    mask_threshold: float = 0.0
+    num_mask_tokens: int = 4
+    has_object_score: bool = False
+    encoder_gflops: float | None = None
+    decoder_gflops: float | None = None
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def encoder_inputs(self) -> tuple[str, ...]:
+        return (ENCODER_INPUT,)
+
+    @property
+    def encoder_outputs(self) -> tuple[str, ...]:
+        return (IMAGE_EMBEDDINGS, *HIGH_RES_FEATS[: len(self.high_res_shapes)])
+
+    @property
+    def decoder_inputs(self) -> tuple[str, ...]:
+        return (
+            IMAGE_EMBEDDINGS,
+            *HIGH_RES_FEATS[: len(self.high_res_shapes)],
+            POINT_COORDS,
+            POINT_LABELS,
+            MASK_INPUT,
+            HAS_MASK_INPUT,
+        )
+
+    @property
+    def decoder_outputs(self) -> tuple[str, ...]:
+        outs = (LOW_RES_MASKS, IOU_PREDICTIONS)
+        return (*outs, OBJECT_SCORE_LOGITS) if self.has_object_score else outs
