@@ -46,7 +46,7 @@ def _export_key(name: str, seed: int) -> str:
     digest = hashlib.sha256()
     export_src = ROOT / "src" / "samedge"
     for path in sorted(export_src.rglob("*.py")):
-        if path.parent.name in ("export", "runtime") or path.name in (
+        if path.parent.name == "export" or path.name in (
             "specs.py",
             "registry.py",
             "manifest.py",
