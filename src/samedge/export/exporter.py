@@ -18,6 +18,7 @@ import platform
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -90,7 +91,10 @@ def _export_graph(
     staging = path.parent / f".{path.stem}-staging"
     staging.mkdir()
     staged = staging / path.name
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter is chosen deliberately (see module docstring).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             module,
             args,
