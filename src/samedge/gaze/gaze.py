@@ -191,7 +191,8 @@ class L2CSGazeEstimator:
         self.input_name = next(iter(self.net.inputs))
         shape = self.net.inputs[self.input_name]
         self.size = (
-            (int(shape[2]), int(shape[3])) if all(isinstance(s, int) and s > 0 for s in shape[2:])
+            (int(shape[2]), int(shape[3]))
+            if all(isinstance(s, int) and s > 0 for s in shape[2:])
             else (448, 448)
         )
         if len(self.net.outputs) < 2:

@@ -127,9 +127,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.asarray(keep, dtype=np.int64)
 
 
-def letterbox(
-    image: np.ndarray, size: tuple[int, int], pad_value: int
-) -> tuple[np.ndarray, float]:
+def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int) -> tuple[np.ndarray, float]:
     """Resize ``image`` keeping its aspect ratio into the top-left of a ``size = (h, w)`` canvas.
 
     Returns:

@@ -3,7 +3,8 @@
 Each entry records the upstream download location, the sha256 of the file, its licence and
 its input/output contract. :func:`resolve_aux_model` finds a file in this order:
 
-1. an explicit path given by the user (file, or folder that holds the file);
+1. an explicit path given by the user (the file, a folder that holds it, or an Open Model
+   Zoo download tree ``<folder>/<name>/FP16/<name>.xml``);
 2. the cache ``$SAMEDGE_HOME/gaze/<file>`` (filled by :func:`fetch_aux_model`).
 
 Nothing else is searched: the test data under ``../shared/models`` is not a runtime location,
@@ -203,7 +204,9 @@ def resolve_aux_model(name: str, path: str | os.PathLike[str] | None = None) -> 
     if path is not None:
         given = Path(path).expanduser()
         if given.is_dir():
-            given = given / model.filename
+            # A folder holding the file, or an Open Model Zoo tree (<name>/FP16/<file>).
+            candidates = [given / model.filename, given / name / "FP16" / model.filename]
+            given = next((c for c in candidates if c.is_file()), candidates[0])
         if not given.is_file():
             raise ModelNotFoundError(f"{name}: {given} is not a file")
         return given
