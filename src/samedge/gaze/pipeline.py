@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import cv2
@@ -45,7 +45,7 @@ class GazeConfig:
     num_points: int = 8
     one_euro: tuple[float, float, float] | None = (1.0, 0.05, 1.0)
     hold_frames: int = 1
-    selection: SelectionConfig = SelectionConfig()
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
 
 
 class GazePipeline:
@@ -68,7 +68,7 @@ class GazePipeline:
         gaze_estimator: Any,
         object_detector: Any = None,
         depth_estimator: Any = None,
-        config: GazeConfig = GazeConfig(),  # noqa: B008 - frozen dataclass
+        config: GazeConfig = GazeConfig(),
     ) -> None:
         if config.mode == "boxes" and object_detector is None:
             raise ValueError("mode 'boxes' needs an object detector (or use mode 'points')")

@@ -56,7 +56,7 @@ def filter_candidates(
     face_box: np.ndarray,
     gaze: Gaze,
     front: np.ndarray | None = None,
-    config: SelectionConfig = SelectionConfig(),  # noqa: B008 - frozen dataclass
+    config: SelectionConfig = SelectionConfig(),
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Indices of the detections that can be the gazed-at object.
 
@@ -83,7 +83,7 @@ def filter_candidates(
     keep = not_self & hit
     if front is not None:
         for i in np.flatnonzero(keep):
-            x0, y0, x1, y1 = (int(round(v)) for v in boxes[i])
+            x0, y0, x1, y1 = (int(np.rint(v)) for v in boxes[i])
             region = front[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)]
             share = float(region.mean()) if region.size else 0.0
             if share < config.depth_box_share:
@@ -110,7 +110,7 @@ def choose_mask(
     iou_pred: np.ndarray,
     boxes: np.ndarray,
     front: np.ndarray | None = None,
-    config: SelectionConfig = SelectionConfig(),  # noqa: B008 - frozen dataclass
+    config: SelectionConfig = SelectionConfig(),
 ) -> tuple[int | None, np.ndarray, str]:
     """The mask that fills the largest share of its box among acceptable ones.
 
