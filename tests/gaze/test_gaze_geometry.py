@@ -98,3 +98,16 @@ def test_letterbox_keeps_aspect_in_top_left():
     assert scale == pytest.approx(0.64)
     assert canvas.shape == (64, 64, 3)
     assert np.all(canvas[:32] == 7) and np.all(canvas[33:] == 114)
+
+
+def test_importing_the_gaze_package_loads_no_runtime():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import samedge.gaze.pipeline, samedge.gaze.factory, samedge.gaze.io.video,"
+        " samedge.cli.gaze; bad = [m for m in ('onnxruntime', 'openvino', 'torch')"
+        " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
