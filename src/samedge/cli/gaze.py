@@ -18,7 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--video", type=Path, help="video file")
     src.add_argument(
-        "--webcam", type=int, nargs="?", const=0, metavar="INDEX", help="camera (default 0)"
+        "--webcam",
+        type=int,
+        nargs="?",
+        const=0,
+        metavar="INDEX",
+        help="camera (default 0); Ctrl-C ends the run and keeps the files",
     )
     src.add_argument("--image", type=Path, help="one image")
     parser.add_argument("--model", help="SAM model: registered name or exported folder")
@@ -68,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _fetch() -> int:
     from ..gaze.models import AUX_MODELS, fetch_aux_model
 
-    for name in ("yunet", *(n for n, m in AUX_MODELS.items() if m.stage != "face")):
+    for name in AUX_MODELS:
         print(f"{name}: {fetch_aux_model(name)}")
     return 0
 
@@ -141,13 +146,27 @@ def run(args: argparse.Namespace) -> int:
         if args.jsonl is not None:
             jsonl = JsonlSink(args.jsonl)
             sinks.append(jsonl)
-        for index, timestamp, frame in source:
-            result = pipeline.process(frame, timestamp=timestamp)
+        frames = iter(source)
+        while True:
+            try:
+                index, timestamp, frame = next(frames)
+            except StopIteration:
+                break
+            except KeyboardInterrupt:
+                if source.kind != "webcam":
+                    raise
+                break  # Ctrl-C ends a webcam run normally: the files are kept
+            try:
+                result = pipeline.process(frame, timestamp=timestamp)
+            except KeyboardInterrupt:
+                if source.kind != "webcam":
+                    raise
+                break
             if jsonl is not None:
                 jsonl.write(result_record(result, index, timestamp))
             if video is not None:
                 video.write(annotate(frame, result))
-            chosen = result.target.name or "object" if result.target else f"- ({result.reason})"
+            chosen = (result.target.name or "object") if result.target else f"- ({result.reason})"
             print(f"frame {index}: {chosen}  {result.latency_ms['total']:.0f} ms", file=sys.stderr)
             if args.max_frames is not None and index + 1 >= args.max_frames:
                 break
