@@ -193,3 +193,23 @@ def test_one_euro_smooths_the_gaze_inside_the_pipeline(frame):
 def test_boxes_mode_needs_a_detector():
     with pytest.raises(ValueError, match="needs an object detector"):
         GazePipeline(None, FixedFaces([]), FixedGaze(RIGHT))
+
+
+def test_depth_filter_runs_and_can_drop_every_box(frame):
+    class FarAwayObjects:
+        """Nearness map: the face region is near, everything else far behind it."""
+
+        def estimate(self, image):
+            near = np.zeros(image.shape[:2], np.float32)
+            near[60:120, 40:90] = 1.0
+            return near
+
+    frames = Script(dets([180, 70, 300, 150]))
+    pipe = GazePipeline(
+        None, FixedFaces([FACE]), FixedGaze(RIGHT), frames, FarAwayObjects(), config=CONFIG
+    )
+    result = pipe.process(frame, timestamp=0.0)
+    assert result.depth_used and "depth" in result.latency_ms
+    assert result.kept.size == 0 and "1 behind the eyes" in result.reason
+    assert "encode" not in result.latency_ms
+    assert result_record(result, 0, 0.0)["depth"] == "on"
