@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_path
 from samedge.errors import ModelNotFoundError
 from samedge.gaze.models import AUX_MODELS, resolve_aux_model
 from samedge.hub import verify_file
+
+from ..conftest import shared_path
 
 SHARED_COPIES = {
     "yunet": "face/yunet_n_640_640.onnx",

@@ -11,13 +11,14 @@ import math
 import numpy as np
 import pytest
 
-from conftest import shared_path
 from samedge.errors import SamedgeError
 from samedge.gaze.backend import load_network
 from samedge.gaze.detect import YoloxDetector
 from samedge.gaze.face import UltraFaceDetector, YuNetDetector
 from samedge.gaze.types import Face
 from samedge.imageio import load_image
+
+from ..conftest import shared_path
 
 GAZE_NETS = (
     "landmarks-regression-retail-0009",
