@@ -59,9 +59,7 @@ def error_regions(
 def _largest_component(region: np.ndarray) -> tuple[int, np.ndarray | None]:
     if not region.any():
         return 0, None
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(
-        region.astype(np.uint8), connectivity=8
-    )
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(region.astype(np.uint8), connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
     best = int(np.argmax(areas)) + 1  # first of equal areas
     return int(areas[best - 1]), labels == best

@@ -260,14 +260,16 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
 
 
 def _open_interactive(root: Path) -> Dataset:
-    for image_dir, mask_dir, ignore_value in INTERACTIVE_LAYOUTS:
-        if (root / image_dir).is_dir() and (root / mask_dir).is_dir():
-            break
-    else:
+    layout = next(
+        (x for x in INTERACTIVE_LAYOUTS if (root / x[0]).is_dir() and (root / x[1]).is_dir()),
+        None,
+    )
+    if layout is None:
         pairs = ", ".join(f"{i}/+{m}/" for i, m, _ in INTERACTIVE_LAYOUTS)
         raise DatasetError(
             f"{root} is not an interactive-benchmark folder: expected one of {pairs}"
         )
+    image_dir, mask_dir, ignore_value = layout
     images = _images_by_stem(root / image_dir)
     grouped: dict[str, list[tuple[str, object]]] = {}
     unmatched: list[Skipped] = []

@@ -208,17 +208,32 @@ def _record(
     last = steps[-1]
     if protocol != INTERACTIVE:
         return SampleRecord(
-            instance.sample_id, image_id, protocol, area, size_bucket(area), last.iou,
-            last.score, last.prompt.to_json(),
-        )  # fmt: skip
+            instance.sample_id,
+            image_id,
+            protocol,
+            area,
+            size_bucket(area),
+            last.iou,
+            last.score,
+            last.prompt.to_json(),
+        )
     ious = [s.iou for s in steps]
     noc = {
         f"{round(t * 100)}": number_of_clicks(ious, t, config.max_clicks) for t in NOC_THRESHOLDS
     }
     return SampleRecord(
-        instance.sample_id, image_id, protocol, area, size_bucket(area), last.iou, last.score,
-        {"max_clicks": config.max_clicks}, _json_clicks(steps), ious, noc,
-    )  # fmt: skip
+        instance.sample_id,
+        image_id,
+        protocol,
+        area,
+        size_bucket(area),
+        last.iou,
+        last.score,
+        {"max_clicks": config.max_clicks},
+        _json_clicks(steps),
+        ious,
+        noc,
+    )
 
 
 def evaluate(
@@ -282,7 +297,7 @@ def evaluate(
                                         iou(a.mask, b.mask),
                                         a.iou,
                                         b.iou,
-                                    )  # fmt: skip
+                                    )
                                 )
             bar.update(len(entry.masks))
     by_protocol: dict[str, list[SampleRecord]] = defaultdict(list)
