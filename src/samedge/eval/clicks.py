@@ -2,8 +2,9 @@
 
 Distances are Euclidean (OpenCV's exact ``DIST_MASK_PRECISE`` transform) to the nearest
 pixel outside the region, with everything beyond the image border counting as outside, so a
-region touching the border has its farthest point away from the border too. Ties go to the
-first pixel in row-major order.
+region touching the border has its farthest point away from the border too. When several
+pixels share the largest distance (a plateau, e.g. along the middle of a rectangle), the one
+nearest to their mean position is taken, then the first in row-major order.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ def distance_to_border(region: np.ndarray) -> np.ndarray:
     return dist[1:-1, 1:-1]
 
 
+def _deepest(dist: np.ndarray) -> tuple[int, int]:
+    ys, xs = np.nonzero(dist == dist.max())
+    d2 = (xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2
+    i = int(np.argmin(d2))
+    return int(xs[i]), int(ys[i])
+
+
 def center_point(mask: np.ndarray) -> tuple[int, int]:
     """``(x, y)`` of the mask pixel farthest from the mask's border (max distance transform).
 
@@ -43,9 +51,7 @@ def center_point(mask: np.ndarray) -> tuple[int, int]:
     """
     if not mask.any():
         raise ValueError("center_point of an empty mask")
-    dist = distance_to_border(mask)
-    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return int(x), int(y)
+    return _deepest(distance_to_border(mask))
 
 
 def error_regions(
@@ -88,6 +94,5 @@ def next_click(gt: np.ndarray, pred: np.ndarray, ignore: np.ndarray | None = Non
     positive = fn_area >= fp_area
     region = fn_region if positive else fp_region
     assert region is not None
-    dist = distance_to_border(region)
-    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return Click(int(x), int(y), positive)
+    x, y = _deepest(distance_to_border(region))
+    return Click(x, y, positive)
