@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,7 +247,9 @@ def _coco_mask(coco: object, ann: object, shape: tuple[int, int]) -> np.ndarray:
             rle = segm
         else:
             raise _BadSample("annotation has no segmentation")
-        return mask_utils.decode(rle).astype(bool)
+        with warnings.catch_warnings():  # pycocotools' NumPy 2 copy=False deprecation
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return mask_utils.decode(rle).astype(bool)
     except (ValueError, TypeError, KeyError) as exc:
         raise _BadSample(f"annotation's segmentation is malformed: {exc}") from None
 

@@ -127,8 +127,10 @@ def plot_miou_per_click(
     cv2.rectangle(img, (x0, y1), (x1, y0), (60, 60, 60), 1)
     cv2.putText(img, "clicks", ((x0 + x1) // 2 - 25, height - 15), font, 0.55, (0, 0, 0), 1,
                 cv2.LINE_AA)  # fmt: skip
-    cv2.putText(img, "mIoU", (8, top - 15), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, title, (x0, top - 20), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "mIoU", (20, top - 10), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    (text_w, _), _ = cv2.getTextSize(title, font, 0.6, 1)
+    cv2.putText(img, title, (max((width - text_w) // 2, 5), 25), font, 0.6, (0, 0, 0), 1,
+                cv2.LINE_AA)  # fmt: skip
     colors = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
     for i, (name, curve) in enumerate(curves.items()):
         color = colors[i % len(colors)]
@@ -136,7 +138,8 @@ def plot_miou_per_click(
         cv2.polylines(img, [pts], False, color, 2, cv2.LINE_AA)
         for p in pts:
             cv2.circle(img, tuple(int(c) for c in p), 3, color, -1, cv2.LINE_AA)
-        cv2.putText(img, name, (x1 - 200, y0 - 15 - 20 * i), font, 0.5, color, 1, cv2.LINE_AA)
+        if len(curves) > 1:
+            cv2.putText(img, name, (x1 - 200, y0 - 15 - 20 * i), font, 0.5, color, 1, cv2.LINE_AA)
     return img
 
 
@@ -163,7 +166,7 @@ def write_report(result: EvalResult, out_dir: str | os.PathLike[str]) -> list[Pa
             name: s.miou_per_click for name, s in result.summaries.items() if s.miou_per_click
         }
         if curves:
-            title = f"{result.model} on {Path(result.dataset).name}"
+            title = f"{result.model.split(' (')[0]} on {Path(result.dataset).name}"
             files.add_png(out / PLOT, plot_miou_per_click(curves, title))
         if result.fidelity is not None:
             files.add(
