@@ -150,3 +150,15 @@ def test_no_valid_sample_gives_nan_free_json(tmp_path: Path) -> None:
     write_report(result, tmp_path / "out")
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["protocols"]["center"]["miou"] is None
+
+
+def test_importing_eval_loads_neither_torch_nor_onnxruntime() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, samedge.eval, samedge.cli.eval; "
+        "print(sorted(m for m in ('torch', 'onnxruntime', 'pycocotools') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
