@@ -109,6 +109,15 @@ def test_parity_with_official_predictor(pair: tuple, photo: str) -> None:
                 got.low_res_logits[0], ref_low, atol=1e-3 * max(1, np.abs(ref_low).max())
             )
 
+    # best_only returns the highest-scoring candidate, upscaled alone.
+    case = _cases(w, h)["one point"]
+    full = ours.predict(embedding, **case)
+    best = ours.predict(embedding, best_only=True, **case)
+    k = int(np.argmax(full.scores[0]))
+    assert best.masks.shape == (1, 1, h, w) and best.scores[0, 0] == full.scores[0, k]
+    np.testing.assert_array_equal(best.masks[0, 0], full.masks[0, k])
+    np.testing.assert_array_equal(best.low_res_logits[0, 0], full.low_res_logits[0, k])
+
     # Several boxes in one call equal one call per box, and the official one-box calls.
     boxes = np.array(
         [
