@@ -1,0 +1,130 @@
+"""``samedge eval --model NAME --dataset PATH --format F --protocol P --out DIR [--against M]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import SamedgeError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+#: Same as samedge.eval's FORMATS and PROTOCOLS (a test checks), spelled out so that building
+#: the parser does not import the evaluation code.
+FORMATS = ("interactive", "coco", "folder")
+PROTOCOLS = ("points", "center", "box", "box+center", "clicks")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "eval",
+        help="accuracy on a segmentation benchmark, or fidelity between two models",
+        description="Prompt a model with points, boxes or simulated clicks derived from "
+        "ground-truth masks and measure IoU (mIoU, by COCO size, NoC@85/90). With --against, "
+        "also give every prompt to a second model (another export, or the official PyTorch "
+        "predictor) and measure how much their masks agree. See docs/evaluation.md.",
+    )
+    parser.add_argument("--model", required=True, help="registered name or exported folder")
+    parser.add_argument("--dataset", required=True, type=Path, help="dataset folder or JSON")
+    parser.add_argument(
+        "--format", required=True, choices=FORMATS, help="dataset layout (docs/evaluation.md)"
+    )
+    parser.add_argument(
+        "--protocol",
+        action="append",
+        metavar="NAME[,NAME]",
+        help=f"one or more of {', '.join(PROTOCOLS)} (repeatable; default center,box,clicks)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="folder for the result files")
+    parser.add_argument("--images", type=Path, help="image folder of a COCO JSON")
+    parser.add_argument("--limit", type=_positive_int, help="evaluate the first N samples only")
+    parser.add_argument(
+        "--points", type=_positive_int, default=1, help="k of the 'points' protocol (default 1)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the 'points' protocol")
+    parser.add_argument(
+        "--max-clicks", type=_positive_int, default=20, help="clicks per sample (default 20)"
+    )
+    parser.add_argument(
+        "--against",
+        metavar="MODEL|torch",
+        help="fidelity: compare with another exported model, or 'torch' (official predictor "
+        "with the same weights; needs the [export] extra)",
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, help="checkpoint for --against torch (default: the cache)"
+    )
+    parser.add_argument("--provider", help="execution providers, e.g. cuda,cpu (default cpu)")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..artifacts import resolve_model
+    from ..eval import EvalConfig, evaluate, open_dataset, parse_protocols, write_report
+    from ..eval.fidelity import load_reference
+    from ..runtime.predictor import Predictor
+
+    try:
+        protocols = parse_protocols(args.protocol or ["center,box,clicks"])
+    except ValueError as exc:
+        raise SamedgeError(str(exc)) from None
+    if args.out.exists() and not args.out.is_dir():
+        raise SamedgeError(f"--out {args.out} is a file; give a folder")
+    if args.checkpoint is not None and args.against != "torch":
+        raise SamedgeError("--checkpoint is only used with --against torch")
+    dataset = open_dataset(args.dataset, args.format, images=args.images)
+    artifact = resolve_model(args.model)
+    predictor = Predictor(artifact, providers=args.provider, threads=args.threads)
+    reference = reference_name = None
+    if args.against:
+        reference, reference_name = load_reference(
+            args.against, artifact, args.checkpoint, args.provider, args.threads
+        )
+    config = EvalConfig(
+        protocols=protocols,
+        num_points=args.points,
+        seed=args.seed,
+        max_clicks=args.max_clicks,
+        limit=args.limit,
+    )
+    result = evaluate(
+        predictor,
+        dataset,
+        config,
+        reference=reference,
+        progress=not args.no_progress,
+        model_name=f"{artifact.spec.name} ({artifact.folder})",
+        reference_name=reference_name,
+    )
+    write_report(result, args.out)
+    for name, s in result.summaries.items():
+        line = f"{name}: {s.samples} samples, mIoU {s.miou:.4f}"
+        if s.noc:
+            line += (
+                f", NoC@85 {s.noc['85']:.2f}, NoC@90 {s.noc['90']:.2f}, "
+                f"failures@90 {s.failures['90'] if s.failures else 0}"
+            )
+        print(line)
+    if result.fidelity is not None:
+        f = result.fidelity["all"]
+        if f.get("prompts"):
+            print(
+                f"fidelity vs {reference_name}: {f['prompts']} prompts, mean IoU "
+                f"{f['mean_iou']:.4f}, p1 {f['p1_iou']:.4f}, min {f['min_iou']:.4f}, "
+                f">0.99 {f['share_above_0.99']:.1%}"
+            )
+    if result.skipped:
+        print(f"{len(result.skipped)} samples skipped (reasons in {args.out / 'summary.json'})")
+    print(f"results written to {args.out}")
+    return 0

@@ -1,0 +1,324 @@
+"""Running protocols over a dataset: one encoder call per image, typed results."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .clicks import Click
+from .datasets import Dataset, Instance, Skipped
+from .metrics import (
+    SIZE_BUCKETS,
+    fidelity_stats,
+    iou,
+    mean_noc,
+    number_of_clicks,
+    size_bucket,
+)
+from .protocols import (
+    INTERACTIVE,
+    PromptPredictor,
+    Step,
+    interactive,
+    run_prompt,
+    static_prompt,
+)
+
+NOC_THRESHOLDS = (0.85, 0.90)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to run.
+
+    Attributes:
+        protocols: names from :data:`samedge.eval.protocols.PROTOCOLS`.
+        num_points: ``k`` of the ``points`` protocol.
+        seed: seed of the ``points`` protocol.
+        max_clicks: clicks per instance in the ``clicks`` protocol (NoC failures above it).
+        limit: evaluate only the first ``limit`` listed samples (instances, in dataset order;
+            samples rejected by validation count towards it).
+    """
+
+    protocols: tuple[str, ...] = ("center", "box", INTERACTIVE)
+    num_points: int = 1
+    seed: int = 0
+    max_clicks: int = 20
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """One instance under one protocol (one JSONL line).
+
+    Attributes:
+        ious: IoU after each click (``clicks`` protocol; shorter than ``max_clicks`` only when
+            an earlier click left no error, in which case the last value holds).
+        noc: ``{"85": n, "90": n}`` clicks to reach 85 / 90 % IoU, ``None`` = failure.
+    """
+
+    sample_id: str
+    image_id: str
+    protocol: str
+    area: int
+    size: str
+    iou: float
+    score: float
+    prompt: dict[str, Any]
+    clicks: list[list[int]] | None = None
+    ious: list[float] | None = None
+    noc: dict[str, int | None] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class ProtocolSummary:
+    """Aggregates of one protocol.
+
+    Attributes:
+        miou: mean IoU (``clicks``: after the last click, i.e. ``miou_per_click[-1]``).
+        miou_by_size: per COCO size bucket, ``{"count": n, "miou": x}``.
+        noc: mean NoC@85 / NoC@90 (failures counted as ``max_clicks``).
+        failures: samples that never reached 85 / 90 % within ``max_clicks``.
+        miou_per_click: mIoU after 1..``max_clicks`` clicks.
+    """
+
+    protocol: str
+    samples: int
+    miou: float
+    miou_by_size: dict[str, dict[str, float | int]]
+    noc: dict[str, float] | None = None
+    failures: dict[str, int] | None = None
+    miou_per_click: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class FidelityRecord:
+    """Agreement of the two models on one prompt (one click step in ``clicks``)."""
+
+    sample_id: str
+    protocol: str
+    step: int
+    iou: float
+    iou_gt: float
+    iou_gt_reference: float
+
+
+@dataclass
+class EvalResult:
+    """Everything an evaluation produced; :mod:`samedge.eval.report` writes it to disk."""
+
+    model: str
+    dataset: str
+    config: EvalConfig
+    records: list[SampleRecord]
+    skipped: list[Skipped]
+    summaries: dict[str, ProtocolSummary]
+    images: int
+    seconds: float
+    reference: str | None = None
+    fidelity_records: list[FidelityRecord] = field(default_factory=list)
+    fidelity: dict[str, dict[str, float | int]] | None = None
+
+    def summary_json(self) -> dict[str, Any]:
+        reasons: dict[str, int] = defaultdict(int)
+        for s in self.skipped:
+            reasons[_reason_kind(s.reason)] += 1
+        return {
+            "model": self.model,
+            "reference": self.reference,
+            "dataset": self.dataset,
+            "config": asdict(self.config),
+            "images": self.images,
+            "samples": len({r.sample_id for r in self.records}),
+            "seconds": round(self.seconds, 2),
+            "protocols": {k: asdict(v) for k, v in self.summaries.items()},
+            "fidelity": self.fidelity,
+            "skipped_count": len(self.skipped),
+            "skipped_by_reason": dict(reasons),
+            "skipped": [asdict(s) for s in self.skipped],
+        }
+
+
+def _reason_kind(reason: str) -> str:
+    for key in ("rotated", "not found", "unreadable", "empty", "crowd", "no image", "no mask"):
+        if key in reason:
+            return key
+    return "mask of another size" if "but its image is" in reason else reason
+
+
+def _json_clicks(steps: list[Step]) -> list[list[int]]:
+    return [[s.click.x, s.click.y, s.click.label] for s in steps if s.click is not None]
+
+
+def _summarise(protocol: str, records: list[SampleRecord], max_clicks: int) -> ProtocolSummary:
+    by_size: dict[str, dict[str, float | int]] = {}
+    for bucket in SIZE_BUCKETS:
+        vals = [r.iou for r in records if r.size == bucket]
+        if vals:
+            by_size[bucket] = {"count": len(vals), "miou": float(np.mean(vals))}
+    miou = float(np.mean([r.iou for r in records])) if records else float("nan")
+    if protocol != INTERACTIVE:
+        return ProtocolSummary(protocol, len(records), miou, by_size)
+    curves = (
+        np.array(
+            [
+                (r.ious or [0.0]) + [(r.ious or [0.0])[-1]] * (max_clicks - len(r.ious or [0.0]))
+                for r in records
+            ]
+        )
+        if records
+        else np.zeros((0, max_clicks))
+    )
+    per_click = [float(v) for v in curves.mean(axis=0)] if len(records) else []
+    noc: dict[str, float] = {}
+    failures: dict[str, int] = {}
+    for thr in NOC_THRESHOLDS:
+        key = f"{round(thr * 100)}"
+        values = [r.noc[key] if r.noc else None for r in records]
+        noc[key] = mean_noc(values, max_clicks)
+        failures[key] = sum(v is None for v in values)
+    return ProtocolSummary(protocol, len(records), miou, by_size, noc, failures, per_click)
+
+
+def _instance_steps(
+    predictor: PromptPredictor,
+    embedding: Any,
+    instance: Instance,
+    protocol: str,
+    config: EvalConfig,
+    clicks: list[Click] | None = None,
+) -> list[Step]:
+    if protocol == INTERACTIVE:
+        return interactive(predictor, embedding, instance, config.max_clicks, clicks)
+    prompt = static_prompt(protocol, instance, config.num_points, config.seed)
+    return [run_prompt(predictor, embedding, prompt, instance)]
+
+
+def _record(
+    image_id: str, instance: Instance, protocol: str, steps: list[Step], config: EvalConfig
+) -> SampleRecord:
+    area = instance.area
+    last = steps[-1]
+    if protocol != INTERACTIVE:
+        return SampleRecord(
+            instance.sample_id,
+            image_id,
+            protocol,
+            area,
+            size_bucket(area),
+            last.iou,
+            last.score,
+            last.prompt.to_json(),
+        )
+    ious = [s.iou for s in steps]
+    noc = {
+        f"{round(t * 100)}": number_of_clicks(ious, t, config.max_clicks) for t in NOC_THRESHOLDS
+    }
+    return SampleRecord(
+        instance.sample_id,
+        image_id,
+        protocol,
+        area,
+        size_bucket(area),
+        last.iou,
+        last.score,
+        {"max_clicks": config.max_clicks},
+        _json_clicks(steps),
+        ious,
+        noc,
+    )
+
+
+def evaluate(
+    predictor: PromptPredictor,
+    dataset: Dataset,
+    config: EvalConfig | None = None,
+    reference: PromptPredictor | None = None,
+    progress: bool = False,
+    model_name: str = "model",
+    reference_name: str | None = None,
+) -> EvalResult:
+    """Run ``config.protocols`` on ``dataset`` with ``predictor``.
+
+    Every image is encoded once (by each model) and all its instances, protocols and clicks
+    reuse that embedding. With ``reference``, every prompt is also given to the reference
+    model (in ``clicks``, the reference replays exactly the clicks ``predictor`` got, with its
+    own previous logits fed back) and the IoU between the two models' masks is recorded.
+
+    Returns:
+        :class:`EvalResult`; accuracy records are those of ``predictor``.
+    """
+    from tqdm import tqdm
+
+    config = config or EvalConfig()
+    start = time.perf_counter()
+    records: list[SampleRecord] = []
+    fidelity_records: list[FidelityRecord] = []
+    skipped: list[Skipped] = list(dataset.unmatched)
+    total = dataset.num_samples if config.limit is None else min(config.limit, dataset.num_samples)
+    seen = 0
+    images = 0
+    with tqdm(total=total, unit="sample", disable=not progress, desc=dataset.name) as bar:
+        for entry in dataset.entries:
+            if seen >= total:
+                break
+            room = total - seen
+            if len(entry.masks) > room:
+                entry = type(entry)(entry.image_id, entry.path, entry.masks[:room], entry.skipped)
+            sample = dataset.load(entry)
+            seen += len(entry.masks)
+            skipped.extend(sample.skipped)
+            if sample.image is not None and sample.instances:
+                images += 1
+                emb = predictor.encode(sample.image)
+                ref_emb = reference.encode(sample.image) if reference is not None else None
+                for instance in sample.instances:
+                    for protocol in config.protocols:
+                        steps = _instance_steps(predictor, emb, instance, protocol, config)
+                        records.append(_record(sample.image_id, instance, protocol, steps, config))
+                        if reference is not None:
+                            clicks = [s.click for s in steps if s.click is not None]
+                            ref_steps = _instance_steps(
+                                reference, ref_emb, instance, protocol, config, clicks or None
+                            )
+                            for k, (a, b) in enumerate(zip(steps, ref_steps, strict=True)):
+                                fidelity_records.append(
+                                    FidelityRecord(
+                                        instance.sample_id,
+                                        protocol,
+                                        k + 1,
+                                        iou(a.mask, b.mask),
+                                        a.iou,
+                                        b.iou,
+                                    )
+                                )
+            bar.update(len(entry.masks))
+    by_protocol: dict[str, list[SampleRecord]] = defaultdict(list)
+    for r in records:
+        by_protocol[r.protocol].append(r)
+    summaries = {p: _summarise(p, by_protocol[p], config.max_clicks) for p in config.protocols}
+    fidelity = None
+    if reference is not None:
+        fidelity = {"all": fidelity_stats([f.iou for f in fidelity_records])}
+        for p in config.protocols:
+            fidelity[p] = fidelity_stats([f.iou for f in fidelity_records if f.protocol == p])
+    return EvalResult(
+        model=model_name,
+        dataset=str(dataset.root),
+        config=config,
+        records=records,
+        skipped=skipped,
+        summaries=summaries,
+        images=images,
+        seconds=time.perf_counter() - start,
+        reference=reference_name,
+        fidelity_records=fidelity_records,
+        fidelity=fidelity,
+    )

@@ -1,0 +1,108 @@
+"""``samedge eval`` end to end: a real exported model (random weights) on real GrabCut data,
+fidelity against the official PyTorch predictor, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from samedge.artifacts import ModelArtifact
+from samedge.cli import eval as eval_cli
+from samedge.cli.main import main
+from samedge.errors import SamedgeError
+from samedge.eval import FORMATS, PROTOCOLS
+from samedge.eval.fidelity import torch_reference
+from samedge.manifest import Manifest
+from samedge.registry import get_spec
+
+from ..conftest import requires_export, shared_path
+
+MODEL = "sam2.1_hiera_tiny"
+
+
+def test_cli_choices_match_the_library() -> None:
+    assert eval_cli.FORMATS == FORMATS and eval_cli.PROTOCOLS == PROTOCOLS
+
+
+@pytest.mark.slow
+@pytest.mark.export
+@requires_export
+def test_grabcut_end_to_end(export_test_model, tmp_path: Path, capsys) -> None:
+    """Random weights: the numbers are meaningless, the pipeline is real."""
+    grabcut = shared_path("data", "interactive", "GrabCut")
+    out = tmp_path / "run"
+    argv = [
+        "eval", "--model", str(export_test_model(MODEL)), "--dataset", str(grabcut),
+        "--format", "interactive", "--protocol", "center,box", "--protocol", "clicks",
+        "--max-clicks", "3", "--limit", "2", "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "clicks: 2 samples, mIoU" in printed and "NoC@90" in printed
+    records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    assert [r["protocol"] for r in records] == ["center", "box", "clicks"] * 2
+    for r in records:
+        assert 0.0 <= r["iou"] <= 1.0
+        if r["protocol"] == "clicks":
+            assert 1 <= len(r["clicks"]) <= 3 and r["clicks"][0][2] == 1
+            assert all(n is None or 1 <= n <= 3 for n in r["noc"].values())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 2 and summary["samples"] == 2
+    assert len(summary["protocols"]["clicks"]["miou_per_click"]) == 3
+    assert (out / "miou_per_click.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.export
+@requires_export
+def test_fidelity_against_official_torch_predictor(export_test_model, tmp_path: Path) -> None:
+    """The fp32 export and SAM2ImagePredictor on the same (seeded) weights agree."""
+    grabcut = shared_path("data", "interactive", "GrabCut")
+    out = tmp_path / "fid"
+    argv = [
+        "eval", "--model", str(export_test_model(MODEL)), "--dataset", str(grabcut),
+        "--format", "interactive", "--protocol", "center,box+center,clicks",
+        "--max-clicks", "2", "--limit", "1", "--against", "torch", "--out", str(out),
+        "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    fidelity = json.loads((out / "summary.json").read_text())["fidelity"]
+    assert fidelity["all"]["prompts"] == 4  # center, box+center, 2 clicks
+    assert fidelity["all"]["mean_iou"] >= 0.99 and fidelity["all"]["min_iou"] >= 0.95
+    lines = (out / "fidelity.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+
+
+def test_torch_reference_needs_the_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("torch", reason="needs the [export] extra")
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
+    spec = get_spec(MODEL)
+    manifest = Manifest(
+        model=MODEL, family=spec.family, opset=17, precision={}, files={},
+        weights={"source": "checkpoint", "sha256": spec.checkpoint.sha256},
+    )  # fmt: skip
+    artifact = ModelArtifact(folder=tmp_path, manifest=manifest, spec=spec)
+    with pytest.raises(SamedgeError, match=f"samedge models pull {MODEL}' or pass --checkpoint"):
+        torch_reference(artifact)
+    wrong = tmp_path / "other.pt"
+    wrong.write_bytes(b"not the checkpoint")
+    with pytest.raises(SamedgeError, match="sha256 differs"):
+        torch_reference(artifact, checkpoint=wrong)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--format", "interactive", "--protocol", "clicks,zoom"], "unknown protocol 'zoom'"),
+        (["--format", "folder"], "must hold images/ and masks/"),
+        (["--format", "interactive", "--checkpoint", "x.pt"], "only used with --against torch"),
+    ],
+)
+def test_user_errors_are_one_line(tmp_path: Path, capsys, extra, message) -> None:
+    argv = ["eval", "--model", "sam2.1_hiera_tiny", "--dataset", str(tmp_path)]
+    assert main([*argv, *extra, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("samedge: error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
