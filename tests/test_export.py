@@ -108,3 +108,36 @@ def test_mismatched_and_unsafe_checkpoints_are_rejected(tmp_path: Path) -> None:
         build_model(get_spec("sam_vit_b"), checkpoint=evil)
     with pytest.raises(ExportError, match="not found"):
         build_model(get_spec("sam_vit_b"), checkpoint=tmp_path / "missing.pth")
+
+
+@pytest.mark.slow
+def test_large_graphs_keep_weights_in_one_data_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Graphs over protobuf's 2 GB limit (SAM ViT-H) are written as <graph>.onnx + .data."""
+    from samedge import Predictor
+    from samedge.export import exporter
+
+    monkeypatch.setattr(exporter, "EXTERNAL_DATA_THRESHOLD", 1_000_000)  # force it on tiny
+    out = tmp_path / "big"
+    exporter.export_model(get_spec("sam2.1_hiera_tiny"), out, seed=TEST_SEED)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "decoder.onnx",
+        "decoder.onnx.data",
+        "encoder.onnx",
+        "encoder.onnx.data",
+        "samedge.json",
+    ]
+    manifest = Manifest.read(out)
+    assert [e.path for e in manifest.files["encoder"]] == ["encoder.onnx", "encoder.onnx.data"]
+    assert (out / "encoder.onnx").stat().st_size < 2_000_000
+    predictor = Predictor.from_pretrained(out)
+    image = np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8)
+    result = predictor.predict(predictor.encode(image), points=[[150, 100]], labels=[1])
+    assert result.masks.shape == (1, 3, 200, 300)
+    (out / "encoder.onnx.data").write_bytes(b"truncated")
+    from samedge.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match=r"encoder\.onnx\.data does not match its manifest"):
+        Predictor.from_pretrained(out)
