@@ -39,7 +39,8 @@ class Predictor:
         self.artifact = artifact
         self.spec: ModelSpec = artifact.spec
         self._encoder = create_session(artifact.encoder_path, providers, threads)
-        self._decoder = create_session(artifact.decoder_path, providers, threads)
+        # The decoder's peak memory is small: keep its buffers in the arena for reuse.
+        self._decoder = create_session(artifact.decoder_path, providers, threads, arena=True)
         for name, session, inputs, outputs in (
             ("encoder", self._encoder, self.spec.encoder_inputs, self.spec.encoder_outputs),
             ("decoder", self._decoder, self.spec.decoder_inputs, self.spec.decoder_outputs),

@@ -109,6 +109,7 @@ def create_session(
     threads: int | None = None,
     optimized_model_path: str | os.PathLike[str] | None = None,
     spin: bool | None = None,
+    arena: bool | None = None,
 ) -> Any:
     """An ``onnxruntime.InferenceSession`` for ``path``.
 
@@ -118,6 +119,8 @@ def create_session(
         threads: intra-op thread count (``None``: :func:`default_threads`).
         optimized_model_path: where ONNX Runtime may save the optimised graph.
         spin: let worker threads busy-wait (``None``: :func:`spinning_enabled`).
+        arena: keep ONNX Runtime's CPU memory arena (``None``: :func:`arena_enabled`);
+            worth it for graphs with a small memory peak such as the prompt decoder.
 
     Raises:
         ArtifactError: the file is not a loadable ONNX model.
@@ -129,7 +132,7 @@ def create_session(
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
-    options.enable_cpu_mem_arena = arena_enabled()
+    options.enable_cpu_mem_arena = arena_enabled() or bool(arena)
     spinning = spinning_enabled() if spin is None else spin
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
