@@ -132,7 +132,7 @@ def create_session(
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
-    options.enable_cpu_mem_arena = arena_enabled() or bool(arena)
+    options.enable_cpu_mem_arena = arena_enabled() if arena is None else arena
     spinning = spinning_enabled() if spin is None else spin
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
