@@ -10,6 +10,7 @@ which keeps one graph for every prompt type and every provider.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -44,12 +45,92 @@ class PixelShuffleUpsample(nn.Module):
         return F.pixel_shuffle(F.conv2d(x, self.weight, self.bias), 2)
 
 
-def _fast_upscaling(decoder: nn.Module) -> nn.Module:
-    """A copy of a mask decoder whose 2x2 transposed convolutions are pixel-shuffle GEMMs."""
+def _block_diagonal(x: torch.Tensor, heads: int, rows_first: bool) -> torch.Tensor:
+    """Per-head blocks of the few-token tensor ``x`` ``(B, T, H*c)`` on a block diagonal.
+
+    ``rows_first``: ``(B, H*T, H*c)`` with block ``h`` = ``x[:, :, h*c:(h+1)*c]``;
+    otherwise its transpose layout ``(B, H*c, H*T)``.
+    """
+    b, t, hc = x.shape
+    c = hc // heads
+    eye = torch.eye(heads, dtype=x.dtype)
+    per_head = x.reshape(b, t, heads, c).permute(0, 2, 1, 3)  # (B, H, T, c)
+    if rows_first:
+        blocks = per_head[:, :, :, None, :] * eye[None, :, None, :, None]  # (B, H, T, H, c)
+        return blocks.reshape(b, heads * t, heads * c)
+    blocks = per_head.transpose(2, 3)[:, :, :, None, :] * eye[None, :, None, :, None]
+    return blocks.reshape(b, heads * c, heads * t)  # (B, H, c, H, T)
+
+
+class ImageToTokenAttention(nn.Module):
+    """The official attention for many queries (image) over few keys (prompt tokens).
+
+    Scores of all heads come from one GEMM of the queries, left in their ``(B, N, H*c)``
+    layout, with the keys arranged block-diagonally; the weighted sum is one GEMM with the
+    values arranged the same way. No large tensor is split into heads or transposed; the
+    products and sums are the official ones (the extra terms are exact zeros).
+    """
+
+    def __init__(self, attention: nn.Module) -> None:
+        super().__init__()
+        self.attention = attention
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        att = self.attention
+        heads = att.num_heads
+        q, k, v = att.q_proj(q), att.k_proj(k), att.v_proj(v)
+        b, n, hc = q.shape
+        tokens = k.shape[1]
+        scores = q @ _block_diagonal(k, heads, rows_first=False) / math.sqrt(hc // heads)
+        weights = torch.softmax(scores.reshape(b, n, heads, tokens), dim=-1)
+        out = weights.reshape(b, n, heads * tokens) @ _block_diagonal(v, heads, rows_first=True)
+        return att.out_proj(out)
+
+
+class TokenToImageAttention(nn.Module):
+    """The official attention for few queries (prompt tokens) over many keys (image).
+
+    The queries are arranged block-diagonally so that all heads' scores are one GEMM against
+    the keys in their natural ``(B, N, H*c)`` layout, and all heads' outputs one GEMM with
+    the values; each head's block is then read off the diagonal. Large tensors are never
+    split into heads or transposed.
+    """
+
+    def __init__(self, attention: nn.Module) -> None:
+        super().__init__()
+        self.attention = attention
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        att = self.attention
+        heads = att.num_heads
+        q, k, v = att.q_proj(q), att.k_proj(k), att.v_proj(v)
+        b, tokens, hc = q.shape
+        c = hc // heads
+        scores = _block_diagonal(q, heads, rows_first=True) @ k.transpose(1, 2) / math.sqrt(c)
+        weights = torch.softmax(scores, dim=-1)  # (B, H*T, N)
+        mixed = (weights @ v).reshape(b, heads, tokens, heads, c)
+        eye = torch.eye(heads, dtype=mixed.dtype)[None, :, None, :, None]
+        out = (mixed * eye).sum(dim=3)  # (B, H, T, c): head h's own block
+        return att.out_proj(out.permute(0, 2, 1, 3).reshape(b, tokens, hc))
+
+
+def _fast_decoder(decoder: nn.Module) -> nn.Module:
+    """A copy of a mask decoder rearranged for ONNX Runtime: same function, faster graph.
+
+    The 2x2 transposed convolutions become pixel-shuffle GEMMs and the cross-attention
+    layers between prompt tokens and the 4096 image tokens avoid per-head transposes.
+    """
     decoder = copy.deepcopy(decoder)
     for i, layer in enumerate(decoder.output_upscaling):
         if isinstance(layer, nn.ConvTranspose2d):
             decoder.output_upscaling[i] = PixelShuffleUpsample(layer)
+    transformer = decoder.transformer
+    for block in transformer.layers:
+        block.cross_attn_token_to_image = TokenToImageAttention(block.cross_attn_token_to_image)
+        block.cross_attn_image_to_token = ImageToTokenAttention(block.cross_attn_image_to_token)
+    transformer.final_attn_token_to_image = TokenToImageAttention(
+        transformer.final_attn_token_to_image
+    )
     return decoder
 
 
@@ -98,7 +179,7 @@ class PromptDecoder(nn.Module):
         else:
             self.prompt_encoder = model.sam_prompt_encoder
             decoder = model.sam_mask_decoder
-        self.mask_decoder = _fast_upscaling(decoder) if fast else decoder
+        self.mask_decoder = _fast_decoder(decoder) if fast else decoder
 
     def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pe = self.prompt_encoder
