@@ -1,0 +1,124 @@
+"""``samedge web [--model NAME] [--host 127.0.0.1] [--port 7860]``: the browser UI."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import SamedgeError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "web",
+        help="browser UI: points, boxes, box + points and segment-everything",
+        description="Start a local web UI (Gradio) to segment images by clicking. Offers the "
+        "exported models in the cache plus --model. Needs pip install 'samedge[web]'.",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME_OR_FOLDER",
+        help="model selected at start: a registered name (exported) or an exported folder; "
+        "repeatable (default: every exported model in the cache, first one selected)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes the UI "
+        "to the network, without authentication)",
+    )
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--provider", default="cpu", help="execution provider selected at start")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    parser.add_argument(
+        "--examples",
+        type=Path,
+        metavar="FOLDER",
+        help="offer the images in FOLDER as examples",
+    )
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20)"
+    )
+    parser.add_argument(
+        "--max-upload-megapixels",
+        type=float,
+        default=50.0,
+        help="largest accepted image in megapixels (default 50)",
+    )
+    parser.add_argument(
+        "--cache-size",
+        type=int,
+        default=8,
+        help="image embeddings kept in memory (LRU; about 16 MB each for SAM 2, 4 MB for SAM)",
+    )
+    parser.set_defaults(func=run)
+
+
+def example_images(folder: Path | None, limit: int = 12) -> list[Path]:
+    """Up to ``limit`` image files in ``folder`` (sorted by name)."""
+    if folder is None:
+        return []
+    if not folder.is_dir():
+        raise SamedgeError(f"--examples must be a folder of images, got {folder}")
+    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise SamedgeError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    return found[:limit]
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import require_extra
+
+    require_extra("gradio", "web", "samedge web")
+    if not 0 < args.port < 65536:
+        raise SamedgeError(f"--port must be 1..65535, got {args.port}")
+    if args.max_upload_mb <= 0 or args.max_upload_megapixels <= 0 or args.cache_size < 1:
+        raise SamedgeError("--max-upload-mb, --max-upload-megapixels and --cache-size must be > 0")
+
+    from ..runtime.session import available_providers
+    from ..web.cache import EmbeddingCache
+    from ..web.engine import Engine
+    from ..web.models import ModelCatalog, PredictorPool, discover_models, provider_choices
+
+    examples = example_images(args.examples)
+    entries = discover_models(args.model)
+    catalog = ModelCatalog(entries, provider_choices(available_providers()))
+    if args.provider not in catalog.providers:
+        raise SamedgeError(
+            f"--provider {args.provider} is not available; use one of "
+            f"{', '.join(catalog.providers)}"
+        )
+    out_dir = Path(tempfile.mkdtemp(prefix="samedge-web-"))
+    try:
+        engine = Engine(
+            catalog,
+            out_dir=out_dir,
+            cache=EmbeddingCache(args.cache_size),
+            pool=PredictorPool(threads=args.threads),
+            max_upload_mb=args.max_upload_mb,
+            max_upload_pixels=int(args.max_upload_megapixels * 1e6),
+        )
+        from ..web.app import build_app, launch
+
+        demo = build_app(engine, examples, model=entries[0].label, provider=args.provider)
+        if args.host not in LOCAL_HOSTS:
+            log.warning(
+                "samedge web listens on %s: anyone who can reach this address can use it "
+                "(there is no authentication)",
+                args.host,
+            )
+        print(f"samedge web: http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
+        launch(demo, args.host, args.port, max_upload_mb=args.max_upload_mb, block=True)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return 0
