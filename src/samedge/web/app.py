@@ -124,7 +124,7 @@ def build_app(
         provider = catalog.providers[0]
     tabs: list[_Tab] = []
 
-    with gr.Blocks(title="samedge", delete_cache=(600, 3600)) as demo:
+    with gr.Blocks(title="samedge", delete_cache=(600, 3600), analytics_enabled=False) as demo:
         image_state = gr.State(None)
         gr.Markdown(INTRO)
         with gr.Row():
@@ -361,6 +361,7 @@ def _wire_tab(
         inputs=[image_state, tab.prompts, tab.kind, *settings],
         outputs=tab.outputs,
         show_progress="minimal",
+        trigger_mode="multiple",  # quick successive clicks all count, in order
     )
     undo.click(on_undo, inputs=[image_state, tab.prompts, *settings], outputs=tab.outputs)
     clear.click(on_clear, inputs=[image_state, tab.prompts, *settings], outputs=tab.outputs)
@@ -474,4 +475,13 @@ def launch(
         mcp_server=False,
         ssr_mode=False,
         css=CSS,
+        theme=_theme(),
+    )
+
+
+def _theme() -> Any:
+    """Gradio's default look with local fonts only: the page loads nothing from elsewhere."""
+    return gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"],
+        font_mono=["ui-monospace", "Consolas", "monospace"],
     )

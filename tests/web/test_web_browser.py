@@ -1,0 +1,271 @@
+"""``samedge web`` in a real browser: headless Chromium driven by Playwright.
+
+The app runs in this process on a free 127.0.0.1 port with the seed-0 SAM 2.1 Hiera-T test
+export (real graphs, meaningless masks). The browser uploads a real photo, clicks a point,
+draws two boxes, undoes one, uploads a non-image, and probes the file route; the page may
+only ever talk to 127.0.0.1.
+
+Needs a Chromium binary (Debian: ``apt-get install -y chromium``; or set
+``SAMEDGE_CHROMIUM``) and ``pip install playwright`` (no ``playwright install``: the
+system browser is used). Set ``SAMEDGE_UPDATE_SCREENSHOT=1`` to also refresh
+``docs/images/web-ui.png`` for the README.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from samedge.imageio import load_image
+from samedge.maskutils import rle_decode
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "docs" / "images" / "web-ui.png"
+TINY = "sam2.1_hiera_tiny"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 60_000
+
+
+def chromium_binary() -> str | None:
+    """``$SAMEDGE_CHROMIUM``, else the first Chromium found on this machine."""
+    candidates = [
+        os.environ.get("SAMEDGE_CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        shutil.which("google-chrome"),
+    ]
+    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(
+    export_test_model: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """``(url, model folder)`` of a running app."""
+    pytest.importorskip("gradio", reason="needs the [web] extra: pip install 'samedge[web]'")
+    from samedge.web.app import build_app, launch
+    from samedge.web.engine import Engine
+    from samedge.web.models import ModelCatalog, PredictorPool, discover_models
+
+    folder = export_test_model(TINY)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SAMEDGE_HOME", str(tmp_path_factory.mktemp("home")))  # no user models
+        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        engine = Engine(
+            ModelCatalog(discover_models([str(folder)]), ["cpu"]),
+            out_dir=tmp_path_factory.mktemp("web-out"),
+            pool=PredictorPool(threads=2),
+        )
+        demo = build_app(engine)
+        port = _free_port()
+        launch(demo, "127.0.0.1", port, max_upload_mb=5, block=False)
+        try:
+            yield f"http://127.0.0.1:{port}/", folder
+        finally:
+            demo.close()
+
+
+@pytest.fixture
+def browser_page(tmp_path: Path) -> Iterator[Any]:
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="needs Playwright for Python: pip install playwright"
+    )
+    executable = chromium_binary()
+    if executable is None:
+        pytest.skip(
+            "no Chromium binary: apt-get install -y chromium (Debian) or set SAMEDGE_CHROMIUM"
+        )
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 960},
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            yield page
+        finally:
+            context.close()
+
+
+def _wait_text(page: Any, selector: str, text: str) -> str:
+    page.wait_for_function(
+        "([sel, text]) => (document.querySelector(sel)?.innerText ?? '').includes(text)",
+        arg=[selector, text],
+    )
+    return str(page.inner_text(selector))
+
+
+def _wait_image(page: Any, selector: str, width: int) -> None:
+    page.wait_for_function(
+        "([sel, w]) => { const i = document.querySelector(sel);"
+        " return !!i && i.complete && i.naturalWidth === w && i.offsetWidth > 0; }",
+        arg=[selector, width],
+    )
+
+
+def _click_pixel(page: Any, selector: str, x: float, y: float) -> None:
+    """Click the displayed image at natural pixel ``(x, y)`` (object-fit: contain)."""
+    cx, cy = page.eval_on_selector(
+        selector,
+        "(img, [x, y]) => { const r = img.getBoundingClientRect();"
+        " const s = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight, 1);"
+        " const ox = (r.width - img.naturalWidth * s) / 2;"
+        " const oy = (r.height - img.naturalHeight * s) / 2;"
+        " return [r.left + ox + (x + 0.5) * s, r.top + oy + (y + 0.5) * s]; }",
+        [x, y],
+    )
+    page.mouse.click(cx, cy)
+
+
+def _fetch(page: Any, url: str) -> bytes:
+    response = page.request.get(url)
+    assert response.ok, (url, response.status)
+    return bytes(response.body())
+
+
+def _fetch_png(page: Any, url: str, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    data = cv2.imdecode(np.frombuffer(_fetch(page, url), np.uint8), flags)
+    assert data is not None, url
+    return data
+
+
+def _download_url(page: Any, selector: str) -> str:
+    page.wait_for_selector(f"{selector} a[href]")
+    return str(page.eval_on_selector(f"{selector} a[href]", "a => a.href"))
+
+
+def test_point_and_boxes_in_a_real_browser(
+    server: tuple[str, Path], browser_page: Any, photo: Callable[[str], Path], tmp_path: Path
+) -> None:
+    url, model_folder = server
+    page = browser_page
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(url)
+
+    # Upload a real photo: it is encoded once.
+    image_path = photo("groceries.jpg")
+    original = load_image(image_path)
+    height, width = original.shape[:2]
+    page.locator("#source-image input[type=file]").set_input_files(str(image_path))
+    status = _wait_text(page, "#status", "encode")
+    assert f"{width}x{height} image" in status
+
+    # Point tab: one positive click in the middle of the photo.
+    _wait_image(page, "#canvas-point img", width)
+    _click_pixel(page, "#canvas-point img", 400, 267)
+    latency = _wait_text(page, "#latency-point", "decode")
+    assert "encode cached" in latency  # the click did not run the encoder
+    assert "1 mask" in latency
+    overlay_url = str(page.get_attribute("#canvas-point img", "src"))
+    overlay = cv2.cvtColor(_fetch_png(page, overlay_url, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    mask = _fetch_png(page, _download_url(page, "#mask-point"), cv2.IMREAD_GRAYSCALE) > 0
+    assert overlay.shape == original.shape and mask.shape == (height, width)
+    assert 100 < mask.sum() < mask.size
+    changed = np.any(overlay != original, axis=-1)
+    # Inside the predicted mask the overlay is tinted; away from the mask's outline and
+    # the point marker it is the photo, pixel for pixel.
+    assert changed[mask].mean() > 0.95
+    near = cv2.dilate(mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    yy, xx = np.mgrid[:height, :width]
+    near |= (xx - 400) ** 2 + (yy - 267) ** 2 < 30**2
+    assert changed[~near].mean() < 0.01
+    record = json.loads(_fetch(page, _download_url(page, "#json-point")))
+    ((px, py),) = record["prompts"]["points"]
+    assert abs(px - 400) <= 2 and abs(py - 267) <= 2  # the click landed where we aimed
+    np.testing.assert_array_equal(rle_decode(record["masks"][0]["segmentation"]), mask)
+
+    # Box tab: two boxes drawn with two clicks each give one mask per box.
+    page.get_by_role("tab", name="Box", exact=True).click()
+    _wait_image(page, "#canvas-box img", width)
+    corners = [(60, 60), (300, 300), (720, 480), (450, 150)]
+    waits = ["opposite corner", "1 mask", "first corner set", "2 masks"]
+    for (x, y), text in zip(corners, waits, strict=True):
+        _click_pixel(page, "#canvas-box img", x, y)
+        _wait_text(page, "#latency-box", text)
+    record = json.loads(_fetch(page, _download_url(page, "#json-box")))
+    assert len(record["masks"]) == 2 and record["mode"] == "box"
+    expected = [[60, 60, 300, 300], [450, 150, 720, 480]]
+    assert np.allclose(record["prompts"]["boxes"], expected, atol=2)
+    labels = _fetch_png(page, _download_url(page, "#mask-box"), cv2.IMREAD_GRAYSCALE)
+    assert labels.shape == (height, width) and set(np.unique(labels)) <= {0, 1, 2}
+    for entry in record["masks"]:
+        object_mask = rle_decode(entry["segmentation"])
+        assert object_mask.shape == (height, width)
+        assert entry["area"] == int(object_mask.sum())
+    np.testing.assert_array_equal(labels == 2, rle_decode(record["masks"][1]["segmentation"]))
+
+    shot = page.screenshot(full_page=False)
+    (tmp_path / "web-ui.png").write_bytes(shot)
+    if os.environ.get("SAMEDGE_UPDATE_SCREENSHOT") == "1":
+        _save_small_png(shot, SCREENSHOT)
+
+    # Undo the last click: the second box is incomplete again, one mask is left.
+    page.click("#undo-box")
+    latency = _wait_text(page, "#latency-box", "1 mask (")
+    assert "first corner set" in latency
+
+    # A non-image upload gets a one-line message, no stack trace.
+    page.click("#remove-image")
+    _wait_text(page, "#status", "No image yet")
+    fake = tmp_path / "notes.png"
+    fake.write_text("this is not a picture\n")
+    page.locator("#source-image input[type=file]").set_input_files(str(fake))
+    toast = _wait_text(page, "body", "notes.png is not an image")
+    assert "Traceback" not in toast
+
+    # The everything tab exists; without samedge.amg it says so.
+    from samedge.web.engine import AMG_UNAVAILABLE, amg_available
+
+    page.get_by_role("tab", name="Everything", exact=True).click()
+    if not amg_available():
+        _wait_text(page, "#everything-unavailable", AMG_UNAVAILABLE)
+
+    # Only the app's own files are served: not the repository, not the model files.
+    for path in (ROOT / "pyproject.toml", model_folder / "samedge.json", Path("/etc/hostname")):
+        response = page.request.get(f"{url}gradio_api/file={path}")
+        assert response.status in (403, 404), (path, response.status)
+    # The page never talked to anything but the app.
+    hosts = {u.split("/")[2] for u in requested if u.startswith(("http:", "https:", "ws"))}
+    assert hosts == {url.split("/")[2]}, hosts
+
+
+def _save_small_png(png: bytes, path: Path) -> None:
+    """Save a screenshot as a palette PNG (small enough for the README)."""
+    from PIL import Image
+
+    image = Image.open(__import__("io").BytesIO(png)).convert("RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    assert path.stat().st_size < 300_000, path.stat().st_size
