@@ -42,6 +42,9 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # A synthetic camera (a moving test pattern) stands in for a webcam.
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
 ]
 TIMEOUT_MS = 60_000
 
@@ -66,9 +69,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(
-    export_test_model: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Path]]:
-    """``(url, model folder)`` of a running app."""
+    export_test_model: Callable[[str], Path],
+    photo: Callable[[str], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, Path, Path]]:
+    """``(url, model folder, photo)`` of a running app that offers the photo as an example."""
     pytest.importorskip("gradio", reason="needs the [web] extra: pip install 'samedge[web]'")
     from samedge.web.app import build_app, launch
     from samedge.web.engine import Engine
@@ -83,11 +88,12 @@ def server(
             out_dir=tmp_path_factory.mktemp("web-out"),
             pool=PredictorPool(threads=2),
         )
-        demo = build_app(engine)
+        image_path = photo("groceries.jpg")
+        demo = build_app(engine, examples=[image_path])
         port = _free_port()
         launch(demo, "127.0.0.1", port, max_upload_mb=5, block=False)
         try:
-            yield f"http://127.0.0.1:{port}/", folder
+            yield f"http://127.0.0.1:{port}/", folder, image_path
         finally:
             demo.close()
 
@@ -166,16 +172,15 @@ def _download_url(page: Any, selector: str) -> str:
 
 
 def test_point_and_boxes_in_a_real_browser(
-    server: tuple[str, Path], browser_page: Any, photo: Callable[[str], Path], tmp_path: Path
+    server: tuple[str, Path, Path], browser_page: Any, tmp_path: Path
 ) -> None:
-    url, model_folder = server
+    url, model_folder, image_path = server
     page = browser_page
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
     page.goto(url)
 
     # Upload a real photo: it is encoded once.
-    image_path = photo("groceries.jpg")
     original = load_image(image_path)
     height, width = original.shape[:2]
     page.locator("#source-image input[type=file]").set_input_files(str(image_path))
@@ -259,6 +264,46 @@ def test_point_and_boxes_in_a_real_browser(
     # The page never talked to anything but the app.
     hosts = {u.split("/")[2] for u in requested if u.startswith(("http:", "https:", "ws"))}
     assert hosts == {url.split("/")[2]}, hosts
+
+
+def test_webcam_snapshot_and_example_in_a_real_browser(
+    server: tuple[str, Path, Path], browser_page: Any
+) -> None:
+    url, _, image_path = server
+    page = browser_page
+    page.goto(url)
+
+    # A webcam snapshot (Chromium's synthetic camera) is an image like any other; it is
+    # larger than the display limit, so the browser shows it scaled down.
+    page.click("#source-image button[aria-label='Capture from camera']")
+    page.get_by_text("Click to Access Webcam").click()
+    page.click("#source-image button[aria-label='capture photo']")
+    status = _wait_text(page, "#status", "encode")
+    width, height = (int(v) for v in status.split(" image")[0].split("x"))
+    scale = min(1.0, 1600 / max(width, height))
+    shown = round(width * scale)
+    _wait_image(page, "#canvas-point img", shown)
+    _click_pixel(page, "#canvas-point img", shown / 2, shown / 4)
+    _wait_text(page, "#latency-point", "decode")
+    record = json.loads(_fetch(page, _download_url(page, "#json-point")))
+    assert (record["image"]["width"], record["image"]["height"]) == (width, height)
+    ((px, py),) = record["prompts"]["points"]
+    # The click on the scaled picture is a point in the snapshot's own pixels.
+    assert abs(px - width / 2) <= 2 / scale and abs(py - width / 4) <= 2 / scale
+
+    # An example, then the same photo uploaded as a file: one encode for both.
+    page.locator("button.gallery-item").first.click()
+    _wait_text(page, "#status", f"{_size_text(image_path)} image")
+    page.click("#remove-image")
+    _wait_text(page, "#status", "No image yet")
+    page.locator("#source-image input[type=file]").set_input_files(str(image_path))
+    status = _wait_text(page, "#status", "encode")
+    assert "encode cached" in status, status
+
+
+def _size_text(path: Path) -> str:
+    height, width = load_image(path).shape[:2]
+    return f"{width}x{height}"
 
 
 def _save_small_png(png: bytes, path: Path) -> None:

@@ -1,0 +1,56 @@
+"""``samedge web`` command line: safe defaults and one-line errors before anything starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from samedge.cli.main import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_bind_to_this_machine_only() -> None:
+    args = build_parser().parse_args(["web"])
+    assert (args.host, args.port, args.model) == ("127.0.0.1", 7860, [])
+    assert args.max_upload_mb == 20.0 and args.cache_size == 8
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["web", "--port", "0"], "--port must be 1..65535, got 0"),
+        (["web", "--cache-size", "0"], "must be > 0"),
+        (["web", "--examples", "no/such/folder"], "--examples must be a folder of images"),
+        (["web", "--model", "sam_vit_q"], "unknown model 'sam_vit_q'"),
+        (["web", "--model", "sam_vit_h"], "model 'sam_vit_h' has not been exported yet"),
+        (["web"], "no exported models found in"),
+    ],
+)
+def test_bad_options_are_one_line_errors(
+    argv: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("gradio", reason="needs the [web] extra: pip install 'samedge[web]'")
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))  # an empty model cache
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("samedge: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_importing_the_web_package_loads_neither_gradio_nor_onnxruntime() -> None:
+    code = (
+        "import sys, samedge.web.engine, samedge.web.models, samedge.web.state, "
+        "samedge.cli.web\n"
+        "assert 'gradio' not in sys.modules and 'onnxruntime' not in sys.modules, "
+        "sorted(m for m in sys.modules if m.startswith(('gradio', 'onnxruntime')))"
+    )
+    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
