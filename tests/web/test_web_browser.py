@@ -28,6 +28,8 @@ import pytest
 from samedge.imageio import load_image
 from samedge.maskutils import rle_decode
 
+from ..conftest import shared_path
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +72,6 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(
     export_test_model: Callable[[str], Path],
-    photo: Callable[[str], Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, Path, Path]]:
     """``(url, model folder, photo)`` of a running app that offers the photo as an example."""
@@ -88,7 +89,7 @@ def server(
             out_dir=tmp_path_factory.mktemp("web-out"),
             pool=PredictorPool(threads=2),
         )
-        image_path = photo("groceries.jpg")
+        image_path = shared_path("data", "images", "groceries.jpg")
         demo = build_app(engine, examples=[image_path])
         port = _free_port()
         launch(demo, "127.0.0.1", port, max_upload_mb=5, block=False)

@@ -24,6 +24,8 @@ from samedge.web.models import (
 )
 from samedge.web.state import Prompts
 
+from ..conftest import shared_path
+
 TINY = "sam2.1_hiera_tiny"
 
 
@@ -51,10 +53,8 @@ def _read_png(path: Path) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_a_click_runs_only_the_decoder_and_offers_png_and_json(
-    photo: Callable[[str], Path], engine: Engine
-) -> None:
-    photo = photo("groceries.jpg")
+def test_a_click_runs_only_the_decoder_and_offers_png_and_json(engine: Engine) -> None:
+    photo = shared_path("data", "images", "groceries.jpg")
     image = engine.load(photo, "groceries.jpg")
     assert image.size == (534, 800) and image.name == "groceries"
     misses = engine.cache.misses
@@ -91,8 +91,8 @@ def test_a_click_runs_only_the_decoder_and_offers_png_and_json(
 
 
 @pytest.mark.slow
-def test_box_mode_gives_one_mask_per_box(photo: Callable[[str], Path], engine: Engine) -> None:
-    image = engine.load(photo("groceries.jpg"), "groceries.jpg")
+def test_box_mode_gives_one_mask_per_box(engine: Engine) -> None:
+    image = engine.load(shared_path("data", "images", "groceries.jpg"), "groceries.jpg")
     prompts = Prompts("box")
     for x, y in ((100, 100), (300, 300), (700, 450), (450, 200)):
         prompts = prompts.add("corner", x, y)
@@ -116,7 +116,6 @@ def test_box_mode_gives_one_mask_per_box(photo: Callable[[str], Path], engine: E
 
 @pytest.mark.slow
 def test_switching_model_encodes_again_and_switching_back_is_cached(
-    photo: Callable[[str], Path],
     export_test_model: Callable[[str], Path],
     engine: Engine,
     tmp_path: Path,
@@ -128,7 +127,7 @@ def test_switching_model_encodes_again_and_switching_back_is_cached(
         cache=engine.cache,  # the tiny embedding may already be there
         pool=engine.pool,
     )
-    image = both.load(photo("groceries.jpg"), "groceries.jpg")
+    image = both.load(shared_path("data", "images", "groceries.jpg"), "groceries.jpg")
     prompts = Prompts("point").add("positive", 400, 267)
     tiny = both.segment(image, prompts, _choice(both, 0), "s3")
     misses = both.cache.misses
@@ -147,11 +146,9 @@ def test_switching_model_encodes_again_and_switching_back_is_cached(
 
 
 @pytest.mark.slow
-def test_large_images_are_shown_scaled_and_masks_stay_full_size(
-    photo: Callable[[str], Path], engine: Engine
-) -> None:
+def test_large_images_are_shown_scaled_and_masks_stay_full_size(engine: Engine) -> None:
     small = Engine(engine.catalog, engine.out_dir, engine.cache, engine.pool, max_display_side=400)
-    image = small.load(photo("groceries.jpg"), "groceries.jpg")
+    image = small.load(shared_path("data", "images", "groceries.jpg"), "groceries.jpg")
     assert image.display.shape == (267, 400, 3)
     x, y = image.to_original(200, 100)  # a click on the displayed picture
     assert (x, y) == (400.0, 200.0)
@@ -203,20 +200,16 @@ def test_labels_for_precisions_and_providers() -> None:
 
 
 @pytest.mark.skipif(amg_available(), reason="samedge.amg is installed: the tab runs it")
-def test_everything_says_when_segment_everything_is_missing(
-    photo: Callable[[str], Path], engine: Engine
-) -> None:
-    image = engine.load(photo("groceries.jpg"), "groceries.jpg")
+def test_everything_says_when_segment_everything_is_missing(engine: Engine) -> None:
+    image = engine.load(shared_path("data", "images", "groceries.jpg"), "groceries.jpg")
     with pytest.raises(SamedgeError, match=f"^{AMG_UNAVAILABLE}$"):
         engine.everything(image, EverythingParams(), _choice(engine))
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not amg_available(), reason="samedge.amg (segment-everything) not in build")
-def test_everything_returns_masks_and_downloads(
-    photo: Callable[[str], Path], engine: Engine
-) -> None:
-    image = engine.load(photo("groceries.jpg"), "groceries.jpg")
+def test_everything_returns_masks_and_downloads(engine: Engine) -> None:
+    image = engine.load(shared_path("data", "images", "groceries.jpg"), "groceries.jpg")
     params = EverythingParams(4, 0.0, 0.0, 0.7)  # keep every candidate of a coarse grid
     result = engine.everything(image, params, _choice(engine), "s5")
     assert result.masks is not None and result.masks.ndim == 3
