@@ -384,6 +384,7 @@ def _everything_tab(
             step=1,
             label="Points per side",
             interactive=available,
+            elem_id="everything-points",
         )
         iou = gr.Slider(
             0.0,
@@ -392,6 +393,7 @@ def _everything_tab(
             step=0.01,
             label="IoU threshold",
             interactive=available,
+            elem_id="everything-iou",
         )
     with gr.Row():
         stab = gr.Slider(
@@ -401,6 +403,7 @@ def _everything_tab(
             step=0.01,
             label="Stability threshold",
             interactive=available,
+            elem_id="everything-stability",
         )
         nms = gr.Slider(
             0.0,
@@ -409,12 +412,17 @@ def _everything_tab(
             step=0.01,
             label="Box NMS threshold",
             interactive=available,
+            elem_id="everything-nms",
         )
     run = gr.Button(
         "Segment everything", variant="primary", interactive=available, elem_id="run-everything"
     )
     canvas = gr.Image(
-        label="All masks", interactive=False, format="png", elem_id="canvas-everything"
+        label="All masks",
+        interactive=False,
+        format="png",
+        elem_id="canvas-everything",
+        buttons=["download", "fullscreen"],
     )
     latency = gr.Markdown(elem_id="latency-everything")
     with gr.Row():

@@ -282,7 +282,7 @@ class Engine:
         mask_path, json_path = self._save(image, "everything", session, masks, record)
         message = (
             f"segment everything **{_ms(generated - start)}** (encoder included) · "
-            f"{len(records)} masks · {self.describe(entry, predictor)}"
+            f"{len(records)} mask{'s' * (len(records) != 1)} · {self.describe(entry, predictor)}"
         )
         return ActionResult(canvas, message, masks, scores, mask_path, json_path, None, generate_ms)
 
