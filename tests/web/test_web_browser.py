@@ -250,6 +250,18 @@ def test_point_and_boxes_in_a_real_browser(
     page.locator("#source-image input[type=file]").set_input_files(str(fake))
     toast = _wait_text(page, "body", "notes.png is not an image")
     assert "Traceback" not in toast
+    # So does an upload over the server's limit (5 MB here); the server refuses it too.
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\0" * (6 << 20))
+    page.locator("#source-image input[type=file]").set_input_files(str(big))
+    _wait_text(page, "body", "exceed the maximum allowed size")
+    response = page.request.post(
+        f"{url}gradio_api/upload",
+        multipart={
+            "files": {"name": "huge.png", "mimeType": "image/png", "buffer": big.read_bytes()}
+        },
+    )
+    assert response.status == 413
 
     # The everything tab exists; without samedge.amg it says so.
     from samedge.web.engine import AMG_UNAVAILABLE, amg_available
@@ -278,6 +290,10 @@ def test_webcam_snapshot_and_example_in_a_real_browser(
     # larger than the display limit, so the browser shows it scaled down.
     page.click("#source-image button[aria-label='Capture from camera']")
     page.get_by_text("Click to Access Webcam").click()
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#source-image video');"
+        " return !!v && v.readyState >= 2 && v.videoWidth > 0; }"
+    )
     page.click("#source-image button[aria-label='capture photo']")
     status = _wait_text(page, "#status", "encode")
     width, height = (int(v) for v in status.split(" image")[0].split("x"))

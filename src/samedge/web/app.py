@@ -21,6 +21,7 @@ import gradio as gr
 from ..errors import SamedgeError
 from .engine import AMG_UNAVAILABLE, Choice, Engine, EverythingParams, amg_available
 from .state import LoadedImage, Prompts
+from .uploads import MB
 
 log = logging.getLogger(__name__)
 
@@ -333,9 +334,10 @@ def _wire_tab(
             if image is None:
                 raise SamedgeError("upload an image (or pick an example) first")
             index = evt.index
-            if not isinstance(index, (list, tuple)) or len(index) != 2:
-                raise SamedgeError("click inside the picture")
-            x, y = image.to_original(float(index[0]), float(index[1]))
+            try:
+                x, y = image.to_original(float(index[0]), float(index[1]))
+            except (TypeError, ValueError, IndexError, KeyError):
+                raise SamedgeError("click inside the picture") from None
             return show(
                 image, prompts.add(kind, x, y), Choice(m, p, prov), request.session_hash or ""
             )
@@ -475,7 +477,7 @@ def launch(
         inbrowser=False,
         prevent_thread_lock=not block,
         quiet=True,
-        max_file_size=int(max_upload_mb * 1e6),
+        max_file_size=int(max_upload_mb * MB),
         allowed_paths=[],
         footer_links=["gradio", "settings"],
         show_error=False,

@@ -22,7 +22,7 @@ from ..outputs import OutputSet
 from .cache import EmbeddingCache, Lookup
 from .models import ModelCatalog, ModelEntry, PredictorPool
 from .state import DEFAULT_MAX_DISPLAY_SIDE, LoadedImage, Prompts
-from .uploads import DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_PIXELS, read_upload, safe_stem
+from .uploads import DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_PIXELS, MB, read_upload, safe_stem
 
 if TYPE_CHECKING:
     from ..runtime.predictor import Predictor
@@ -128,7 +128,7 @@ class Engine:
         self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="samedge-web-"))
         self.cache = cache or EmbeddingCache()
         self.pool = pool or PredictorPool()
-        self.max_upload_bytes = int(max_upload_mb * 1e6)
+        self.max_upload_bytes = int(max_upload_mb * MB)
         self.max_upload_pixels = max_upload_pixels
         self.max_display_side = max_display_side
 

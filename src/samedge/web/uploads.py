@@ -15,6 +15,8 @@ import numpy as np
 
 from ..errors import ImageError
 
+#: Upload sizes are in MB of 2**20 bytes, as browsers and Gradio count them.
+MB = 1 << 20
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEFAULT_MAX_UPLOAD_PIXELS = 50_000_000
 
@@ -38,7 +40,7 @@ def safe_stem(original_name: str | None) -> str:
 def read_upload(
     path: str | os.PathLike[str],
     original_name: str | None = None,
-    max_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6),
+    max_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * MB),
     max_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
 ) -> np.ndarray:
     """Decode an uploaded file as ``H x W x 3`` uint8 RGB after checking it.
@@ -65,8 +67,8 @@ def read_upload(
         raise ImageError(f"{name} could not be received; upload it again") from None
     if size > max_bytes:
         raise ImageError(
-            f"{name} is {size / 1e6:.1f} MB, more than this server's upload limit of "
-            f"{max_bytes / 1e6:.0f} MB; upload a smaller image"
+            f"{name} is {size / MB:.1f} MB, more than this server's upload limit of "
+            f"{max_bytes / MB:g} MB; upload a smaller image"
         )
     if size == 0:
         raise ImageError(f"{name} is empty; upload a {_FORMATS} image")
