@@ -121,6 +121,9 @@ def browser_page(tmp_path: Path) -> Iterator[Any]:
             page = context.new_page()
             page.set_default_timeout(TIMEOUT_MS)
             yield page
+            # The last state of the page, kept with the test's files for diagnosis.
+            page.screenshot(path=str(tmp_path / "last-page.png"))
+            (tmp_path / "last-page.txt").write_text(page.inner_text("body"))
         finally:
             context.close()
 
@@ -218,6 +221,7 @@ def test_point_and_boxes_in_a_real_browser(
     corners = [(60, 60), (300, 300), (720, 480), (450, 150)]
     waits = ["opposite corner", "1 mask", "first corner set", "2 masks"]
     for (x, y), text in zip(corners, waits, strict=True):
+        _wait_image(page, "#canvas-box img", width)  # a click while it reloads is lost
         _click_pixel(page, "#canvas-box img", x, y)
         _wait_text(page, "#latency-box", text)
     record = json.loads(_fetch(page, _download_url(page, "#json-box")))
