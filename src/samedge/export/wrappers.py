@@ -9,129 +9,10 @@ which keeps one graph for every prompt type and every provider.
 
 from __future__ import annotations
 
-import copy
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..specs import ModelSpec
-
-
-class PixelShuffleUpsample(nn.Module):
-    """``ConvTranspose2d(kernel_size=2, stride=2)`` computed as a GEMM plus a pixel shuffle.
-
-    With kernel and stride 2 every output pixel receives exactly one input pixel, so the
-    transposed convolution is a 1x1 convolution to ``4 * C_out`` channels followed by
-    depth-to-space: the same products and sums, in a form ONNX Runtime runs as one MatMul
-    and one DepthToSpace instead of its slow generic ConvTranspose kernel.
-    """
-
-    def __init__(self, deconv: nn.ConvTranspose2d) -> None:
-        super().__init__()
-        if deconv.kernel_size != (2, 2) or deconv.stride != (2, 2) or deconv.padding != (0, 0):
-            raise ValueError(
-                "only ConvTranspose2d(kernel_size=2, stride=2, padding=0) is supported"
-            )
-        c_in, c_out = deconv.weight.shape[:2]
-        # Row (co, di, dj) of the GEMM holds weight[:, co, di, dj]: pixel_shuffle's channel order.
-        weight = deconv.weight.detach().permute(1, 2, 3, 0).reshape(c_out * 4, c_in)
-        self.weight = nn.Parameter(weight[:, :, None, None].contiguous(), requires_grad=False)
-        bias = deconv.bias.detach() if deconv.bias is not None else torch.zeros(c_out)
-        self.bias = nn.Parameter(bias.repeat_interleave(4).contiguous(), requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(F.conv2d(x, self.weight, self.bias), 2)
-
-
-def _block_diagonal(x: torch.Tensor, heads: int, rows_first: bool) -> torch.Tensor:
-    """Per-head blocks of the few-token tensor ``x`` ``(B, T, H*c)`` on a block diagonal.
-
-    ``rows_first``: ``(B, H*T, H*c)`` with block ``h`` = ``x[:, :, h*c:(h+1)*c]``;
-    otherwise its transpose layout ``(B, H*c, H*T)``.
-    """
-    b, t, hc = x.shape
-    c = hc // heads
-    eye = torch.eye(heads, dtype=x.dtype)
-    per_head = x.reshape(b, t, heads, c).permute(0, 2, 1, 3)  # (B, H, T, c)
-    if rows_first:
-        blocks = per_head[:, :, :, None, :] * eye[None, :, None, :, None]  # (B, H, T, H, c)
-        return blocks.reshape(b, heads * t, heads * c)
-    blocks = per_head.transpose(2, 3)[:, :, :, None, :] * eye[None, :, None, :, None]
-    return blocks.reshape(b, heads * c, heads * t)  # (B, H, c, H, T)
-
-
-class ImageToTokenAttention(nn.Module):
-    """The official attention for many queries (image) over few keys (prompt tokens).
-
-    Scores of all heads come from one GEMM of the queries, left in their ``(B, N, H*c)``
-    layout, with the keys arranged block-diagonally; the weighted sum is one GEMM with the
-    values arranged the same way. No large tensor is split into heads or transposed; the
-    products and sums are the official ones (the extra terms are exact zeros).
-    """
-
-    def __init__(self, attention: nn.Module) -> None:
-        super().__init__()
-        self.attention = attention
-
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        att = self.attention
-        heads = att.num_heads
-        q, k, v = att.q_proj(q), att.k_proj(k), att.v_proj(v)
-        b, n, hc = q.shape
-        tokens = k.shape[1]
-        scores = q @ _block_diagonal(k, heads, rows_first=False) / math.sqrt(hc // heads)
-        weights = torch.softmax(scores.reshape(b, n, heads, tokens), dim=-1)
-        out = weights.reshape(b, n, heads * tokens) @ _block_diagonal(v, heads, rows_first=True)
-        return att.out_proj(out)
-
-
-class TokenToImageAttention(nn.Module):
-    """The official attention for few queries (prompt tokens) over many keys (image).
-
-    The queries are arranged block-diagonally so that all heads' scores are one GEMM against
-    the keys in their natural ``(B, N, H*c)`` layout, and all heads' outputs one GEMM with
-    the values; each head's block is then read off the diagonal. Large tensors are never
-    split into heads or transposed.
-    """
-
-    def __init__(self, attention: nn.Module) -> None:
-        super().__init__()
-        self.attention = attention
-
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        att = self.attention
-        heads = att.num_heads
-        q, k, v = att.q_proj(q), att.k_proj(k), att.v_proj(v)
-        b, tokens, hc = q.shape
-        c = hc // heads
-        scores = _block_diagonal(q, heads, rows_first=True) @ k.transpose(1, 2) / math.sqrt(c)
-        weights = torch.softmax(scores, dim=-1)  # (B, H*T, N)
-        mixed = (weights @ v).reshape(b, heads, tokens, heads, c)
-        eye = torch.eye(heads, dtype=mixed.dtype)[None, :, None, :, None]
-        out = (mixed * eye).sum(dim=3)  # (B, H, T, c): head h's own block
-        return att.out_proj(out.permute(0, 2, 1, 3).reshape(b, tokens, hc))
-
-
-def _fast_decoder(decoder: nn.Module) -> nn.Module:
-    """A copy of a mask decoder rearranged for ONNX Runtime: same function, faster graph.
-
-    The 2x2 transposed convolutions become pixel-shuffle GEMMs and the cross-attention
-    layers between prompt tokens and the 4096 image tokens avoid per-head transposes.
-    """
-    decoder = copy.deepcopy(decoder)
-    for i, layer in enumerate(decoder.output_upscaling):
-        if isinstance(layer, nn.ConvTranspose2d):
-            decoder.output_upscaling[i] = PixelShuffleUpsample(layer)
-    transformer = decoder.transformer
-    for block in transformer.layers:
-        block.cross_attn_token_to_image = TokenToImageAttention(block.cross_attn_token_to_image)
-        block.cross_attn_image_to_token = ImageToTokenAttention(block.cross_attn_image_to_token)
-    transformer.final_attn_token_to_image = TokenToImageAttention(
-        transformer.final_attn_token_to_image
-    )
-    return decoder
 
 
 class ImageEncoder(nn.Module):
@@ -169,17 +50,15 @@ class PromptDecoder(nn.Module):
     ``object_score_logits`` ``(B, 1)`` for SAM 2].
     """
 
-    def __init__(self, model: nn.Module, spec: ModelSpec, fast: bool = True) -> None:
-        """``fast=False`` keeps the official modules untouched (the parity reference)."""
+    def __init__(self, model: nn.Module, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
         if spec.family == "sam":
             self.prompt_encoder = model.prompt_encoder
-            decoder = model.mask_decoder
+            self.mask_decoder = model.mask_decoder
         else:
             self.prompt_encoder = model.sam_prompt_encoder
-            decoder = model.sam_mask_decoder
-        self.mask_decoder = _fast_decoder(decoder) if fast else decoder
+            self.mask_decoder = model.sam_mask_decoder
 
     def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pe = self.prompt_encoder
