@@ -88,7 +88,7 @@ class GeneratedMasks:
     @property
     def areas(self) -> np.ndarray:
         """int64 ``(N,)`` mask areas in pixels."""
-        return self.masks.reshape(len(self), -1).sum(axis=1).astype(np.int64)
+        return np.count_nonzero(self.masks, axis=(1, 2)).astype(np.int64)
 
     def records(self, output_mode: str = "binary_mask") -> list[dict[str, Any]]:
         """The official generators' list of dicts, one per mask.
