@@ -440,8 +440,9 @@ class MaskGenerator:
     ) -> _Candidates:
         logits, scores = self._decode(embedding, points, None, self.multimask_output, stats)
         t = time.perf_counter()
+        # Logits stay (B, K, 256, 256) views of the decoder output: only the masks that
+        # pass the predicted-IoU filter are ever copied or upscaled.
         per_point = logits.shape[1]
-        logits = logits.reshape(-1, LOW_RES_SIZE, LOW_RES_SIZE)
         scores = scores.reshape(-1)
         pts = np.repeat(points, per_point, axis=0)
         stats["candidates"] += len(scores)
@@ -449,7 +450,8 @@ class MaskGenerator:
             stats["post_s"] += time.perf_counter() - t
             refined, new_scores = [], []
             clamp = self.spec.low_res_clamp
-            prev = logits if clamp is None else np.clip(logits, -clamp, clamp)
+            flat = logits.reshape(-1, LOW_RES_SIZE, LOW_RES_SIZE)
+            prev = flat if clamp is None else np.clip(flat, -clamp, clamp)
             for s in range(0, len(pts), self.points_per_batch):
                 lg, sc = self._decode(
                     embedding,
@@ -461,24 +463,24 @@ class MaskGenerator:
                 refined.append(lg[:, 0])
                 new_scores.append(sc[:, 0])
             t = time.perf_counter()
-            logits, scores = np.concatenate(refined), np.concatenate(new_scores)
+            logits = np.concatenate(refined)[:, None]
+            scores = np.concatenate(new_scores)
+            per_point = 1
         keep = (
             np.flatnonzero(scores > self.pred_iou_thresh)
             if self.pred_iou_thresh > 0
             else np.arange(len(scores))
         )
         out = _Candidates()
+        kept = logits[keep // per_point, keep % per_point]  # (len(keep), 256, 256) copy
         if keep.size and self.spec.family == "sam2" and self.min_mask_region_area > 0:
-            logits = logits.copy()
-            logits[keep] = fill_low_res(
-                logits[keep], self.min_mask_region_area, self.mask_threshold
-            )
+            kept = fill_low_res(kept, self.min_mask_region_area, self.mask_threshold)
         x0, y0, x1, y1 = crop
         crop_size = (y1 - y0, x1 - x0)
         hi = self.mask_threshold + self.stability_score_offset
         lo = self.mask_threshold - self.stability_score_offset
-        for i in keep:
-            full = upscale_logits(logits[i], self.spec, embedding.input_size, crop_size)
+        for n, i in enumerate(keep):
+            full = upscale_logits(kept[n], self.spec, embedding.input_size, crop_size)
             stats["upscaled"] += 1
             inter = np.count_nonzero(full > hi)
             union = np.count_nonzero(full > lo)
@@ -489,7 +491,7 @@ class MaskGenerator:
             offset = np.array([x0, y0, x0, y0])
             if near_crop_edge((box + offset)[None], crop, image_size)[0]:
                 continue
-            out.logits.append(np.ascontiguousarray(logits[i]))
+            out.logits.append(kept[n].copy())
             out.boxes.append(box)
             out.iou.append(float(scores[i]))
             out.stability.append(float(stability))
