@@ -12,6 +12,7 @@ HTTP Range request, and the file only takes its final name once its sha256 match
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -123,7 +124,7 @@ def download(
                         fh.write(block)
                         digest.update(block)
                         bar.update(len(block))
-                except (TimeoutError, OSError) as exc:
+                except (OSError, http.client.HTTPException) as exc:
                     raise DownloadError(
                         f"download of {url} was interrupted ({exc}); run the same command "
                         f"again to resume from {fh.tell()} bytes"

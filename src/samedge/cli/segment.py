@@ -112,16 +112,18 @@ def run(args: argparse.Namespace) -> int:
     embedding = predictor.encode(image)
     encoded = time.perf_counter()
     result = predictor.predict(
-        embedding, points=points, labels=labels, boxes=boxes, multimask_output=True
+        embedding,
+        points=points,
+        labels=labels,
+        boxes=boxes,
+        multimask_output=True,
+        best_only=not args.multimask,
     )
     decoded = time.perf_counter()
 
     selected: list[tuple[int, int]] = []  # (prompt set, mask index)
     for b in range(result.scores.shape[0]):
-        if args.multimask:
-            selected.extend((b, k) for k in range(result.scores.shape[1]))
-        else:
-            selected.append((b, int(np.argmax(result.scores[b]))))
+        selected.extend((b, k) for k in range(result.scores.shape[1]))
     paths = (
         [args.out] if len(selected) == 1 else [_numbered(args.out, i) for i in range(len(selected))]
     )

@@ -9,10 +9,48 @@ which keeps one graph for every prompt type and every provider.
 
 from __future__ import annotations
 
+import copy
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..specs import ModelSpec
+
+
+class PixelShuffleUpsample(nn.Module):
+    """``ConvTranspose2d(kernel_size=2, stride=2)`` computed as a GEMM plus a pixel shuffle.
+
+    With kernel and stride 2 every output pixel receives exactly one input pixel, so the
+    transposed convolution is a 1x1 convolution to ``4 * C_out`` channels followed by
+    depth-to-space: the same products and sums, in a form ONNX Runtime runs as one MatMul
+    and one DepthToSpace instead of its slow generic ConvTranspose kernel.
+    """
+
+    def __init__(self, deconv: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        if deconv.kernel_size != (2, 2) or deconv.stride != (2, 2) or deconv.padding != (0, 0):
+            raise ValueError(
+                "only ConvTranspose2d(kernel_size=2, stride=2, padding=0) is supported"
+            )
+        c_in, c_out = deconv.weight.shape[:2]
+        # Row (co, di, dj) of the GEMM holds weight[:, co, di, dj]: pixel_shuffle's channel order.
+        weight = deconv.weight.detach().permute(1, 2, 3, 0).reshape(c_out * 4, c_in)
+        self.weight = nn.Parameter(weight[:, :, None, None].contiguous(), requires_grad=False)
+        bias = deconv.bias.detach() if deconv.bias is not None else torch.zeros(c_out)
+        self.bias = nn.Parameter(bias.repeat_interleave(4).contiguous(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(F.conv2d(x, self.weight, self.bias), 2)
+
+
+def _fast_upscaling(decoder: nn.Module) -> nn.Module:
+    """A copy of a mask decoder whose 2x2 transposed convolutions are pixel-shuffle GEMMs."""
+    decoder = copy.deepcopy(decoder)
+    for i, layer in enumerate(decoder.output_upscaling):
+        if isinstance(layer, nn.ConvTranspose2d):
+            decoder.output_upscaling[i] = PixelShuffleUpsample(layer)
+    return decoder
 
 
 class ImageEncoder(nn.Module):
@@ -50,15 +88,17 @@ class PromptDecoder(nn.Module):
     ``object_score_logits`` ``(B, 1)`` for SAM 2].
     """
 
-    def __init__(self, model: nn.Module, spec: ModelSpec) -> None:
+    def __init__(self, model: nn.Module, spec: ModelSpec, fast: bool = True) -> None:
+        """``fast=False`` keeps the official modules untouched (the parity reference)."""
         super().__init__()
         self.spec = spec
         if spec.family == "sam":
             self.prompt_encoder = model.prompt_encoder
-            self.mask_decoder = model.mask_decoder
+            decoder = model.mask_decoder
         else:
             self.prompt_encoder = model.sam_prompt_encoder
-            self.mask_decoder = model.sam_mask_decoder
+            decoder = model.sam_mask_decoder
+        self.mask_decoder = _fast_upscaling(decoder) if fast else decoder
 
     def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pe = self.prompt_encoder

@@ -8,7 +8,8 @@ upscales only what is needed. Upscaling reproduces the official predictors:
 * SAM 2: bilinear straight to the original size (``SAM2Transforms.postprocess_masks``).
 
 Bilinear means ``align_corners=False`` without antialiasing, which is what
-``cv2.INTER_LINEAR`` computes.
+``cv2.INTER_LINEAR`` computes (OpenCV rounds the float interpolation weights slightly
+differently from torch: logits agree to about 2e-5 of their range).
 """
 
 from __future__ import annotations

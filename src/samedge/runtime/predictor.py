@@ -151,6 +151,7 @@ class Predictor:
         boxes: Any = None,
         mask_input: Any = None,
         multimask_output: bool = True,
+        best_only: bool = False,
     ) -> MaskPrediction:
         """Masks for one or more prompt sets on an encoded image.
 
@@ -164,6 +165,9 @@ class Predictor:
                 ``previous.low_res_logits[0, [best]]``.
             multimask_output: three candidate masks per set (best for a single click),
                 or one.
+            best_only: keep only the highest-scoring of the candidates (``K = 1``); only
+                that mask is upscaled to full resolution, which is what an interactive click
+                needs.
 
         Returns:
             :class:`MaskPrediction` with ``K = 3`` or ``1`` masks per set, at the original
@@ -181,6 +185,10 @@ class Predictor:
         )
         low_res, iou, obj = self.decode(embedding, prompts)
         logits, scores = select_masks(low_res, iou, self.spec, multimask_output)
+        if best_only and logits.shape[1] > 1:
+            rows = np.arange(len(scores))
+            pick = np.argmax(scores, axis=1)
+            logits, scores = logits[rows, pick][:, None], scores[rows, pick][:, None]
         full = upscale_logits(logits, self.spec, embedding.input_size, embedding.original_size)
         if self.spec.low_res_clamp is not None:
             logits = np.clip(logits, -self.spec.low_res_clamp, self.spec.low_res_clamp)

@@ -1,0 +1,139 @@
+"""One way to run a small network, whatever executes it: ONNX Runtime or OpenVINO.
+
+:func:`load_network` returns a :class:`Network`, a callable from named float32 inputs to
+named outputs. ONNX files run on ONNX Runtime (through
+:func:`samedge.runtime.session.create_session`) or on OpenVINO, which reads ONNX directly;
+OpenVINO IR (``.xml``) runs on OpenVINO only. OpenVINO is imported only here, and only
+when asked for (extra ``gaze``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArtifactError, SamedgeError, require_extra
+
+BACKENDS = ("ort", "openvino")
+
+
+class Network:
+    """A loaded network: ``net({input_name: array}) -> {output_name: array}``.
+
+    Attributes:
+        path: the model file.
+        backend: ``ort`` or ``openvino``.
+        inputs: input names with their shapes (``-1`` or a name for dynamic dimensions).
+        outputs: output names.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        backend: str,
+        runner: Any,
+        inputs: dict[str, tuple[Any, ...]],
+        outputs: list[str],
+    ) -> None:
+        self.path = path
+        self.backend = backend
+        self._runner = runner
+        self.inputs = inputs
+        self.outputs = outputs
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = set(self.inputs) - set(feeds)
+        if missing:
+            raise ValueError(f"{self.path.name}: missing inputs {sorted(missing)}")
+        return self._runner(feeds)
+
+    def __repr__(self) -> str:
+        return f"Network({self.path.name}, backend={self.backend})"
+
+
+def _load_ort(path: Path, providers: Sequence[str] | str | None, threads: int | None) -> Network:
+    from ..runtime.session import create_session
+
+    session = create_session(path, providers, threads)
+    names = [o.name for o in session.get_outputs()]
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, feeds), strict=True))
+
+    inputs = {i.name: tuple(i.shape) for i in session.get_inputs()}
+    return Network(path, "ort", run, inputs, names)
+
+
+def _load_openvino(path: Path, threads: int | None) -> Network:
+    require_extra("openvino", "gaze", "running networks on OpenVINO")
+    import openvino as ov
+
+    from ..runtime.session import default_threads
+
+    core = ov.Core()
+    try:
+        model = core.read_model(os.fspath(path))
+        compiled = core.compile_model(
+            model, "CPU", {"INFERENCE_NUM_THREADS": threads or default_threads()}
+        )
+    except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long messages
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"OpenVINO cannot load {path.name}: {first[:200]}") from exc
+    request = compiled.create_infer_request()
+    out_ports = list(compiled.outputs)
+    names = [p.any_name for p in out_ports]
+    # A port can carry several tensor names (an ONNX output keeps its name among them):
+    # results are given under every one of them so callers can use the ONNX names.
+    aliases = [sorted(p.get_names()) or [p.any_name] for p in out_ports]
+    inputs = {
+        p.any_name: tuple(d.get_length() if d.is_static else -1 for d in p.get_partial_shape())
+        for p in compiled.inputs
+    }
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = request.infer(feeds)
+        out: dict[str, np.ndarray] = {}
+        for port, port_names in zip(out_ports, aliases, strict=True):
+            value = np.asarray(result[port])
+            for name in port_names:
+                out[name] = value
+        return out
+
+    return Network(path, "openvino", run, inputs, names)
+
+
+def load_network(
+    path: str | os.PathLike[str],
+    backend: str = "ort",
+    providers: Sequence[str] | str | None = None,
+    threads: int | None = None,
+) -> Network:
+    """Load ``path`` (``.onnx`` or OpenVINO IR ``.xml``) on ``backend``.
+
+    Args:
+        backend: ``ort`` (ONNX Runtime; ONNX files only) or ``openvino``.
+        providers: ONNX Runtime execution providers (``ort`` only).
+        threads: intra-op threads (default: all usable cores).
+
+    Raises:
+        SamedgeError: unknown backend, or an IR file asked to run on ONNX Runtime.
+        ArtifactError: the file cannot be loaded.
+    """
+    path = Path(path)
+    if backend not in BACKENDS:
+        raise SamedgeError(f"unknown backend '{backend}': use one of {', '.join(BACKENDS)}")
+    if not path.is_file():
+        raise ArtifactError(f"model file {path} does not exist")
+    if path.suffix.lower() == ".xml":
+        if backend != "openvino":
+            raise SamedgeError(
+                f"{path.name} is an OpenVINO IR model: it runs with backend 'openvino' only"
+            )
+        return _load_openvino(path, threads)
+    if backend == "openvino":
+        return _load_openvino(path, threads)
+    return _load_ort(path, providers, threads)

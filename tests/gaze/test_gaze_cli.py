@@ -1,0 +1,114 @@
+"""``samedge gaze`` end to end on a real clip and a real photo, with the real models."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from samedge.cli.main import main
+from samedge.maskutils import rle_decode
+
+from ..conftest import shared_path
+
+STAGE_KEYS = {"face", "total"}
+
+
+def model_args(sam_folder) -> list[str]:
+    models = shared_path("models")
+    return [
+        "--model",
+        str(sam_folder),
+        "--face-model",
+        str(models / "face"),
+        "--gaze-models",
+        str(models / "gaze"),
+        "--detector",
+        str(models / "detection" / "yolox_nano.onnx"),
+        "--threads",
+        "2",
+        "--min-iou",
+        "0",  # the test SAM has random weights
+    ]
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def sam_folder(export_test_model):
+    return export_test_model("sam2.1_hiera_tiny")
+
+
+@pytest.mark.slow
+def test_video_end_to_end_writes_annotated_video_and_complete_jsonl(sam_folder, tmp_path, capsys):
+    pytest.importorskip("openvino", reason="needs the [gaze] extra: pip install 'samedge[gaze]'")
+    video = shared_path("data", "video", "bedroom.mp4")
+    out, jsonl = tmp_path / "annotated.mp4", tmp_path / "frames.jsonl"
+    argv = ["gaze", "--video", str(video), *model_args(sam_folder)]
+    code = main([*argv, "--out", str(out), "--jsonl", str(jsonl), "--max-frames", "5"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "5 frames" in captured.out and "FPS" in captured.out
+    assert "depth filter: off" in captured.err
+
+    cap = cv2.VideoCapture(str(out))
+    count = 0
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        assert image.shape == (540, 960, 3)
+        count += 1
+    assert count == 5
+
+    records = read_jsonl(jsonl)
+    frames, summary = records[:-1], records[-1]
+    assert [r["frame"] for r in frames] == [0, 1, 2, 3, 4]
+    for r in frames:
+        assert r["type"] == "frame" and r["size"] == [540, 960]
+        assert set(r["latency_ms"]) >= STAGE_KEYS and all(v >= 0 for v in r["latency_ms"].values())
+        assert r["depth"] == "off (no depth model)"
+        if r["chosen"] is None:
+            assert r["reason"]
+        else:
+            mask = rle_decode(r["chosen"]["mask_rle"])
+            assert mask.shape == (540, 960) and mask.any()
+        if r["face"] is not None:
+            assert {"gaze", "detect"} <= set(r["latency_ms"])
+            assert np.isclose(np.linalg.norm(r["gaze"]["vector"]), 1, atol=1e-3)
+    assert any(r["face"] is not None for r in frames)  # the girl's face is found
+    assert summary["type"] == "summary" and summary["frames"] == 5 and summary["fps"] > 0
+    assert summary["depth"] is False
+
+
+@pytest.mark.slow
+def test_points_mode_on_a_photo_runs_sam(sam_folder, tmp_path):
+    pytest.importorskip("openvino", reason="needs the [gaze] extra: pip install 'samedge[gaze]'")
+    image = shared_path("data", "interactive", "GrabCut", "data_GT", "person1.jpg")
+    jsonl = tmp_path / "p.jsonl"
+    argv = ["gaze", "--image", str(image), *model_args(sam_folder), "--mode", "points"]
+    out = tmp_path / "a.avi"
+    assert main([*argv, "--points", "4", "--jsonl", str(jsonl), "--out", str(out)]) == 0
+    frame = read_jsonl(jsonl)[0]
+    assert frame["face"] is not None and frame["detections"] == 0
+    assert 1 <= len(frame["prompt_points"]) <= 4
+    assert {"encode", "decode"} <= set(frame["latency_ms"])
+    assert out.stat().st_size > 0
+
+
+def test_errors_are_one_line_and_write_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path / "home"))
+    assert main(["gaze", "--model", "x"]) == 2
+    assert "give a source" in capsys.readouterr().err
+    image = shared_path("data", "interactive", "GrabCut", "data_GT", "person1.jpg")
+    argv = ["gaze", "--image", str(image), "--model", "x", "--jsonl", str(tmp_path / "f.jsonl")]
+    assert main([*argv, "--out", str(tmp_path / "a.gif")]) == 2
+    assert "--out must end in .mp4 or .avi" in capsys.readouterr().err
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "yunet is not in" in err and "--fetch-models" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -1,0 +1,247 @@
+"""``samedge segment`` and friends, as a user runs them: outputs and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from samedge.cli.main import main
+from samedge.maskutils import rle_decode
+
+from .conftest import requires_export, shared_path
+
+TRUCK = ("data", "images", "truck.jpg")
+
+
+@pytest.fixture(scope="module")
+def model_dir(export_test_model: Any) -> Path:
+    return export_test_model("sam2.1_hiera_tiny")
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("samedge: error: ") and err.count("\n") == 1, err
+    return err
+
+
+@requires_export
+def test_segment_writes_mask_overlay_and_json(model_dir: Path, tmp_path: Path) -> None:
+    image = shared_path(*TRUCK)
+    out = tmp_path / "mask.png"
+    code = main(
+        [
+            "segment",
+            str(image),
+            "--model",
+            str(model_dir),
+            "--point",
+            "500,375",
+            "--point",
+            "1200,500,0",
+            "--out",
+            str(out),
+            "--overlay",
+            str(tmp_path / "overlay.png"),
+            "--json",
+            str(tmp_path / "result.json"),
+        ]
+    )
+    assert code == 0
+    mask = np.asarray(Image.open(out))
+    assert mask.shape == (1200, 1800) and set(np.unique(mask)) <= {0, 255}
+    overlay = np.asarray(Image.open(tmp_path / "overlay.png"))
+    photo = np.asarray(Image.open(image))
+    inside = mask > 0
+    assert overlay.shape == photo.shape
+    assert np.abs(overlay[inside].astype(int) - photo[inside]).mean() > 10  # tinted
+    result = json.loads((tmp_path / "result.json").read_text())
+    record = result["masks"][0]
+    np.testing.assert_array_equal(rle_decode(record["segmentation"]), inside)
+    assert record["area"] == int(inside.sum())
+    assert result["prompts"]["labels"] == [1.0, 0.0]
+    assert set(result["timings_ms"]) == {"encode", "decode"}
+
+
+@requires_export
+def test_segment_multimask_and_several_boxes(model_dir: Path, tmp_path: Path) -> None:
+    image = str(shared_path(*TRUCK))
+    out = tmp_path / "m.png"
+    assert (
+        main(
+            [
+                "segment",
+                image,
+                "--model",
+                str(model_dir),
+                "--box",
+                "100,100,900,700",
+                "--out",
+                str(out),
+                "--multimask",
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m_0.png", "m_1.png", "m_2.png"]
+    out2 = tmp_path / "boxes" / "b.png"
+    assert (
+        main(
+            [
+                "segment",
+                image,
+                "--model",
+                str(model_dir),
+                "--box",
+                "100,100,900,700",
+                "--box",
+                "900,200,1700,1100",
+                "--out",
+                str(out2),
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in out2.parent.iterdir()) == ["b_0.png", "b_1.png"]
+
+
+@requires_export
+def test_bad_inputs_fail_with_one_line_and_write_nothing(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = str(shared_path(*TRUCK))
+    out = tmp_path / "out" / "mask.png"
+    model = str(model_dir)
+    assert "image not found" in _error(
+        capsys, ["segment", "nope.jpg", "--model", model, "--point", "1,1", "--out", str(out)]
+    )
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert "not an image" in _error(
+        capsys,
+        [
+            "segment",
+            str(tmp_path / "notes.txt"),
+            "--model",
+            model,
+            "--point",
+            "1,1",
+            "--out",
+            str(out),
+        ],
+    )
+    assert "outside the 1800x1200 image" in _error(
+        capsys, ["segment", image, "--model", model, "--point", "1900,10", "--out", str(out)]
+    )
+    assert "outside" in _error(
+        capsys, ["segment", image, "--model", model, "--box=-5,0,100,100", "--out", str(out)]
+    )
+    assert "no prompt" in _error(capsys, ["segment", image, "--model", model, "--out", str(out)])
+    assert "did you mean sam_vit_b" in _error(
+        capsys, ["segment", image, "--model", "sam_vit_bb", "--point", "1,1", "--out", str(out)]
+    )
+    assert "model folder not found" in _error(
+        capsys, ["segment", image, "--model", "./missing-dir", "--point", "1,1", "--out", str(out)]
+    )
+    # A model folder with a missing, a corrupt and a replaced graph.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "samedge.json").write_text((model_dir / "samedge.json").read_text())
+    (broken / "encoder.onnx").symlink_to(model_dir / "encoder.onnx")
+    assert "decoder file decoder.onnx is missing" in _error(
+        capsys, ["segment", image, "--model", str(broken), "--point", "1,1", "--out", str(out)]
+    )
+    data = bytearray((model_dir / "decoder.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (broken / "decoder.onnx").write_bytes(bytes(data))
+    assert "does not match its manifest" in _error(
+        capsys, ["segment", image, "--model", str(broken), "--point", "1,1", "--out", str(out)]
+    )
+    (broken / "samedge.json").write_text("{not json")
+    assert "corrupt" in _error(
+        capsys, ["segment", image, "--model", str(broken), "--point", "1,1", "--out", str(out)]
+    )
+    assert not out.parent.exists()
+
+
+@requires_export
+def test_model_swapped_for_another_is_detected(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A manifest edited to claim another model does not get past the graph I/O check."""
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other, copy_function=lambda s, d: Path(d).symlink_to(s))
+    manifest = json.loads((model_dir / "samedge.json").read_text())
+    manifest["model"] = "sam_vit_b"
+    (other / "samedge.json").unlink()
+    (other / "samedge.json").write_text(json.dumps(manifest))
+    err = _error(
+        capsys,
+        [
+            "segment",
+            str(shared_path(*TRUCK)),
+            "--model",
+            str(other),
+            "--point",
+            "1,1",
+            "--out",
+            str(tmp_path / "m.png"),
+        ],
+    )
+    assert "not those of sam_vit_b" in err
+
+
+def test_missing_export_extra_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "torch" else real(n, *a)
+    )
+    err = _error(capsys, ["export", "sam_vit_b", "--random-init", "0", "--out", "x"])
+    assert "pip install 'samedge[export]'" in err
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    argv = [
+        sys.executable,
+        "-m",
+        "samedge",
+        "segment",
+        "nope.jpg",
+        "--model",
+        "sam_vit_b",
+        "--point",
+        "1,1",
+        "--out",
+        str(tmp_path / "m.png"),
+    ]
+    plain = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin", "SAMEDGE_HOME": str(tmp_path)},
+    )
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    debug = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin", "SAMEDGE_HOME": str(tmp_path), "SAMEDGE_DEBUG": "1"},
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_models_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "list", "sam2*"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5 and lines[1].startswith("sam2.1_hiera_tiny")

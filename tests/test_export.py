@@ -1,0 +1,110 @@
+"""The exporter: manifest, parity gate, checkpoints (needs the [export] extra)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from samedge.errors import ExportError
+from samedge.manifest import Manifest, sha256_file
+from samedge.registry import get_spec
+
+from .conftest import TEST_SEED, requires_export
+
+pytestmark = [requires_export, pytest.mark.export]
+
+
+@pytest.mark.parametrize("name", ["sam2.1_hiera_tiny", "sam_vit_b"])
+def test_export_writes_verified_graphs_and_manifest(export_test_model: Any, name: str) -> None:
+    import onnx
+
+    folder = export_test_model(name)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "decoder.onnx",
+        "encoder.onnx",
+        "samedge.json",
+    ]
+    manifest = Manifest.read(folder)
+    assert manifest.model == name and manifest.opset == 17
+    assert manifest.weights == {"source": "random-init", "seed": TEST_SEED}
+    for entries in manifest.files.values():
+        for entry in entries:
+            assert sha256_file(folder / entry.path) == entry.sha256
+    assert manifest.parity["passed"] is True
+    assert manifest.parity["encoder_max_rel_error"] < 1e-4
+    assert manifest.parity["decoder_max_rel_error"] < 1e-5
+    spec = get_spec(name)
+    decoder = onnx.load(str(folder / "decoder.onnx"))
+    inputs = {i.name: i for i in decoder.graph.input}
+    assert list(inputs) == list(spec.decoder_inputs)
+    dims = inputs["point_coords"].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims[:2]] == ["batch", "num_points"]  # B and N are dynamic
+    assert [o.name for o in decoder.graph.output] == list(spec.decoder_outputs)
+
+
+@pytest.mark.slow
+def test_failed_parity_gate_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from samedge.export import exporter
+
+    monkeypatch.setattr(exporter, "DECODER_TOL", 0.0)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("user file")
+    with pytest.raises(ExportError, match=r"beyond tolerance.*nothing was written"):
+        exporter.export_model(get_spec("sam2.1_hiera_tiny"), out, seed=TEST_SEED)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.slow
+def test_export_from_checkpoint_matches_seeded_export(
+    tmp_path: Path, export_test_model: Any, torch_model: Any
+) -> None:
+    """A checkpoint file in the official layout (SAM 2: {'model': state_dict}) loads safely."""
+    import torch
+
+    from samedge import Predictor
+    from samedge.cli.main import main
+
+    model = torch_model("sam2.1_hiera_tiny")
+    ckpt = tmp_path / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": model.state_dict()}, ckpt)
+    out = tmp_path / "from-ckpt"
+    assert main(["export", "sam2.1_hiera_tiny", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    manifest = json.loads((out / "samedge.json").read_text())
+    assert manifest["weights"] == {
+        "source": "checkpoint",
+        "file": ckpt.name,
+        "sha256": sha256_file(ckpt),
+    }
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    a = Predictor.from_pretrained(out)
+    b = Predictor.from_pretrained(export_test_model("sam2.1_hiera_tiny"))
+    ea, eb = a.encode(image), b.encode(image)
+    np.testing.assert_allclose(ea.image_embeddings, eb.image_embeddings, atol=1e-5)
+
+
+def test_mismatched_and_unsafe_checkpoints_are_rejected(tmp_path: Path) -> None:
+    import torch
+
+    from samedge.export.build import build_model
+
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"image_encoder.weight": torch.zeros(3)}, wrong)
+    with pytest.raises(ExportError, match=r"does not match sam_vit_b.*another model"):
+        build_model(get_spec("sam_vit_b"), checkpoint=wrong)
+
+    class Evil:
+        def __reduce__(self) -> tuple:
+            return (print, ("code ran",))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"x": Evil()}, evil)
+    with pytest.raises(ExportError, match="cannot read checkpoint"):
+        build_model(get_spec("sam_vit_b"), checkpoint=evil)
+    with pytest.raises(ExportError, match="not found"):
+        build_model(get_spec("sam_vit_b"), checkpoint=tmp_path / "missing.pth")

@@ -1,0 +1,141 @@
+"""Checkpoint downloads against a real HTTP server on 127.0.0.1 (Range, interruption, sha256)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from samedge.cli.main import main
+from samedge.errors import ChecksumError, DownloadError
+from samedge.hub import checkpoint_path, download
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class _Server:
+    """Serves PAYLOAD at /ckpt.pth; can cut the connection after ``cut_after`` bytes."""
+
+    def __init__(self) -> None:
+        self.cut_after: int | None = None
+        self.range_requests: list[str] = []
+        self.payload = PAYLOAD
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path != "/ckpt.pth":
+                    self.send_error(404)
+                    return
+                data = server.payload
+                start = 0
+                header = self.headers.get("Range")
+                if header:
+                    server.range_requests.append(header)
+                    start = int(header.split("=")[1].split("-")[0])
+                    if start >= len(data):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.cut_after is not None:
+                    self.wfile.write(body[: server.cut_after])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)
+                    return
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/ckpt.pth"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    srv = _Server()
+    yield srv
+    srv.close()
+
+
+def test_complete_download(server: _Server, tmp_path: Path) -> None:
+    dest = tmp_path / "ckpt.pth"
+    assert download(server.url, dest, SHA, progress=False) == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert not (tmp_path / "ckpt.pth.part").exists()
+
+
+def test_interrupted_download_resumes(server: _Server, tmp_path: Path) -> None:
+    dest = tmp_path / "ckpt.pth"
+    server.cut_after = 300_000
+    with pytest.raises(DownloadError, match=r"interrupted.*again"):
+        download(server.url, dest, SHA, progress=False, timeout=5)
+    part = tmp_path / "ckpt.pth.part"
+    assert part.stat().st_size == 300_000 and not dest.exists()
+    server.cut_after = None
+    download(server.url, dest, SHA, progress=False)
+    assert server.range_requests == ["bytes=300000-"]
+    assert dest.read_bytes() == PAYLOAD and not part.exists()
+
+
+def test_corrupted_download_is_removed_and_reported(server: _Server, tmp_path: Path) -> None:
+    server.payload = PAYLOAD[:-1] + b"X"
+    dest = tmp_path / "ckpt.pth"
+    with pytest.raises(ChecksumError, match="does not match the expected") as err:
+        download(server.url, dest, SHA, progress=False)
+    assert SHA in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_offline_error_names_url_and_local_file_option(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:9/sam.pth"  # discard port: connection refused
+    with pytest.raises(DownloadError) as err:
+        download(url, tmp_path / "sam.pth", SHA, progress=False, timeout=2)
+    message = str(err.value)
+    assert url in message and "--checkpoint PATH" in message
+    assert "\n" not in message
+
+
+def test_cli_pull_into_cache(
+    server: _Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from samedge import registry
+    from samedge.specs import Checkpoint
+
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
+    spec = registry.get_spec("sam_vit_b")
+    fake = type(spec)(**{**spec.__dict__, "checkpoint": Checkpoint(server.url, SHA, len(PAYLOAD))})
+    monkeypatch.setitem(registry._BY_NAME, "sam_vit_b", fake)
+    assert main(["models", "pull", "sam_vit_b", "--quiet", "--url", server.url]) == 0
+    dest = checkpoint_path(fake)
+    assert dest.read_bytes() == PAYLOAD and "sha256 verified" in capsys.readouterr().out
+    # A damaged cached file is detected, removed and downloaded again.
+    dest.write_bytes(b"damaged")
+    assert main(["models", "pull", "sam_vit_b", "--quiet", "--url", server.url]) == 0
+    assert dest.read_bytes() == PAYLOAD
+    # Offline: one line, exit code 2, nothing left behind.
+    dest.unlink()
+    code = main(["models", "pull", "sam_vit_b", "--quiet", "--url", "http://127.0.0.1:9/x.pth"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("samedge: error: cannot download") and err.count("\n") == 1
+    assert not dest.exists()

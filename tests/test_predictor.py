@@ -1,0 +1,110 @@
+"""Predictor API behaviour: SAM-style wrapper, providers, prompt validation, immutability."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from samedge import ImagePredictor, Predictor
+from samedge.errors import PromptError
+from samedge.registry import get_spec
+from samedge.runtime.prompts import normalize_prompts
+from samedge.runtime.session import resolve_providers
+
+from .conftest import shared_path
+
+
+@pytest.fixture(scope="module")
+def predictor(export_test_model: Any) -> Predictor:
+    return Predictor.from_pretrained(export_test_model("sam2.1_hiera_tiny"), threads=2)
+
+
+@pytest.fixture(scope="module")
+def photo() -> Path:
+    return shared_path("data", "images", "dog.jpg")
+
+
+def test_image_predictor_matches_functional_api(predictor: Predictor, photo: Path) -> None:
+    sam = ImagePredictor(predictor)
+    with pytest.raises(RuntimeError, match="set_image"):
+        sam.predict(point_coords=np.array([[10, 10]]), point_labels=np.array([1]))
+    sam.set_image(photo)
+    masks, scores, low = sam.predict(
+        point_coords=np.array([[400, 300]]), point_labels=np.array([1])
+    )
+    assert masks.shape == (3, 534, 800) and masks.dtype == bool
+    assert scores.shape == (3,) and low.shape == (3, 256, 256)
+    ref = predictor.predict(predictor.encode(photo), points=[[400, 300]], labels=[1])
+    np.testing.assert_array_equal(masks, ref.masks[0])
+    np.testing.assert_array_equal(scores, ref.scores[0])
+    boxes = np.array([[10, 10, 300, 300], [300, 100, 700, 500]])
+    bm, bs, bl = sam.predict(box=boxes, multimask_output=False)
+    assert bm.shape == (2, 1, 534, 800) and bs.shape == (2, 1) and bl.shape == (2, 1, 256, 256)
+
+
+def test_embedding_is_immutable_and_checked(predictor: Predictor, photo: Path) -> None:
+    embedding = predictor.encode(photo)
+    assert embedding.original_size == (534, 800) and embedding.input_size == (1024, 1024)
+    assert embedding.image_embeddings.shape == (1, 256, 64, 64)
+    assert [f.shape for f in embedding.high_res_features] == [(1, 32, 256, 256), (1, 64, 128, 128)]
+    with pytest.raises(ValueError):
+        embedding.image_embeddings[0, 0, 0, 0] = 1.0
+    with pytest.raises(AttributeError):
+        embedding.original_size = (1, 1)  # type: ignore[misc]
+    result = predictor.predict(embedding, points=[[400, 300]], labels=[1], multimask_output=False)
+    assert result.object_score_logits is not None and result.object_score_logits.shape == (1,)
+
+
+def test_cpu_is_always_the_fallback(caplog: pytest.LogCaptureFixture, predictor: Predictor) -> None:
+    with caplog.at_level(logging.WARNING):
+        chosen = resolve_providers(["tensorrt", "cuda", "cpu"])
+    if chosen == ["CPUExecutionProvider"]:  # a CPU-only onnxruntime build
+        assert "not available in this onnxruntime build" in caplog.text
+    assert chosen[-1] == "CPUExecutionProvider"
+    assert set(predictor.providers.values()) == {"CPUExecutionProvider"}
+    with pytest.raises(ValueError, match="unknown execution provider 'gpu'"):
+        resolve_providers(["gpu"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "no prompt"),
+        ({"points": [[10, 10]]}, "need labels"),
+        ({"points": [[10, 10]], "labels": [2]}, "labels must be 1"),
+        ({"points": [[10, 10]], "labels": [1, 0]}, "must match"),
+        ({"points": [[801, 10]], "labels": [1]}, "outside the 800x534 image"),
+        ({"points": [[np.nan, 10]], "labels": [1]}, "non-finite"),
+        ({"box": [10, 10, 5, 50]}, "x0 <= x1"),
+        ({"box": [10, 10, 50]}, "x0, y0, x1, y1"),
+        ({"box": [0, 0, 10, 10], "boxes": [[0, 0, 10, 10]]}, "not both"),
+        (
+            {"boxes": [[0, 0, 10, 10], [5, 5, 20, 20]], "points": [[1, 1]], "labels": [1]},
+            "prompt sets",
+        ),
+        ({"points": [[1, 1]], "labels": [1], "mask_input": np.zeros((64, 64))}, "256x256"),
+        ({"mask_input": np.zeros((1, 256, 256))}, "no prompt"),
+    ],
+)
+def test_bad_prompts_are_rejected_with_the_reason(kwargs: dict, message: str) -> None:
+    spec = get_spec("sam_vit_b")
+    with pytest.raises(PromptError, match=message):
+        normalize_prompts(spec, (534, 800), (683, 1024), **kwargs)
+
+
+@pytest.mark.parametrize("name", ["sam_vit_b", "sam2.1_hiera_tiny"])
+def test_prompt_sequences_follow_the_official_order(name: str) -> None:
+    spec = get_spec(name)
+    p = normalize_prompts(
+        spec, (500, 1000), (512, 1024), points=[[100, 50]], labels=[1], box=[0, 0, 1000, 500]
+    )
+    labels = p.point_labels[0].tolist()
+    # SAM: points then box corners, no padding; SAM 2: box corners first, padding always.
+    assert labels == ([1, 2, 3] if spec.family == "sam" else [2, 3, 1, -1])
+    np.testing.assert_allclose(p.point_coords[0, labels.index(1)], [102.4, 51.2])
+    only = normalize_prompts(spec, (500, 1000), (512, 1024), points=[[1, 1]], labels=[0])
+    assert only.point_labels[0].tolist() == [0, -1]

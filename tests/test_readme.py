@@ -1,0 +1,21 @@
+"""The README's set-up commands are the ones CI runs."""
+
+from __future__ import annotations
+
+import re
+
+from .conftest import ROOT
+
+
+def _block(marker: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(rf"<!-- {marker} -->\s*```bash\n(.*?)\n```", text, re.S)
+    assert match, f"README has no '<!-- {marker} -->' command block"
+    return match.group(1).strip()
+
+
+def test_ci_runs_the_readme_install_and_test_commands_in_order() -> None:
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    install, test = _block("install"), _block("test")
+    assert install in ci and test in ci
+    assert ci.index(install) < ci.index(test)

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from samedge import get_spec, list_models
+from samedge.errors import ModelNotFoundError
+
+EXPECTED = {
+    "sam_vit_b",
+    "sam_vit_l",
+    "sam_vit_h",
+    "sam2.1_hiera_tiny",
+    "sam2.1_hiera_small",
+    "sam2.1_hiera_base_plus",
+    "sam2.1_hiera_large",
+}
+
+
+def test_every_required_model_is_registered() -> None:
+    assert set(list_models()) == EXPECTED
+    assert list_models("sam2*") == [n for n in list_models() if n.startswith("sam2")]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_spec_is_complete(name: str) -> None:
+    spec = get_spec(name)
+    assert spec.name == name
+    assert re.fullmatch(r"[0-9a-f]{64}", spec.checkpoint.sha256)
+    assert spec.checkpoint.url.startswith("https://dl.fbaipublicfiles.com/")
+    assert spec.checkpoint.size_bytes > 100_000_000
+    assert spec.licence == "Apache-2.0"
+    assert spec.image_size == 1024
+    # SAM resizes the longest side and pads; SAM 2 stretches to a square.
+    assert spec.resize == ("stretch" if spec.family == "sam2" else "longest_side_pad")
+    assert spec.encoder_outputs[0] == "image_embeddings"
+    assert len(spec.encoder_outputs) == (3 if spec.family == "sam2" else 1)
+    assert "object_score_logits" in spec.decoder_outputs or spec.family == "sam"
+
+
+def test_unknown_name_suggests_close_names() -> None:
+    with pytest.raises(ModelNotFoundError) as err:
+        get_spec("sam_vit_x")
+    message = str(err.value)
+    assert "unknown model 'sam_vit_x'" in message
+    assert "sam_vit_b" in message and "samedge models list" in message
