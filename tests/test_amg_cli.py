@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import requires_export, shared_path
 from samedge.cli.main import main
 from samedge.maskutils import rle_decode
+
+from .conftest import requires_export, shared_path
 
 LOWERED = [
     "--points-per-side",

@@ -17,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import requires_export, shared_path
 from samedge.amg import MaskGenerator
 from samedge.imageio import load_image
+
+from .conftest import requires_export, shared_path
 
 pytestmark = [requires_export, pytest.mark.export]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import requires_export
 from samedge.amg import (
     GeneratedMasks,
     box_nms,
@@ -23,6 +22,8 @@ from samedge.amg import (
 )
 from samedge.errors import SamedgeError
 from samedge.maskutils import rle_decode
+
+from .conftest import requires_export
 
 
 @pytest.fixture(scope="module")
