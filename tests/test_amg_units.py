@@ -178,3 +178,12 @@ def test_nms_edge_cases():
     # empty boxes have IoU 0/0: never suppressed, as in torchvision
     keep = box_nms(np.zeros((3, 4)), np.array([0.1, 0.3, 0.2]), 0.5)
     np.testing.assert_array_equal(keep, [1, 2, 0])
+
+
+def test_fast_mode_coarse_grid_is_a_subgrid():
+    from samedge.amg.generator import _coarse_indices
+
+    np.testing.assert_array_equal(_coarse_indices(16, 2), [0, 2, 8, 10])
+    assert len(_coarse_indices(32 * 32, 2)) == 256
+    assert len(_coarse_indices(32 * 32, 4)) == 64
+    np.testing.assert_array_equal(_coarse_indices(10, 2), [0, 4, 8])  # not square: every 4th
