@@ -1,0 +1,137 @@
+"""``samedge everything IMAGE --model NAME --out masks.json [--overlay PNG] [--png-dir DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import SamedgeError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "everything",
+        help="segment everything: automatic masks from a grid of points",
+        description="Generate masks for the whole image (the official automatic mask "
+        "generators' algorithm and defaults) and write them as COCO-style JSON, optionally "
+        "with an overlay picture and one PNG per mask.",
+    )
+    parser.add_argument("image", type=Path, help="image file")
+    parser.add_argument("--model", required=True, help="registered name or exported folder")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--overlay", type=Path, help="also write the image with all masks")
+    parser.add_argument("--png-dir", type=Path, help="also write one PNG per mask here")
+    parser.add_argument(
+        "--output-mode",
+        choices=("coco_rle", "uncompressed_rle", "polygons"),
+        default="coco_rle",
+        help="how the JSON stores each mask (default coco_rle)",
+    )
+    parser.add_argument("--fast", action="store_true", help="coarse-to-fine point sampling")
+    parser.add_argument("--fast-stride", type=int, default=2, help="coarse grid stride (2)")
+    g = parser.add_argument_group("generator settings (defaults: the official ones)")
+    g.add_argument("--points-per-side", type=int, default=32)
+    g.add_argument("--points-per-batch", type=int, default=64)
+    g.add_argument("--pred-iou-thresh", type=float, help="default 0.88 for SAM, 0.8 for SAM 2")
+    g.add_argument("--stability-score-thresh", type=float, default=0.95)
+    g.add_argument("--stability-score-offset", type=float, default=1.0)
+    g.add_argument("--mask-threshold", type=float, help="mask logit threshold (0.0)")
+    g.add_argument("--box-nms-thresh", type=float, default=0.7)
+    g.add_argument("--crop-n-layers", type=int, default=0)
+    g.add_argument("--crop-nms-thresh", type=float, default=0.7)
+    g.add_argument("--crop-overlap-ratio", type=float, default=512 / 1500)
+    g.add_argument("--crop-n-points-downscale-factor", type=int, default=1)
+    g.add_argument("--min-mask-region-area", type=int, default=0)
+    g.add_argument("--use-m2m", action="store_true", help="refine each mask once (SAM 2)")
+    g.add_argument(
+        "--single-mask", action="store_true", help="one mask per point (multimask_output=False)"
+    )
+    parser.add_argument("--provider", help="execution providers, e.g. cuda,cpu (default cpu)")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..amg import MaskGenerator
+    from ..amg.render import everything_overlay
+    from ..artifacts import resolve_model
+    from ..imageio import load_image
+    from ..outputs import OutputSet
+    from ..runtime.predictor import Predictor
+
+    if args.out.suffix.lower() != ".json":
+        raise SamedgeError(f"--out must be a .json file, got {args.out}")
+    if args.overlay is not None and args.overlay.suffix.lower() != ".png":
+        raise SamedgeError(f"--overlay must be a .png file, got {args.overlay}")
+    if args.png_dir is not None and args.png_dir.exists() and not args.png_dir.is_dir():
+        raise SamedgeError(f"--png-dir {args.png_dir} exists and is not a folder")
+    image = load_image(args.image)
+    artifact = resolve_model(args.model)
+    predictor = Predictor(artifact, providers=args.provider, threads=args.threads)
+    generator = MaskGenerator(
+        predictor,
+        points_per_side=args.points_per_side,
+        points_per_batch=args.points_per_batch,
+        pred_iou_thresh=args.pred_iou_thresh,
+        stability_score_thresh=args.stability_score_thresh,
+        stability_score_offset=args.stability_score_offset,
+        mask_threshold=args.mask_threshold,
+        box_nms_thresh=args.box_nms_thresh,
+        crop_n_layers=args.crop_n_layers,
+        crop_nms_thresh=args.crop_nms_thresh,
+        crop_overlap_ratio=args.crop_overlap_ratio,
+        crop_n_points_downscale_factor=args.crop_n_points_downscale_factor,
+        min_mask_region_area=args.min_mask_region_area,
+        use_m2m=args.use_m2m,
+        multimask_output=not args.single_mask,
+        fast=args.fast,
+        fast_stride=args.fast_stride,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    result = generator.generate_masks(image)
+    height, width = image.shape[:2]
+    annotations = []
+    for i, record in enumerate(result.records(args.output_mode)):
+        annotations.append({"id": i, **record})
+    stats = {k: round(v, 3) if isinstance(v, float) else v for k, v in result.stats.items()}
+    document = {
+        "model": predictor.spec.name,
+        "weights": artifact.manifest.weights.get("source"),
+        "image": {"path": str(args.image), "width": width, "height": height},
+        "settings": {
+            "points_per_side": args.points_per_side,
+            "points_per_batch": generator.points_per_batch,
+            "pred_iou_thresh": generator.pred_iou_thresh,
+            "stability_score_thresh": generator.stability_score_thresh,
+            "stability_score_offset": generator.stability_score_offset,
+            "mask_threshold": generator.mask_threshold,
+            "box_nms_thresh": generator.box_nms_thresh,
+            "crop_n_layers": generator.crop_n_layers,
+            "crop_nms_thresh": generator.crop_nms_thresh,
+            "crop_overlap_ratio": generator.crop_overlap_ratio,
+            "crop_n_points_downscale_factor": args.crop_n_points_downscale_factor,
+            "min_mask_region_area": generator.min_mask_region_area,
+            "use_m2m": generator.use_m2m,
+            "multimask_output": generator.multimask_output,
+            "fast": generator.fast,
+            "output_mode": args.output_mode,
+        },
+        "provider": predictor.providers,
+        "stats": stats,
+        "annotations": annotations,
+    }
+    with OutputSet() as out:
+        out.add_json(args.out, document)
+        if args.overlay is not None:
+            out.add_png(args.overlay, everything_overlay(image, result.masks))
+        if args.png_dir is not None:
+            for i, mask in enumerate(result.masks):
+                out.add_png(args.png_dir / f"mask_{i:04d}.png", mask)
+    print(
+        f"{args.out}: {len(result)} masks from {stats['prompts']} prompts in "
+        f"{stats['total_s']:.1f} s (encode {stats['encode_s']:.1f} s, decode "
+        f"{stats['decode_s']:.1f} s, post-processing {stats['post_s']:.1f} s)"
+    )
+    return 0

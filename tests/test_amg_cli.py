@@ -1,0 +1,109 @@
+"""``samedge everything``: files written, their content, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from samedge.cli.main import main
+from samedge.maskutils import rle_decode
+
+from .conftest import requires_export, shared_path
+
+LOWERED = [
+    "--points-per-side",
+    "2",
+    "--pred-iou-thresh",
+    "0.5",
+    "--stability-score-offset",
+    "0.1",
+    "--stability-score-thresh",
+    "0.3",
+    "--box-nms-thresh",
+    "1.0",
+]
+
+
+@requires_export
+@pytest.mark.slow
+@pytest.mark.export
+def test_everything_writes_json_overlay_and_pngs(export_test_model, tmp_path, capsys):
+    model = export_test_model("sam2.1_hiera_tiny")
+    image = shared_path("data", "images", "groceries.jpg")
+    out, overlay, pngs = tmp_path / "masks.json", tmp_path / "overlay.png", tmp_path / "pngs"
+    code = main(
+        ["everything", str(image), "--model", str(model), *LOWERED, "--out", str(out),
+         "--overlay", str(overlay), "--png-dir", str(pngs), "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert doc["model"] == "sam2.1_hiera_tiny"
+    assert doc["image"]["width"] == 800 and doc["image"]["height"] == 534
+    assert doc["settings"]["points_per_side"] == 2
+    assert doc["stats"]["prompts"] == 4
+    anns = doc["annotations"]
+    assert len(anns) >= 1
+    files = sorted(pngs.glob("mask_*.png"))
+    assert len(files) == len(anns)
+    for ann, path in zip(anns, files, strict=True):
+        mask = rle_decode(ann["segmentation"])
+        assert mask.shape == (534, 800)
+        assert int(mask.sum()) == ann["area"]
+        x, y, w, h = ann["bbox"]
+        ys, xs = np.nonzero(mask)
+        assert (x, y, x + w, y + h) == (xs.min(), ys.min(), xs.max(), ys.max())
+        assert 0.5 < ann["predicted_iou"] <= 1 and ann["stability_score"] >= 0.3
+        assert ann["crop_box"] == [0, 0, 800, 534]
+        assert len(ann["point_coords"]) == 1
+        np.testing.assert_array_equal(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 0, mask)
+    picture = cv2.imread(str(overlay))
+    assert picture.shape == (534, 800, 3)
+    original = cv2.imread(str(image))
+    assert np.abs(picture.astype(int) - original).mean() > 5  # masks are drawn
+    assert "masks from 4 prompts" in capsys.readouterr().out
+
+
+@requires_export
+@pytest.mark.slow
+@pytest.mark.export
+def test_everything_polygons_and_fast(export_test_model, tmp_path):
+    model = export_test_model("sam2.1_hiera_tiny")
+    image = shared_path("data", "images", "groceries.jpg")
+    out = tmp_path / "masks.json"
+    args = ["everything", str(image), "--model", str(model), *LOWERED, "--out", str(out)]
+    assert main([*args, "--output-mode", "polygons", "--fast", "--quiet"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["fast"] is True
+    assert doc["stats"]["prompts"] == 1  # coarse grid of the 2x2 grid, the rest covered
+    for ann in doc["annotations"]:
+        assert ann["segmentation"] and all(len(p) >= 6 for p in ann["segmentation"])
+
+
+def test_everything_rejects_bad_output_paths(tmp_path, capsys):
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    code = main(["everything", str(image), "--model", "x", "--out", str(tmp_path / "m.txt")])
+    assert code == 2
+    assert "--out must be a .json file" in capsys.readouterr().err
+    code = main(
+        ["everything", str(image), "--model", "x", "--out", str(tmp_path / "m.json"),
+         "--overlay", str(tmp_path / "o.jpg")]
+    )  # fmt: skip
+    assert code == 2
+    assert "--overlay must be a .png file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.png"]
+
+
+def test_everything_unknown_model_is_one_line(tmp_path, capsys):
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    code = main(
+        ["everything", str(image), "--model", "no_such_model", "--out", str(tmp_path / "m.json")]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("samedge: error:") and "\n" not in err
+    assert not (tmp_path / "m.json").exists()
