@@ -173,11 +173,11 @@ def quantize_model(
             f"{parent_art.folder} is already reduced precision ({parent_precision}); "
             f"quantize its fp32 parent instead"
         )
-    parent = Predictor(parent_art, cfg.providers, cfg.threads)
     calib_images: list[Path] = []
     if cfg.precision == "int8-static":
         calib_images = list_images(Path(cfg.calibration), cfg.num_images)  # type: ignore[arg-type]
         _disjoint(calib_images, cfg)
+    parent = Predictor(parent_art, cfg.providers, cfg.threads)
     components = ["encoder", "decoder"] if cfg.component == "both" else [cfg.component]
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
