@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import ModelArtifact, resolve_model
-from ..errors import SamedgeError
+from ..errors import SamedgeError, require_extra
 from ..manifest import MANIFEST_NAME, FileEntry, Manifest, sha256_file
 from .calibration import decoder_feeds, encoder_feeds, file_hashes, list_images
 from .convert import METHODS as METHODS
@@ -164,6 +164,7 @@ def quantize_model(
 
     say = log or (lambda _msg: None)
     _check_config(cfg)
+    require_extra("onnx", "quantize", "samedge quantize")
     out = Path(out)
     _prepare_out(out)
     parent_art: ModelArtifact = resolve_model(model)
