@@ -100,6 +100,9 @@ def to_int8_static(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[method]
+    # CalibMaxIntermediateOutputs would bound calibration memory, but onnxruntime 1.32
+    # drops the ranges it clears ("No data is collected"), so every sample's intermediate
+    # outputs are kept until the end: calibration memory grows with --num-images.
     options: dict[str, Any] = {"CalibMovingAverage": method == "minmax"}
     options.update(extra_options or {})
     quantize_static(
