@@ -5,7 +5,8 @@
 
 The first folder is the baseline of the speed-up columns. Every folder is timed on the same
 image with the same thread count: one warm-up, then the median of ``--runs`` encoder calls
-and of ``--runs`` decoder calls (one positive point). Fidelity columns are read from each
+and of ``--runs`` decoder calls (one positive point); ``--interleave`` times the folders in
+turns instead of one after the other. Fidelity columns are read from each
 folder's manifest (written by ``samedge quantize``). A benchmark, not a test.
 """
 
@@ -19,14 +20,10 @@ import time
 from pathlib import Path
 
 
-def _median_ms(fn, runs: int) -> float:
+def _time_ms(fn) -> float:
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return (time.perf_counter() - start) * 1000
 
 
 def main() -> None:
@@ -36,6 +33,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="load every folder first, then time them in turns (round robin), so that load "
+        "from other processes hits all rows alike",
+    )
     args = parser.parse_args()
     os.environ.setdefault("SAMEDGE_ORT_SPIN", "0")
 
@@ -45,15 +48,28 @@ def main() -> None:
 
     image = load_image(args.image)
     h, w = image.shape[:2]
+    predictors = {}
+    embeddings = {}
+    timings: dict[Path, dict[str, list[float]]] = {}
+    rounds = [[f] for f in args.folders] if not args.interleave else [args.folders]
+    for group in rounds:
+        for folder in group:
+            predictors[folder] = Predictor.from_pretrained(folder, threads=args.threads)
+            embeddings[folder] = predictors[folder].encode(image)  # warm-up
+            timings[folder] = {"encoder": [], "decoder": []}
+        for _ in range(args.runs):
+            for folder in group:
+                p, e = predictors[folder], embeddings[folder]
+                timings[folder]["encoder"].append(_time_ms(lambda p=p: p.encode(image)))
+                timings[folder]["decoder"].append(
+                    _time_ms(lambda p=p, e=e: p.predict(e, points=[[w / 2, h / 2]], labels=[1]))
+                )
+        for folder in group:
+            del predictors[folder]
     rows = []
     for folder in args.folders:
-        predictor = Predictor.from_pretrained(folder, threads=args.threads)
-        emb = predictor.encode(image)
-        enc = _median_ms(lambda p=predictor: p.encode(image), args.runs)
-        dec = _median_ms(
-            lambda p=predictor, e=emb: p.predict(e, points=[[w / 2, h / 2]], labels=[1]),
-            args.runs,
-        )
+        enc = statistics.median(timings[folder]["encoder"])
+        dec = statistics.median(timings[folder]["decoder"])
         manifest = Manifest.read(folder)
         fid = manifest.extra.get("fidelity", {}).get("stats", {}).get("all", {})
         rows.append(
@@ -63,14 +79,16 @@ def main() -> None:
                 "precision": manifest.precision,
                 "encoder_ms": enc,
                 "decoder_ms": dec,
+                "encoder_runs_ms": timings[folder]["encoder"],
                 "mean_iou": fid.get("mean_iou"),
                 "p1_iou": fid.get("p1_iou"),
                 "min_iou": fid.get("min_iou"),
             }
         )
-        del predictor
     base = rows[0]
-    print(f"threads={args.threads} runs={args.runs} image={args.image}")
+    print(
+        f"threads={args.threads} runs={args.runs} interleave={args.interleave} image={args.image}"
+    )
     print("| model | encoder | decoder | encoder ms | x | decoder ms | x | mean IoU | p1 | min |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
