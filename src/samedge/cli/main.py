@@ -17,7 +17,17 @@ from .. import __version__
 from ..errors import SamedgeError
 
 #: Command modules under ``samedge.cli``, in the order ``--help`` lists them.
-COMMANDS = ["models", "export", "segment", "everything", "eval", "web", "gaze"]
+COMMANDS = [
+    "models",
+    "export",
+    "segment",
+    "everything",
+    "eval",
+    "web",
+    "gaze",
+    "quantize",
+    "doctor",
+]
 
 EXIT_USAGE = 2
 

@@ -60,10 +60,10 @@ def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
         if name not in available:
             log.warning(
                 "%s is not available in this onnxruntime build (available: %s); "
-                "falling back. Install the matching onnxruntime package "
-                "(e.g. onnxruntime-gpu for CUDA) and only one onnxruntime package.",
+                "falling back. Why: %s",
                 name,
                 ", ".join(available),
+                unavailable_reason(name, available),
             )
             continue
         if name not in resolved:
@@ -161,3 +161,144 @@ def session_io(session: Any) -> tuple[list[str], list[str]]:
 
 def onnxruntime_version() -> str:
     return str(_ort().__version__)
+
+
+#: onnxruntime distributions on PyPI; more than one installed at once is a broken setup
+#: (they share the ``onnxruntime`` import name and the last one installed wins).
+ORT_DISTRIBUTIONS = (
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnxruntime-openvino",
+    "onnxruntime-directml",
+    "onnxruntime-silicon",
+    "onnxruntime-qnn",
+)
+
+#: The distribution that provides each provider.
+PROVIDER_PACKAGES = {
+    "CUDAExecutionProvider": "onnxruntime-gpu",
+    "TensorrtExecutionProvider": "onnxruntime-gpu",
+    "OpenVINOExecutionProvider": "onnxruntime-openvino",
+    "DmlExecutionProvider": "onnxruntime-directml",
+    "CoreMLExecutionProvider": "onnxruntime",
+}
+
+
+def installed_ort_distributions() -> dict[str, str]:
+    """onnxruntime distributions installed in this environment, name -> version."""
+    from importlib import metadata
+
+    found = {}
+    for name in ORT_DISTRIBUTIONS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def provider_conflicts(installed: dict[str, str] | None = None) -> list[str]:
+    """One line per conflicting onnxruntime installation (empty when the setup is sane)."""
+    installed = installed_ort_distributions() if installed is None else installed
+    if len(installed) <= 1:
+        return []
+    names = ", ".join(f"{k} {v}" for k, v in installed.items())
+    keep = next((k for k in installed if k != "onnxruntime"), "onnxruntime")
+    return [
+        f"several onnxruntime packages are installed ({names}); they overwrite each other and "
+        f"GPU providers may silently disappear: pip uninstall {' '.join(installed)} && "
+        f"pip install {keep}"
+    ]
+
+
+def unavailable_reason(
+    provider: str,
+    available: Sequence[str] | None = None,
+    installed: dict[str, str] | None = None,
+) -> str | None:
+    """Why ``provider`` (short or full name) cannot run here, or ``None`` if it can.
+
+    The reason names the fix: the package to install, the conflicting packages to remove,
+    or the native libraries (CUDA, cuDNN, TensorRT) that the package could not load.
+    """
+    name = PROVIDER_NAMES.get(provider.strip().lower(), provider.strip())
+    available = available_providers() if available is None else list(available)
+    if name in available:
+        return None
+    installed = installed_ort_distributions() if installed is None else installed
+    package = PROVIDER_PACKAGES.get(name, "a matching onnxruntime build")
+    conflicts = provider_conflicts(installed)
+    if conflicts:
+        return f"{name} is not available: {conflicts[0]}"
+    if name == "CoreMLExecutionProvider":
+        return f"{name} is only available on macOS builds of onnxruntime"
+    if package in installed:
+        return (
+            f"{name} is not available although {package} {installed[package]} is installed: "
+            f"its native libraries were not found (for CUDA/TensorRT: install the CUDA, cuDNN "
+            f"and TensorRT versions that {package} {installed[package]} was built for and put "
+            f"them on the library path)"
+        )
+    have = ", ".join(installed) or "no onnxruntime package"
+    return f"{name} is not available: it needs {package} (installed: {have})"
+
+
+def provider_options(
+    provider: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    fp16: bool = False,
+    device_id: int = 0,
+    decoder_profile: tuple[int, int, int] | None = None,
+    point_inputs: Sequence[str] = ("point_coords", "point_labels"),
+) -> dict[str, str]:
+    """ONNX Runtime provider options for ``provider`` (short or full name).
+
+    Args:
+        cache_dir: TensorRT engine and timing cache folder (engines build once, then load).
+        fp16: let TensorRT build FP16 engines.
+        device_id: GPU index (CUDA, TensorRT).
+        decoder_profile: ``(min, opt, max)`` number of prompt points of the decoder, turned
+            into TensorRT shape profiles for ``point_inputs`` (batch 1).
+
+    Returns:
+        the options dict to pass as ``providers=[(name, options), ...]``; empty for
+        providers without options here.
+    """
+    name = PROVIDER_NAMES.get(provider.strip().lower(), provider.strip())
+    if name == "CUDAExecutionProvider":
+        return {
+            "device_id": str(device_id),
+            "cudnn_conv_algo_search": "HEURISTIC",
+            "arena_extend_strategy": "kSameAsRequested",
+        }
+    if name != "TensorrtExecutionProvider":
+        return {}
+    options = {"device_id": str(device_id), "trt_fp16_enable": "True" if fp16 else "False"}
+    if cache_dir is not None:
+        folder = os.fspath(cache_dir)
+        options.update(
+            {
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": folder,
+                "trt_timing_cache_enable": "True",
+                "trt_timing_cache_path": folder,
+            }
+        )
+    if decoder_profile is not None:
+        lo, opt, hi = decoder_profile
+        if not 1 <= lo <= opt <= hi:
+            raise ValueError(f"decoder profile needs 1 <= min <= opt <= max, got {decoder_profile}")
+
+        def shapes(n: int) -> str:
+            return ",".join(
+                f"{inp}:1x{n}x2" if "coords" in inp else f"{inp}:1x{n}" for inp in point_inputs
+            )
+
+        options.update(
+            {
+                "trt_profile_min_shapes": shapes(lo),
+                "trt_profile_opt_shapes": shapes(opt),
+                "trt_profile_max_shapes": shapes(hi),
+            }
+        )
+    return options

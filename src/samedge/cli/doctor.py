@@ -1,0 +1,105 @@
+"""``samedge doctor``: what this machine offers samedge (runtime, providers, CPU, threads)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+
+#: /proc/cpuinfo flags that matter for ONNX Runtime's CPU kernels.
+CPU_FLAGS = {
+    "avx2": "AVX2",
+    "fma": "FMA",
+    "avx512f": "AVX-512F",
+    "avx512_vnni": "AVX-512 VNNI",
+    "avx_vnni": "AVX-VNNI",
+    "avx512_bf16": "AVX-512 BF16",
+    "avx512_fp16": "AVX-512 FP16",
+    "amx_int8": "AMX-INT8",
+    "f16c": "F16C",
+}
+
+
+def cpu_info(cpuinfo: str | None = None) -> tuple[str, dict[str, bool]]:
+    """CPU model name and which of :data:`CPU_FLAGS` it has (from ``/proc/cpuinfo``)."""
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        cpuinfo = path.read_text() if path.is_file() else ""
+    model, flags = platform.processor() or platform.machine(), set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            model = value.strip()
+        elif key.strip() in ("flags", "Features"):
+            flags = set(value.split())
+            break
+    return model, {label: flag in flags for flag, label in CPU_FLAGS.items()}
+
+
+def int8_advice(features: dict[str, bool]) -> str:
+    if features.get("AVX-512 VNNI") or features.get("AVX-VNNI") or features.get("AMX-INT8"):
+        return "VNNI present: INT8 matmuls/convolutions run natively (static INT8 pays most)"
+    if features.get("AVX2"):
+        return (
+            "no VNNI: INT8 uses AVX2 u8s8 kernels; prefer QUInt8 activations and measure "
+            "(docs/precision.md)"
+        )
+    return "no AVX2: INT8 gains are unlikely"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "doctor",
+        help="report onnxruntime, providers, CPU features, threads and setup conflicts",
+        description="Print what samedge will run on: the onnxruntime build, available "
+        "execution providers (with the reason each missing one is missing), CPU features "
+        "relevant to FP16/INT8, thread settings, and conflicting onnxruntime installs.",
+    )
+    parser.add_argument("--provider", help="also explain these providers, e.g. cuda,tensorrt")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..runtime import session as s
+
+    out: list[str] = []
+    installed = s.installed_ort_distributions()
+    out.append("== onnxruntime")
+    out.append(f"python {sys.version.split()[0]} ({platform.platform()})")
+    try:
+        version = s.onnxruntime_version()
+        available = s.available_providers()
+    except ImportError as exc:
+        out.append(f"onnxruntime cannot be imported: {exc}")
+        print("\n".join(out))
+        return 1
+    out.append(f"onnxruntime {version}")
+    out.append("packages: " + (", ".join(f"{k} {v}" for k, v in installed.items()) or "none"))
+    out.append("== providers")
+    out.append("available: " + ", ".join(available))
+    wanted = [p for p in (args.provider or "").split(",") if p.strip()]
+    for short in wanted or [k for k in s.PROVIDER_NAMES if k != "cpu"]:
+        reason = s.unavailable_reason(short, available, installed)
+        out.append(f"{short}: {'available' if reason is None else reason}")
+    out.append("== cpu")
+    model, features = cpu_info()
+    out.append(f"model: {model}")
+    out.append("features: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in features.items()))
+    out.append(f"int8: {int8_advice(features)}")
+    out.append("== threads")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    out.append(f"usable cores: {cores}")
+    for var in ("SAMEDGE_THREADS", "SAMEDGE_ORT_SPIN", "SAMEDGE_ORT_ARENA", "OMP_NUM_THREADS"):
+        out.append(f"{var}={os.environ.get(var, '(unset)')}")
+    out.append(
+        f"effective: {s.default_threads()} intra-op threads, spinning "
+        f"{'on' if s.spinning_enabled() else 'off'}, memory arena "
+        f"{'on' if s.arena_enabled() else 'off'}"
+    )
+    out.append("== conflicts")
+    conflicts = s.provider_conflicts(installed)
+    out.extend(conflicts or ["none"])
+    print("\n".join(out))
+    return 1 if conflicts else 0

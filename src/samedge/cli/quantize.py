@@ -1,0 +1,95 @@
+"""``samedge quantize MODEL_DIR --precision P [--component C] --fidelity DIR --out DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+#: Same as samedge.quantize's PRECISIONS / COMPONENTS / METHODS (a test checks), spelled out
+#: so that building the parser imports no quantisation code.
+PRECISIONS = ("fp16", "int8-dynamic", "int8-static")
+COMPONENTS = ("encoder", "decoder", "both")
+METHODS = ("minmax", "entropy", "percentile")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "quantize",
+        help="FP16 / INT8 copy of an exported model, with its fidelity to the fp32 model",
+        description="Convert the encoder, decoder or both to FP16 or INT8 (dynamic, or static "
+        "QDQ calibrated on --calibration images), then compare the new model's masks with the "
+        "fp32 parent's on a dataset with masks (--fidelity, images not used for calibration; "
+        "a centre point and a box per mask). Below --threshold mean IoU nothing is written "
+        "unless --force. See docs/precision.md.",
+    )
+    parser.add_argument("model", help="fp32 exported folder or registered name")
+    parser.add_argument("--precision", required=True, choices=PRECISIONS)
+    parser.add_argument("--component", choices=COMPONENTS, default="both")
+    parser.add_argument("--out", required=True, type=Path, help="new model folder")
+    parser.add_argument(
+        "--fidelity",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="dataset with masks for the fidelity check (e.g. ../shared/data/interactive/GrabCut)",
+    )
+    parser.add_argument(
+        "--fidelity-format",
+        default="interactive",
+        choices=("interactive", "folder", "coco"),
+        help="layout of --fidelity (default interactive; see docs/evaluation.md)",
+    )
+    parser.add_argument(
+        "--fidelity-limit", type=int, default=20, help="masks used for fidelity (default 20)"
+    )
+    parser.add_argument("--calibration", type=Path, metavar="DIR", help="images for int8-static")
+    parser.add_argument("--method", choices=METHODS, default="minmax", help="calibration method")
+    parser.add_argument(
+        "--num-images", type=int, default=16, help="calibration images used (default 16)"
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=0.95, help="minimum mean IoU vs fp32 (default 0.95)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="write even below the threshold (recorded)"
+    )
+    parser.add_argument("--provider", help="execution providers, e.g. cuda,cpu (default cpu)")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..quantize import QuantizeConfig, quantize_model
+
+    cfg = QuantizeConfig(
+        precision=args.precision,
+        component=args.component,
+        fidelity_data=args.fidelity,
+        fidelity_format=args.fidelity_format,
+        fidelity_limit=args.fidelity_limit,
+        calibration=args.calibration,
+        method=args.method,
+        num_images=args.num_images,
+        threshold=args.threshold,
+        force=args.force,
+        providers=args.provider,
+        threads=args.threads,
+    )
+    result = quantize_model(
+        args.model, args.out, cfg, log=lambda m: print(f"samedge: {m}", file=sys.stderr)
+    )
+    print(f"wrote {result.folder} (precision {json.dumps(result.manifest.precision)})")
+    for name, stats in result.fidelity.items():
+        print(
+            f"  fidelity {name:>6}: {stats['prompts']} prompts, mean IoU {stats['mean_iou']:.4f}, "
+            f"p1 {stats['p1_iou']:.4f}, min {stats['min_iou']:.4f}"
+        )
+    if not result.passed:
+        print(
+            f"samedge: warning: below threshold {cfg.threshold}; kept because of --force "
+            f"(recorded in samedge.json)",
+            file=sys.stderr,
+        )
+    return 0

@@ -1,0 +1,261 @@
+"""Quantising a whole model folder: convert, measure fidelity, write folder + manifest.
+
+The new folder is built in a hidden staging folder beside ``out`` and renamed into place
+only when its fidelity against the fp32 parent passes the threshold (or ``force`` is set,
+in which case the manifest records the failure). On any error nothing is left on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import ModelArtifact, resolve_model
+from ..errors import SamedgeError, require_extra
+from ..manifest import MANIFEST_NAME, FileEntry, Manifest, sha256_file
+from .calibration import decoder_feeds, encoder_feeds, file_hashes, list_images
+from .convert import METHODS as METHODS
+from .convert import to_fp16, to_int8_dynamic, to_int8_static
+
+PRECISIONS = ("fp16", "int8-dynamic", "int8-static")
+COMPONENTS = ("encoder", "decoder", "both")
+#: Protocols of the fidelity check: one centre point and one box per ground-truth mask.
+FIDELITY_PROTOCOLS = ("center", "box")
+
+
+class FidelityError(SamedgeError):
+    """The quantised model's masks agree too little with its fp32 parent's."""
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """What to build.
+
+    Attributes:
+        precision: one of :data:`PRECISIONS`.
+        component: ``encoder``, ``decoder`` or ``both``; the other component is copied.
+        fidelity_data: dataset whose ground-truth masks give the fidelity prompts.
+        fidelity_format: its layout (``interactive``, ``folder``, ``coco``).
+        fidelity_limit: masks used for the fidelity check.
+        calibration: image folder for ``int8-static`` (must share no image with
+            ``fidelity_data``).
+        method: calibration method (:data:`METHODS`).
+        num_images: calibration images used (first N by name).
+        threshold: minimum mean IoU (each protocol) against the parent.
+        force: write the folder even below the threshold (recorded in the manifest).
+        static_options: extra keyword arguments of :func:`.convert.to_int8_static`.
+    """
+
+    precision: str
+    component: str = "both"
+    fidelity_data: str | os.PathLike[str] | None = None
+    fidelity_format: str = "interactive"
+    fidelity_limit: int = 20
+    calibration: str | os.PathLike[str] | None = None
+    method: str = "minmax"
+    num_images: int = 16
+    threshold: float = 0.95
+    force: bool = False
+    providers: Any = None
+    threads: int | None = None
+    static_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """What was written: the folder, its manifest, and the fidelity report.
+
+    Attributes:
+        fidelity: per protocol and ``all``: ``prompts``, ``mean_iou``, ``p1_iou``,
+            ``min_iou`` and shares above 0.9/0.95/0.99 (see
+            :func:`samedge.eval.metrics.fidelity_stats`).
+        passed: every protocol's mean IoU reached the threshold.
+    """
+
+    folder: Path
+    manifest: Manifest
+    fidelity: dict[str, dict[str, float | int]]
+    passed: bool
+
+
+def _check_config(cfg: QuantizeConfig) -> None:
+    if cfg.precision not in PRECISIONS:
+        raise SamedgeError(f"unknown precision '{cfg.precision}': use {', '.join(PRECISIONS)}")
+    if cfg.component not in COMPONENTS:
+        raise SamedgeError(f"unknown component '{cfg.component}': use {', '.join(COMPONENTS)}")
+    if cfg.method not in METHODS:
+        raise SamedgeError(f"unknown calibration method '{cfg.method}': use {', '.join(METHODS)}")
+    if cfg.precision == "int8-static" and cfg.calibration is None:
+        raise SamedgeError("--precision int8-static needs --calibration DIR (a folder of images)")
+    if cfg.fidelity_data is None:
+        raise SamedgeError(
+            "a fidelity dataset is needed (--fidelity DIR): images with masks not used for "
+            "calibration, e.g. ../shared/data/interactive/GrabCut"
+        )
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SamedgeError(f"{out} already exists and is not empty; choose another --out")
+
+
+def _fidelity(
+    candidate: Any, parent: Any, cfg: QuantizeConfig
+) -> tuple[dict[str, dict[str, float | int]], bool]:
+    from ..eval import EvalConfig, evaluate, open_dataset
+
+    dataset = open_dataset(cfg.fidelity_data, cfg.fidelity_format)  # type: ignore[arg-type]
+    result = evaluate(
+        candidate,
+        dataset,
+        EvalConfig(protocols=FIDELITY_PROTOCOLS, limit=cfg.fidelity_limit),
+        reference=parent,
+    )
+    fidelity = result.fidelity or {}
+    if not fidelity.get("all", {}).get("prompts"):
+        raise SamedgeError(f"the fidelity dataset {cfg.fidelity_data} gave no usable prompt")
+    passed = all(float(fidelity[p]["mean_iou"]) >= cfg.threshold for p in FIDELITY_PROTOCOLS)
+    return fidelity, passed
+
+
+def _disjoint(calibration: list[Path], cfg: QuantizeConfig) -> None:
+    from ..eval import open_dataset
+
+    dataset = open_dataset(cfg.fidelity_data, cfg.fidelity_format)  # type: ignore[arg-type]
+    fidelity_images = [Path(e.path) for e in dataset.entries[: cfg.fidelity_limit]]
+    shared = set(file_hashes(calibration)) & set(file_hashes(fidelity_images))
+    if shared:
+        names = sorted(file_hashes(calibration)[h].name for h in shared)
+        raise SamedgeError(
+            f"calibration and fidelity images overlap ({', '.join(names[:3])}); the fidelity "
+            f"check must use images not seen in calibration: split the folder"
+        )
+
+
+def _entries(folder: Path, names: list[str]) -> list[FileEntry]:
+    return [FileEntry(n, sha256_file(folder / n), (folder / n).stat().st_size) for n in names]
+
+
+def quantize_model(
+    model: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    cfg: QuantizeConfig,
+    log: Any = None,
+) -> QuantizeResult:
+    """Build a reduced-precision copy of ``model`` in ``out`` and measure its fidelity.
+
+    Args:
+        model: an fp32 exported folder or registry name.
+        out: new folder (must not exist or be empty).
+        log: optional callable taking one progress line.
+
+    Raises:
+        FidelityError: mean IoU below ``cfg.threshold`` without ``cfg.force`` (nothing
+            written).
+        SamedgeError: bad configuration, unreadable images, overlapping image sets.
+    """
+    from ..runtime.predictor import Predictor
+
+    say = log or (lambda _msg: None)
+    _check_config(cfg)
+    require_extra("onnx", "quantize", "samedge quantize")
+    out = Path(out)
+    _prepare_out(out)
+    parent_art: ModelArtifact = resolve_model(model)
+    parent_precision = parent_art.manifest.precision
+    if any(v != "fp32" for v in parent_precision.values()):
+        raise SamedgeError(
+            f"{parent_art.folder} is already reduced precision ({parent_precision}); "
+            f"quantize its fp32 parent instead"
+        )
+    calib_images: list[Path] = []
+    if cfg.precision == "int8-static":
+        calib_images = list_images(Path(cfg.calibration), cfg.num_images)  # type: ignore[arg-type]
+        _disjoint(calib_images, cfg)
+    parent = Predictor(parent_art, cfg.providers, cfg.threads)
+    components = ["encoder", "decoder"] if cfg.component == "both" else [cfg.component]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        precision = dict(parent_precision)
+        files: dict[str, list[FileEntry]] = {}
+        for role in ("encoder", "decoder"):
+            entries = parent_art.manifest.files[role]
+            src = parent_art.folder / entries[0].path
+            if role not in components:
+                for entry in entries:
+                    shutil.copy2(parent_art.folder / entry.path, stage / entry.path)
+                files[role] = _entries(stage, [e.path for e in entries])
+                continue
+            dst = stage / f"{role}.onnx"
+            start = time.perf_counter()
+            say(f"{role}: converting to {cfg.precision}")
+            if cfg.precision == "fp16":
+                to_fp16(src, dst)
+            elif cfg.precision == "int8-dynamic":
+                to_int8_dynamic(src, dst)
+            else:
+                feeds = (
+                    encoder_feeds(calib_images, parent.spec)
+                    if role == "encoder"
+                    else decoder_feeds(calib_images, parent)
+                )
+                to_int8_static(src, dst, feeds, cfg.method, **cfg.static_options)
+            say(f"{role}: done in {time.perf_counter() - start:.0f} s")
+            precision[role] = cfg.precision
+            files[role] = _entries(stage, [dst.name])
+        quantization = {
+            "precision": cfg.precision,
+            "components": components,
+            "method": cfg.method if cfg.precision == "int8-static" else None,
+            "calibration_images": [p.name for p in calib_images],
+            "num_calibration_images": len(calib_images),
+            "static_options": dict(cfg.static_options),
+        }
+        parent_info = {
+            "folder": str(parent_art.folder),
+            "manifest_sha256": sha256_file(parent_art.folder / MANIFEST_NAME),
+            "files": {r: [e.sha256 for e in es] for r, es in parent_art.manifest.files.items()},
+        }
+        manifest = dataclasses.replace(
+            parent_art.manifest,
+            precision=precision,
+            files=files,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            extra={**parent_art.manifest.extra, "parent": parent_info},
+        )
+        (stage / MANIFEST_NAME).write_text(manifest.to_json())
+        say("measuring fidelity against the fp32 parent")
+        candidate = Predictor(ModelArtifact.open(stage), cfg.providers, cfg.threads)
+        fidelity, passed = _fidelity(candidate, parent, cfg)
+        if not passed and not cfg.force:
+            worst = min(float(fidelity[p]["mean_iou"]) for p in FIDELITY_PROTOCOLS)
+            raise FidelityError(
+                f"{cfg.precision} {'+'.join(components)} agrees too little with the fp32 model "
+                f"(mean IoU {worst:.3f} < threshold {cfg.threshold}); nothing written. Try "
+                f"another --component or --method, or pass --force to keep it anyway"
+            )
+        manifest.extra["fidelity"] = {
+            "against": "fp32 parent",
+            "dataset": str(cfg.fidelity_data),
+            "protocols": list(FIDELITY_PROTOCOLS),
+            "threshold": cfg.threshold,
+            "passed": passed,
+            "forced": bool(cfg.force and not passed),
+            "stats": fidelity,
+        }
+        manifest.extra["quantization"] = quantization
+        (stage / MANIFEST_NAME).write_text(manifest.to_json())
+        if out.exists():
+            out.rmdir()
+        os.replace(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return QuantizeResult(out, manifest, fidelity, passed)

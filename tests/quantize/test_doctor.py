@@ -1,0 +1,71 @@
+"""samedge doctor and provider diagnostics (no GPU here: the fallback paths and option
+building are what is tested; GPU runs need a machine with onnxruntime-gpu)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from samedge.cli.doctor import cpu_info, int8_advice
+from samedge.cli.main import main
+from samedge.runtime import session
+
+CPUINFO = """processor\t: 0
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse2 avx avx2 fma f16c
+"""
+
+
+def test_doctor_prints_every_section(capsys) -> None:
+    code = main(["doctor"])
+    out = capsys.readouterr().out
+    for section in ("== onnxruntime", "== providers", "== cpu", "== threads", "== conflicts"):
+        assert section in out
+    assert f"onnxruntime {session.onnxruntime_version()}" in out
+    assert "CPUExecutionProvider" in out and "SAMEDGE_ORT_SPIN=" in out
+    assert "AVX2 " in out and "AVX-512 VNNI " in out
+    assert code == (1 if session.provider_conflicts() else 0)
+
+
+def test_cpu_features_from_cpuinfo() -> None:
+    model, features = cpu_info(CPUINFO)
+    assert model == "AMD EPYC 7B13"
+    assert features["AVX2"] and features["FMA"] and features["F16C"]
+    assert not features["AVX-512F"] and not features["AVX-512 VNNI"]
+    assert "no VNNI" in int8_advice(features)
+
+
+def test_unavailable_provider_reasons() -> None:
+    cpu = ["CPUExecutionProvider"]
+    assert session.unavailable_reason("cpu", cpu, {"onnxruntime": "1.0"}) is None
+    missing = session.unavailable_reason("cuda", cpu, {"onnxruntime": "1.0"})
+    assert "needs onnxruntime-gpu" in missing
+    both = session.unavailable_reason("cuda", cpu, {"onnxruntime": "1.0", "onnxruntime-gpu": "1.0"})
+    assert "several onnxruntime packages are installed" in both
+    assert "pip uninstall onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu" in both
+    libs = session.unavailable_reason("tensorrt", cpu, {"onnxruntime-gpu": "1.2"})
+    assert "native libraries were not found" in libs
+    assert session.provider_conflicts({"onnxruntime": "1.0"}) == []
+
+
+def test_fallback_warning_says_why(caplog) -> None:
+    if "CUDAExecutionProvider" in session.available_providers():
+        pytest.skip("CUDA is available here: no fallback to observe")
+    with caplog.at_level(logging.WARNING):
+        assert session.resolve_providers("cuda,cpu") == ["CPUExecutionProvider"]
+    assert "falling back. Why: CUDAExecutionProvider is not available" in caplog.text
+
+
+def test_tensorrt_options(tmp_path) -> None:
+    opts = session.provider_options(
+        "tensorrt", cache_dir=tmp_path, fp16=True, decoder_profile=(1, 2, 8)
+    )
+    assert opts["trt_fp16_enable"] == "True"
+    assert opts["trt_engine_cache_path"] == str(tmp_path)
+    assert opts["trt_profile_min_shapes"] == "point_coords:1x1x2,point_labels:1x1"
+    assert opts["trt_profile_max_shapes"] == "point_coords:1x8x2,point_labels:1x8"
+    assert session.provider_options("cpu") == {}
+    assert session.provider_options("cuda")["device_id"] == "0"
+    with pytest.raises(ValueError, match="min <= opt <= max"):
+        session.provider_options("tensorrt", decoder_profile=(4, 2, 8))
