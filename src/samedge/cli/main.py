@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import SamedgeError
 
 #: Command modules under ``samedge.cli``, in the order ``--help`` lists them.
-COMMANDS = ["models", "export", "segment"]
+COMMANDS = ["models", "export", "segment", "bench"]
 
 EXIT_USAGE = 2
 
