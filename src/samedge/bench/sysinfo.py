@@ -8,6 +8,8 @@ import sys
 from importlib import metadata
 from typing import Any
 
+from .. import __version__
+
 
 def _cpu_model() -> str:
     try:
@@ -82,7 +84,7 @@ def system_info() -> dict[str, Any]:
         "os": platform.platform(),
         "python": sys.version.split()[0],
         "versions": {
-            "samedge": _version("samedge"),
+            "samedge": __version__,
             ort[0]: ort[1],
             "numpy": _version("numpy"),
             "opencv-python-headless": _version("opencv-python-headless"),
