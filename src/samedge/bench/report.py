@@ -88,7 +88,18 @@ def markdown(result: dict[str, Any]) -> str:
         "| process | samedge | " + ("official | ratio |" if compare else ""),
         "|---|---:|" + ("---:|---:|" if compare else ""),
     ]
+
+    def after_load(side: str) -> float | None:
+        value = sides[side]["rss_after_load_bytes"] if side in sides else None
+        return None if value is None else value / 2**20
+
     rows = [
+        (
+            "RSS after model load (MiB)",
+            after_load("samedge"),
+            after_load("official") if compare else None,
+            None,
+        ),
         (
             "peak RSS (MiB)",
             ours["peak_rss_mib"],
