@@ -187,3 +187,22 @@ def test_bad_options_fail_with_one_line(
         main(["bench", "--model", str(folder), "--runs", "0"])
     assert exc.value.code == 2
     assert list(tmp_path.iterdir()) == [empty]
+
+
+def test_compare_torch_needs_the_checkpoint_the_folder_was_exported_from(
+    export_test_model: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    source = export_test_model(MODEL)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("encoder.onnx", "decoder.onnx"):
+        (folder / name).symlink_to(source / name)
+    manifest = json.loads((source / "samedge.json").read_text())
+    manifest["weights"] = {"source": "checkpoint", "sha256": "0" * 64}
+    (folder / "samedge.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path / "home"))
+    err = _run_error(["bench", "--model", str(folder), "--compare-torch"], capsys)
+    assert "samedge models pull sam2.1_hiera_tiny" in err

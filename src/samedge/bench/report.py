@@ -204,6 +204,7 @@ def console_summary(result: dict[str, Any]) -> str:
         floor = floors.get(stage)
         line += f"{floor:>10.1f}" if floor else f"{'–':>10}"
         lines.append(line)
+    lines.append(f"samedge providers: {sides['samedge']['providers']}")
     rss = f"peak RSS: samedge {sides['samedge']['peak_rss_mib']:.0f} MiB"
     if compare:
         rss += (

@@ -95,6 +95,26 @@ def find_images(sources: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return found
 
 
+def check_official_weights(artifact: Any) -> None:
+    """Fail early when ``--compare-torch`` cannot rebuild the official model with the same
+    weights as the exported folder.
+
+    Raises:
+        SamedgeError: the folder was exported from a checkpoint that is not in the cache.
+    """
+    from ..hub import checkpoint_path
+
+    weights = artifact.manifest.weights
+    if weights.get("source") == "random-init":
+        return
+    path = checkpoint_path(artifact.spec)
+    if not path.is_file():
+        raise SamedgeError(
+            f"--compare-torch needs the official checkpoint of {artifact.spec.name} at {path}: "
+            f"run 'samedge models pull {artifact.spec.name}'"
+        )
+
+
 def make_plan(config: BenchConfig) -> list[dict[str, Any]]:
     """Per image: its path, size and the prompts of every run (identical for both sides)."""
     from ..imageio import load_image

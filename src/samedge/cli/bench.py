@@ -118,7 +118,7 @@ def _command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..artifacts import resolve_model
     from ..bench.report import console_summary, markdown, plot_png
-    from ..bench.runner import BenchConfig, find_images, run_benchmark
+    from ..bench.runner import BenchConfig, check_official_weights, find_images, run_benchmark
     from ..outputs import OutputSet
     from ..runtime.session import default_threads
 
@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         extra_module = "segment_anything" if artifact.spec.family == "sam" else "sam2"
         for module in ("torch", extra_module):
             require_extra(module, "export", "--compare-torch")
+        check_official_weights(artifact)
     if args.images:
         sources = args.images
     elif DEFAULT_IMAGES.is_dir():
