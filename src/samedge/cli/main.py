@@ -25,6 +25,7 @@ COMMANDS = [
     "eval",
     "web",
     "gaze",
+    "bench",
     "quantize",
     "doctor",
 ]

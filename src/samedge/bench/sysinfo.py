@@ -1,0 +1,95 @@
+"""What a benchmark result depends on: CPU, cores, load and library versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+from typing import Any
+
+from .. import __version__
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list[str]:
+    wanted = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "neon")
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    have = set(line.split(":", 1)[1].split())
+                    return [f for f in wanted if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _memory_total_gib() -> float | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (``None`` where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def system_info() -> dict[str, Any]:
+    """CPU model and features, core counts, memory, OS, Python and library versions."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        usable = os.cpu_count()
+    ort = next(
+        (
+            (name, v)
+            for name in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino")
+            if (v := _version(name))
+        ),
+        ("onnxruntime", None),
+    )
+    return {
+        "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "memory_gib": _memory_total_gib(),
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": {
+            "samedge": __version__,
+            ort[0]: ort[1],
+            "numpy": _version("numpy"),
+            "opencv-python-headless": _version("opencv-python-headless"),
+            "torch": _version("torch"),
+            "segment-anything": _version("segment-anything") or _version("segment_anything"),
+            "sam2": _version("sam2"),
+        },
+    }

@@ -1,0 +1,363 @@
+"""The child process that times one side of a benchmark.
+
+``python -m samedge.bench.worker --side samedge|official --model DIR --threads N`` reads one
+JSON command per line on stdin and answers one JSON object per line on stdout:
+
+* ``{"cmd": "load", "plan": [...]}``: import the side's packages, load the model, run one
+  warm-up pass on the first image; answers timings and the providers in use.
+* ``{"cmd": "repeat"}``: one pass over every run, image and prompt of the plan; sends
+  ``{"progress": 1}`` after each image, then ``{"samples": {stage: [seconds, ...]}}``.
+* ``{"cmd": "exit"}``: answers the process's peak resident memory and exits.
+
+The ``samedge`` side imports only the samedge runtime (no torch), so its peak RSS is what an
+application using samedge would need. The ``official`` side builds the official PyTorch
+predictor with the same weights and times it without changing its code: the official
+preprocessing transform and mask upscaling are timed through thin wrappers around the
+predictor's own ``transform`` / ``_transforms`` and ``postprocess_masks`` attributes.
+
+Stages (seconds per sample):
+
+* ``load_preprocess``: read the image file + resize/normalise (official: its transform).
+* ``encoder``: the image encoder (official: ``set_image`` minus its transform).
+* ``set_image``: preprocess + encoder as one call (official ``set_image``; samedge
+  ``preprocess`` + ``encode_preprocessed``), without reading the file.
+* ``decoder``: one prompt's decoder call including prompt normalisation (official:
+  ``predict`` minus its mask upscaling).
+* ``postprocess``: mask selection, upscaling to the original size and threshold
+  (official: ``postprocess_masks``; its threshold stays in ``decoder``).
+* ``click``: one public ``predict`` call (decoder + postprocess to full-resolution masks).
+* ``end_to_end``: image file to the masks of all of its prompts (load, preprocess, encoder
+  and one ``predict`` per prompt), per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .prompts import BenchPrompt
+
+STAGES = (
+    "load_preprocess",
+    "encoder",
+    "set_image",
+    "decoder",
+    "postprocess",
+    "click",
+    "end_to_end",
+)
+
+clock = time.perf_counter
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process (Linux: ``VmHWM``)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def current_rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _prompt_arrays(p: BenchPrompt) -> dict[str, Any]:
+    return {
+        "points": np.asarray(p.points, dtype=np.float64) if p.points else None,
+        "labels": np.asarray(p.labels, dtype=np.float64) if p.points else None,
+        "box": np.asarray(p.box, dtype=np.float64) if p.box is not None else None,
+    }
+
+
+class SamedgeSide:
+    """Times samedge's torch-free runtime."""
+
+    def __init__(self, model: str, threads: int, provider: str | None) -> None:
+        start = clock()
+        from ..imageio import load_image
+        from ..runtime.postprocess import select_masks, upscale_logits
+        from ..runtime.predictor import Predictor
+        from ..runtime.preprocess import preprocess
+        from ..runtime.prompts import normalize_prompts
+
+        self.import_s = clock() - start
+        self._load_image = load_image
+        self._preprocess = preprocess
+        self._normalize = normalize_prompts
+        self._select = select_masks
+        self._upscale = upscale_logits
+        start = clock()
+        self.predictor = Predictor.from_pretrained(model, providers=provider, threads=threads)
+        self.load_s = clock() - start
+        self.spec = self.predictor.spec
+
+    def info(self) -> dict[str, Any]:
+        return {"providers": self.predictor.providers, "package": "samedge"}
+
+    def image(self, path: str, prompts: list[BenchPrompt], out: dict[str, list[float]]) -> None:
+        predictor, spec = self.predictor, self.spec
+        t0 = clock()
+        rgb = self._load_image(path)
+        t_read = clock()
+        tensor, input_size = self._preprocess(rgb, spec)
+        t1 = clock()
+        emb = predictor.encode_preprocessed(tensor, input_size, rgb.shape[:2])
+        t2 = clock()
+        for p in prompts:
+            c0 = clock()
+            predictor.predict(emb, multimask_output=p.multimask, **_prompt_arrays(p))
+            out["click"].append(clock() - c0)
+        out["end_to_end"].append(clock() - t0)
+        out["load_preprocess"].append(t1 - t0)
+        out["encoder"].append(t2 - t1)
+        out["set_image"].append(t2 - t_read)
+        # The decoder / postprocess split, outside the end-to-end span.
+        for p in prompts:
+            d0 = clock()
+            arrays = _prompt_arrays(p)
+            prepared = self._normalize(
+                spec,
+                emb.original_size,
+                emb.input_size,
+                points=arrays["points"],
+                labels=arrays["labels"],
+                box=arrays["box"],
+            )
+            low_res, iou, _ = predictor.decode(emb, prepared)
+            d1 = clock()
+            logits, _ = self._select(low_res, iou, spec, p.multimask)
+            full = self._upscale(logits, spec, emb.input_size, emb.original_size)
+            _ = full > spec.mask_threshold
+            d2 = clock()
+            out["decoder"].append(d1 - d0)
+            out["postprocess"].append(d2 - d1)
+
+
+class _Timed:
+    """Calls ``fn`` and adds its duration to ``self.total``."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.total = 0.0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        start = clock()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.total += clock() - start
+
+
+class _TransformProxy:
+    """Stands in for an official transform object; times the named methods (or the call)."""
+
+    def __init__(self, inner: Any, timed: dict[str, _Timed]) -> None:
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_timed", timed)
+
+    def __getattr__(self, name: str) -> Any:
+        timed = object.__getattribute__(self, "_timed")
+        if name in timed:
+            return timed[name]
+        return getattr(object.__getattribute__(self, "_inner"), name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._timed["__call__"](*args, **kwargs)
+
+
+class OfficialSide:
+    """Times the official PyTorch predictor (segment-anything or sam2) with the same weights."""
+
+    def __init__(self, model: str, threads: int) -> None:
+        start = clock()
+        import torch
+
+        from ..artifacts import resolve_model
+        from ..errors import SamedgeError
+        from ..export.build import build_model
+        from ..export.torch_compat import ensure_torchvision
+        from ..hub import checkpoint_path
+        from ..imageio import load_image
+
+        ensure_torchvision()
+        artifact = resolve_model(model, verify=False)
+        spec = artifact.spec
+        if spec.family == "sam":
+            from segment_anything import SamPredictor as predictor_cls
+        else:
+            from sam2.sam2_image_predictor import SAM2ImagePredictor as predictor_cls
+        self.import_s = clock() - start
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self._load_image = load_image
+        weights = artifact.manifest.weights
+        start = clock()
+        if weights.get("source") == "random-init":
+            net = build_model(spec, seed=int(weights.get("seed", 0)))
+            self.weights = f"random-init seed {weights.get('seed', 0)} (rebuilt)"
+        else:
+            ckpt = checkpoint_path(spec)
+            if not ckpt.is_file():
+                raise SamedgeError(
+                    f"--compare-torch needs the official checkpoint of {spec.name} at {ckpt}: "
+                    f"run 'samedge models pull {spec.name}'"
+                )
+            net = build_model(spec, checkpoint=ckpt)
+            self.weights = f"checkpoint {ckpt.name}"
+        self.predictor = predictor_cls(net)
+        self.load_s = clock() - start
+        self.spec = spec
+        # Time the official transform and mask upscaling without changing their code.
+        if spec.family == "sam":
+            self.t_pre = _Timed(self.predictor.transform.apply_image)
+            self.predictor.transform = _TransformProxy(
+                self.predictor.transform, {"apply_image": self.t_pre}
+            )
+            self.t_post = _Timed(net.postprocess_masks)
+            net.postprocess_masks = self.t_post
+        else:
+            inner = self.predictor._transforms
+            self.t_pre = _Timed(inner)
+            self.t_post = _Timed(inner.postprocess_masks)
+            self.predictor._transforms = _TransformProxy(
+                inner, {"__call__": self.t_pre, "postprocess_masks": self.t_post}
+            )
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "providers": {"encoder": "torch-cpu", "decoder": "torch-cpu"},
+            "package": "segment_anything" if self.spec.family == "sam" else "sam2",
+            "torch_threads": self.torch.get_num_threads(),
+            "weights": self.weights,
+        }
+
+    def _predict(self, p: BenchPrompt) -> None:
+        arrays = _prompt_arrays(p)
+        self.predictor.predict(
+            point_coords=arrays["points"],
+            point_labels=arrays["labels"],
+            box=arrays["box"],
+            multimask_output=p.multimask,
+        )
+
+    def image(self, path: str, prompts: list[BenchPrompt], out: dict[str, list[float]]) -> None:
+        t0 = clock()
+        rgb = self._load_image(path)
+        t_read = clock()
+        self.t_pre.total = 0.0
+        self.predictor.set_image(rgb)
+        t2 = clock()
+        pre = self.t_pre.total
+        for p in prompts:
+            self.t_post.total = 0.0
+            c0 = clock()
+            self._predict(p)
+            click = clock() - c0
+            out["click"].append(click)
+            out["decoder"].append(click - self.t_post.total)
+            out["postprocess"].append(self.t_post.total)
+        out["end_to_end"].append(clock() - t0)
+        out["load_preprocess"].append(t_read - t0 + pre)
+        out["encoder"].append(t2 - t_read - pre)
+        out["set_image"].append(t2 - t_read)
+
+
+def _parse_plan(plan: list[dict[str, Any]]) -> list[tuple[str, list[list[BenchPrompt]]]]:
+    """``[(image path, [prompts of run 0, prompts of run 1, ...]), ...]``."""
+    return [
+        (item["path"], [[BenchPrompt.from_dict(p) for p in run] for run in item["runs"]])
+        for item in plan
+    ]
+
+
+def serve(args: argparse.Namespace, send: Callable[[dict[str, Any]], None]) -> None:
+    side: SamedgeSide | OfficialSide | None = None
+    plan: list[tuple[str, list[list[BenchPrompt]]]] = []
+    for line in sys.stdin:
+        msg = json.loads(line)
+        cmd = msg["cmd"]
+        if cmd == "load":
+            plan = _parse_plan(msg["plan"])
+            side = (
+                SamedgeSide(args.model, args.threads, args.provider)
+                if args.side == "samedge"
+                else OfficialSide(args.model, args.threads)
+            )
+            rss_loaded = current_rss_bytes()
+            start = clock()
+            path, runs = plan[0]
+            side.image(path, runs[0][:1], {s: [] for s in STAGES})
+            send(
+                {
+                    "import_s": side.import_s,
+                    "load_s": side.load_s,
+                    "warmup_s": clock() - start,
+                    "rss_after_load_bytes": rss_loaded,
+                    **side.info(),
+                }
+            )
+        elif cmd == "repeat":
+            assert side is not None, "load first"
+            samples: dict[str, list[float]] = {s: [] for s in STAGES}
+            num_runs = len(plan[0][1])
+            for run in range(num_runs):
+                for path, runs in plan:
+                    side.image(path, runs[run], samples)
+                    send({"progress": 1})
+            send({"samples": samples})
+        elif cmd == "exit":
+            send({"peak_rss_bytes": peak_rss_bytes()})
+            return
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m samedge.bench.worker")
+    parser.add_argument("--side", choices=("samedge", "official"), required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--provider")
+    args = parser.parse_args(argv)
+    # Answers go to the original stdout; anything the libraries print goes to stderr.
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+
+    def send(obj: dict[str, Any]) -> None:
+        channel.write(json.dumps(obj) + "\n")
+        channel.flush()
+
+    try:
+        serve(args, send)
+    except Exception as exc:
+        from ..errors import SamedgeError
+
+        traceback.print_exc()
+        message = str(exc) if isinstance(exc, SamedgeError) else f"{type(exc).__name__}: {exc}"
+        send({"error": message.splitlines()[0] if message else type(exc).__name__})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""``samedge bench --model NAME_or_DIR [--compare-torch] [--json out.json] ...``.
+
+Per-stage latency, peak memory and compute floors of the samedge runtime, optionally side by
+side with the official PyTorch predictor in the same run (see ``docs/benchmarks.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from ..errors import SamedgeError, require_extra
+
+#: Used when --images is not given (the project's real photos, beside a source checkout).
+DEFAULT_IMAGES = Path("..") / "shared" / "data" / "images"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "bench",
+        help="per-stage latency and memory, optionally against the official PyTorch predictor",
+        description="Time image load + preprocess, encoder, decoder, postprocess, one click "
+        "and end to end over seeded prompts on a set of images; report min/median/mean/p90, "
+        "peak RSS, model load and import time, and each stage's compute floor. With "
+        "--compare-torch the official predictor runs on the same images and prompts in its "
+        "own process, alternating with samedge, and every figure gets a samedge/official ratio.",
+    )
+    parser.add_argument("--model", required=True, help="registered name or exported folder")
+    parser.add_argument("--provider", help="execution providers, e.g. cuda,cpu (default cpu)")
+    parser.add_argument(
+        "--threads", type=_positive, help="threads for both sides (default: all usable cores)"
+    )
+    parser.add_argument(
+        "--images",
+        nargs="+",
+        metavar="DIR_or_FILE",
+        help=f"image folder(s) or files (default: {DEFAULT_IMAGES} when present)",
+    )
+    parser.add_argument(
+        "--runs", type=_positive, default=3, help="passes over the images per repeat (default 3)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=_positive,
+        default=2,
+        help="repeats, alternating between samedge and the official predictor (default 2)",
+    )
+    parser.add_argument(
+        "--prompts-per-image", type=_positive, default=3, help="prompts per image (default 3)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="prompt generator seed (default 0)")
+    parser.add_argument(
+        "--compare-torch",
+        action="store_true",
+        help="also run the official segment-anything / sam2 predictor (needs samedge[export])",
+    )
+    parser.add_argument(
+        "--no-floors", action="store_true", help="skip FLOP counting and the GEMM peak"
+    )
+    parser.add_argument(
+        "--import-tries",
+        type=_positive,
+        default=3,
+        help="fresh processes for the import and model-load times, best kept (default 3)",
+    )
+    parser.add_argument("--json", type=Path, help="write the full result as JSON")
+    parser.add_argument("--markdown", type=Path, help="write the result tables as Markdown")
+    parser.add_argument("--plot", type=Path, help="write a bar chart PNG (needs samedge[bench])")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    for path, suffix in ((args.json, ".json"), (args.markdown, ".md"), (args.plot, ".png")):
+        if path is not None and path.suffix.lower() != suffix:
+            raise SamedgeError(f"{path} must end in {suffix}")
+        if path is not None and path.is_dir():
+            raise SamedgeError(f"output path {path} is a folder; give a file name")
+    if args.plot is not None:
+        require_extra("matplotlib", "bench", "--plot")
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The options that shape the result, as a ``samedge bench`` command line."""
+    parts = ["samedge", "bench", "--model", str(args.model)]
+    if args.provider:
+        parts += ["--provider", args.provider]
+    if args.threads:
+        parts += ["--threads", str(args.threads)]
+    if args.images:
+        parts += ["--images", *map(str, args.images)]
+    parts += ["--runs", str(args.runs), "--repeats", str(args.repeats)]
+    parts += ["--prompts-per-image", str(args.prompts_per_image)]
+    if args.seed:
+        parts += ["--seed", str(args.seed)]
+    if args.compare_torch:
+        parts.append("--compare-torch")
+    if args.no_floors:
+        parts.append("--no-floors")
+    for flag in ("json", "markdown", "plot"):
+        if getattr(args, flag):
+            parts += [f"--{flag}", str(getattr(args, flag))]
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..artifacts import resolve_model
+    from ..bench.report import console_summary, markdown, plot_png
+    from ..bench.runner import BenchConfig, check_official_weights, find_images, run_benchmark
+    from ..outputs import OutputSet
+    from ..runtime.session import default_threads
+
+    _check_outputs(args)
+    artifact = resolve_model(args.model, verify=False)
+    if args.compare_torch:
+        extra_module = "segment_anything" if artifact.spec.family == "sam" else "sam2"
+        for module in ("torch", extra_module):
+            require_extra(module, "export", "--compare-torch")
+        check_official_weights(artifact)
+    if args.images:
+        sources = args.images
+    elif DEFAULT_IMAGES.is_dir():
+        sources = [DEFAULT_IMAGES]
+    else:
+        raise SamedgeError("no images: pass --images DIR or image files")
+    config = BenchConfig(
+        model=str(artifact.folder),
+        images=find_images(sources),
+        threads=args.threads or default_threads(),
+        provider=args.provider,
+        runs=args.runs,
+        repeats=args.repeats,
+        prompts_per_image=args.prompts_per_image,
+        seed=args.seed,
+        compare_torch=args.compare_torch,
+        floors=not args.no_floors,
+        import_tries=args.import_tries,
+        command=_command_line(args),
+    )
+    bar = None
+
+    def progress(total: int):  # type: ignore[no-untyped-def]
+        nonlocal bar
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="image", desc="bench", disable=args.no_progress)
+        return lambda: bar.update(1)
+
+    print(
+        f"benchmarking {artifact.spec.name}: {len(config.images)} images x {config.runs} runs x "
+        f"{config.prompts_per_image} prompts, {config.repeats} repeats, {config.threads} threads"
+        + (", against the official predictor" if config.compare_torch else ""),
+        file=sys.stderr,
+    )
+    try:
+        result = run_benchmark(config, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    with OutputSet() as out:
+        if args.json:
+            out.add_json(args.json, result)
+        if args.markdown:
+            out.add(args.markdown, markdown(result).encode())
+        if args.plot:
+            out.add(args.plot, plot_png(result))
+    print(console_summary(result))
+    return 0
