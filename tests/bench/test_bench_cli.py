@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from conftest import shared_path
 from samedge.bench.runner import COMPARED
 from samedge.bench.worker import STAGES
 from samedge.cli.main import main
+
+from ..conftest import shared_path
 
 MODEL = "sam2.1_hiera_tiny"
 PROMPTS = 2
