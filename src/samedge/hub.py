@@ -53,8 +53,8 @@ def _hash_prefix(path: Path) -> hashlib._Hash:
 
 def _offline_hint(url: str, dest: Path) -> str:
     return (
-        f"if this machine is offline, download {url} elsewhere and pass it with "
-        f"--checkpoint PATH (or copy it to {dest})"
+        f"if this machine is offline, download {url} elsewhere and pass it to "
+        f"samedge export with --checkpoint PATH (or copy it to {dest})"
     )
 
 
