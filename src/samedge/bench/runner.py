@@ -32,15 +32,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 SCHEMA = "samedge-bench/1"
 
 #: Stages compared between the two sides (``set_image`` is reported but not a target).
-COMPARED = (
-    "load_preprocess",
-    "encoder",
-    "set_image",
-    "decoder",
-    "postprocess",
-    "click",
-    "end_to_end",
-)
+COMPARED = STAGES
 
 #: Targets of the benchmark issue (ratios samedge / official, from the same run).
 TARGETS = {
