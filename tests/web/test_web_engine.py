@@ -14,7 +14,7 @@ import pytest
 from samedge.errors import SamedgeError
 from samedge.maskutils import rle_decode
 from samedge.web.cache import EmbeddingCache
-from samedge.web.engine import AMG_UNAVAILABLE, Choice, Engine, EverythingParams, amg_available
+from samedge.web.engine import Choice, Engine, EverythingParams
 from samedge.web.models import (
     ModelCatalog,
     PredictorPool,
@@ -199,15 +199,7 @@ def test_labels_for_precisions_and_providers() -> None:
     assert provider_choices(["CUDAExecutionProvider", "CPUExecutionProvider"]) == ["cpu", "cuda"]
 
 
-@pytest.mark.skipif(amg_available(), reason="samedge.amg is installed: the tab runs it")
-def test_everything_says_when_segment_everything_is_missing(engine: Engine) -> None:
-    image = engine.load(shared_path("data", "images", "groceries.jpg"), "groceries.jpg")
-    with pytest.raises(SamedgeError, match=f"^{AMG_UNAVAILABLE}$"):
-        engine.everything(image, EverythingParams(), _choice(engine))
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not amg_available(), reason="samedge.amg (segment-everything) not in build")
 def test_everything_returns_masks_and_downloads(engine: Engine) -> None:
     image = engine.load(shared_path("data", "images", "groceries.jpg"), "groceries.jpg")
     params = EverythingParams(4, 0.0, 0.0, 0.7)  # keep every candidate of a coarse grid

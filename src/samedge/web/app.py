@@ -19,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import SamedgeError
-from .engine import AMG_UNAVAILABLE, Choice, Engine, EverythingParams, amg_available
+from .engine import Choice, Engine, EverythingParams
 from .state import LoadedImage, Prompts
 from .uploads import MB
 
@@ -372,12 +372,8 @@ def _wire_tab(
 def _everything_tab(
     engine: Engine, image_state: Any, model_dd: Any, precision_dd: Any, provider_dd: Any
 ) -> dict[str, Any]:
-    available = amg_available()
     defaults = EverythingParams()
-    if available:
-        gr.Markdown("Segment every object: a grid of point prompts, filtered and de-duplicated.")
-    else:
-        gr.Markdown(f"**{AMG_UNAVAILABLE}.**", elem_id="everything-unavailable")
+    gr.Markdown("Segment every object: a grid of point prompts, filtered and de-duplicated.")
     with gr.Row():
         pps = gr.Slider(
             4,
@@ -385,7 +381,6 @@ def _everything_tab(
             value=defaults.points_per_side,
             step=1,
             label="Points per side",
-            interactive=available,
             elem_id="everything-points",
         )
         iou = gr.Slider(
@@ -394,7 +389,6 @@ def _everything_tab(
             value=defaults.pred_iou_thresh,
             step=0.01,
             label="IoU threshold",
-            interactive=available,
             elem_id="everything-iou",
         )
     with gr.Row():
@@ -404,7 +398,6 @@ def _everything_tab(
             value=defaults.stability_score_thresh,
             step=0.01,
             label="Stability threshold",
-            interactive=available,
             elem_id="everything-stability",
         )
         nms = gr.Slider(
@@ -413,12 +406,9 @@ def _everything_tab(
             value=defaults.box_nms_thresh,
             step=0.01,
             label="Box NMS threshold",
-            interactive=available,
             elem_id="everything-nms",
         )
-    run = gr.Button(
-        "Segment everything", variant="primary", interactive=available, elem_id="run-everything"
-    )
+    run = gr.Button("Segment everything", variant="primary", elem_id="run-everything")
     canvas = gr.Image(
         label="All masks",
         interactive=False,

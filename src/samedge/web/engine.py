@@ -7,7 +7,6 @@ everything here is testable with plain Python.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,16 +25,6 @@ from .uploads import DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_PIXELS, MB, read_
 
 if TYPE_CHECKING:
     from ..runtime.predictor import Predictor
-
-AMG_UNAVAILABLE = "segment-everything is not available in this build"
-
-
-def amg_available() -> bool:
-    """Whether :mod:`samedge.amg` (segment-everything) is installed with this samedge."""
-    try:
-        return importlib.util.find_spec("samedge.amg") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 @dataclass(frozen=True)
@@ -236,9 +225,7 @@ class Engine:
         """Every object in the image (needs :mod:`samedge.amg`)."""
         if image is None:
             raise SamedgeError("upload an image (or pick an example) first")
-        if not amg_available():
-            raise SamedgeError(AMG_UNAVAILABLE)
-        from ..amg import MaskGenerator  # type: ignore[import-not-found]
+        from ..amg import MaskGenerator
 
         entry, _, predictor = self.model(choice)
         generator = MaskGenerator(
