@@ -210,6 +210,10 @@ def test_everything_returns_masks_and_downloads(engine: Engine) -> None:
     assert len(record["masks"]) == len(result.masks)
     areas = [m["area"] for m in record["masks"]]
     assert areas == sorted(areas, reverse=True)
+    timings = record["timings_ms"]  # encode vs decode, as for every other action
+    assert timings["encode"] > 0 and timings["decode"] > 0
+    assert timings["encode"] + timings["decode"] <= timings["generate"]
+    assert "encode" in result.message and "decode" in result.message
 
 
 def test_everything_settings_are_validated() -> None:

@@ -236,8 +236,11 @@ class Engine:
             box_nms_thresh=float(params.box_nms_thresh),
         )
         start = time.perf_counter()
-        records = list(generator.generate(image.pixels))
+        found = generator.generate_masks(image.pixels)
+        records = found.records()
         generated = time.perf_counter()
+        encode_ms = 1000 * float(found.stats.get("encode_s", 0.0))
+        decode_ms = 1000 * float(found.stats.get("decode_s", 0.0))
         records.sort(key=lambda r: -int(_field(r, "area")))
         height, width = image.size
         masks = (
@@ -249,7 +252,11 @@ class Engine:
         canvas = self.render(image, Prompts("point"), masks)
         generate_ms = 1000 * (generated - start)
         record = self._record(image, entry, predictor, "everything", None, generate_ms)
-        record["timings_ms"] = {"generate": round(generate_ms, 1)}
+        record["timings_ms"] = {
+            "generate": round(generate_ms, 1),
+            "encode": round(encode_ms, 1),
+            "decode": round(decode_ms, 1),
+        }
         record["settings"] = {
             "points_per_side": int(params.points_per_side),
             "pred_iou_thresh": float(params.pred_iou_thresh),
@@ -268,7 +275,8 @@ class Engine:
         ]
         mask_path, json_path = self._save(image, "everything", session, masks, record)
         message = (
-            f"segment everything **{_ms(generated - start)}** (encoder included) · "
+            f"segment everything **{_ms(generated - start)}**: encode "
+            f"**{_ms(encode_ms / 1000)}**, decode **{_ms(decode_ms / 1000)}** · "
             f"{len(records)} mask{'s' * (len(records) != 1)} · {self.describe(entry, predictor)}"
         )
         return ActionResult(canvas, message, masks, scores, mask_path, json_path, None, generate_ms)
