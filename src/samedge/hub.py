@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from .errors import ChecksumError, DownloadError
+from .manifest import sha256_file
 from .specs import ModelSpec
 
 CHUNK = 1 << 20
@@ -44,6 +45,7 @@ def checkpoint_path(spec: ModelSpec) -> Path:
 
 
 def _hash_prefix(path: Path) -> hashlib._Hash:
+    """The running sha256 of a partial download, to be continued with the rest."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(CHUNK):
@@ -137,7 +139,7 @@ def download(
                 )
             actual = digest.hexdigest()
     else:
-        actual = _hash_prefix(part).hexdigest()
+        actual = sha256_file(part)
 
     if actual != sha256:
         part.unlink(missing_ok=True)
@@ -150,7 +152,7 @@ def download(
 
 
 def verify_file(path: Path, sha256: str) -> bool:
-    return _hash_prefix(path).hexdigest() == sha256
+    return sha256_file(path) == sha256
 
 
 def pull(spec: ModelSpec, url: str | None = None, progress: bool = True) -> Path:

@@ -29,6 +29,9 @@ from .errors import ImageError
 
 ImageLike = Any  # str | os.PathLike | PIL.Image.Image | np.ndarray
 
+#: File suffixes treated as images when a folder is scanned (datasets, calibration, benchmarks).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
 #: Largest image accepted, in pixels (override with SAMEDGE_MAX_PIXELS).
 DEFAULT_MAX_PIXELS = 100_000_000
 

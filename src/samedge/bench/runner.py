@@ -23,12 +23,12 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ImageError, SamedgeError
+from ..imageio import IMAGE_SUFFIXES
 from .prompts import BenchPrompt, generate_prompts
 from .stats import summarize
 from .sysinfo import load_average, system_info
 from .worker import STAGES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 SCHEMA = "samedge-bench/1"
 
 #: Stages compared between the two sides (``set_image`` is reported but not a target).

@@ -9,10 +9,10 @@ import tempfile
 from pathlib import Path
 
 from ..errors import SamedgeError
+from ..imageio import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 

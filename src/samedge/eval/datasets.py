@@ -37,11 +37,11 @@ from typing import Literal
 import numpy as np
 
 from ..errors import SamedgeError, require_extra
+from ..imageio import IMAGE_SUFFIXES
 
 DatasetFormat = Literal["interactive", "coco", "folder"]
 FORMATS: tuple[str, ...] = ("interactive", "coco", "folder")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 #: (image folder, mask folder, ignore value) of the interactive layouts, in lookup order.
 INTERACTIVE_LAYOUTS: tuple[tuple[str, str, int | None], ...] = (

@@ -14,12 +14,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import SamedgeError
-from ..imageio import load_image
+from ..imageio import IMAGE_SUFFIXES, load_image
 from ..manifest import sha256_file
 from ..runtime.preprocess import preprocess
 from ..runtime.prompts import normalize_prompts
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def list_images(folder: Path, limit: int | None = None) -> list[Path]:
