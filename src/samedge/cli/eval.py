@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SamedgeError
+from .options import add_runtime_options
 
 
 def _positive_int(text: str) -> int:
@@ -63,8 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, help="checkpoint for --against torch (default: the cache)"
     )
-    parser.add_argument("--provider", help="execution providers, e.g. cuda,cpu (default cpu)")
-    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    add_runtime_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SamedgeError
+from .options import add_runtime_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,8 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--single-mask", action="store_true", help="one mask per point (multimask_output=False)"
     )
-    parser.add_argument("--provider", help="execution providers, e.g. cuda,cpu (default cpu)")
-    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    add_runtime_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from .options import add_runtime_options
+
 #: Same as samedge.quantize's PRECISIONS / COMPONENTS / METHODS (a test checks), spelled out
 #: so that building the parser imports no quantisation code.
 PRECISIONS = ("fp16", "int8-dynamic", "int8-static")
@@ -55,8 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--force", action="store_true", help="write even below the threshold (recorded)"
     )
-    parser.add_argument("--provider", help="execution providers, e.g. cuda,cpu (default cpu)")
-    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    add_runtime_options(parser)
     parser.set_defaults(func=run)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import PromptError, SamedgeError
 from ..maskutils import mask_area, mask_to_box, rle_encode
+from .options import add_runtime_options
 
 
 def _floats(text: str, count: tuple[int, ...], what: str) -> list[float]:
@@ -66,8 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write all three candidate masks (OUT_0.png, OUT_1.png, OUT_2.png)",
     )
-    parser.add_argument("--provider", help="execution providers, e.g. cuda,cpu (default cpu)")
-    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    add_runtime_options(parser)
     parser.set_defaults(func=run)
 
 
