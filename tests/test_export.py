@@ -24,7 +24,9 @@ def test_export_writes_verified_graphs_and_manifest(export_test_model: Any, name
 
     folder = export_test_model(name)
     assert sorted(p.name for p in folder.iterdir()) == [
+        "context.onnx",
         "decoder.onnx",
+        "decoder_mask.onnx",
         "encoder.onnx",
         "samedge.json",
     ]
@@ -37,13 +39,24 @@ def test_export_writes_verified_graphs_and_manifest(export_test_model: Any, name
     assert manifest.parity["passed"] is True
     assert manifest.parity["encoder_max_rel_error"] < 1e-4
     assert manifest.parity["decoder_max_rel_error"] < 1e-5
+    assert manifest.precision == {"encoder": "fp32", "decoder": "fp32"}
     spec = get_spec(name)
-    decoder = onnx.load(str(folder / "decoder.onnx"))
-    inputs = {i.name: i for i in decoder.graph.input}
-    assert list(inputs) == list(spec.decoder_inputs)
-    dims = inputs["point_coords"].type.tensor_type.shape.dim
-    assert [d.dim_param for d in dims[:2]] == ["batch", "num_points"]  # B and N are dynamic
-    assert [o.name for o in decoder.graph.output] == list(spec.decoder_outputs)
+    for graph, names in (
+        ("decoder", spec.decoder_inputs),
+        ("decoder_mask", spec.mask_decoder_inputs),
+    ):
+        decoder = onnx.load(str(folder / f"{graph}.onnx"))
+        inputs = {i.name: i for i in decoder.graph.input}
+        assert list(inputs) == list(names)
+        dims = inputs["point_coords"].type.tensor_type.shape.dim
+        assert [d.dim_param for d in dims[:2]] == ["batch", "num_points"]  # B, N dynamic
+        assert [o.name for o in decoder.graph.output] == list(spec.decoder_outputs)
+    context = onnx.load(str(folder / "context.onnx"))
+    assert [i.name for i in context.graph.input] == list(spec.context_inputs)
+    shapes = [
+        tuple(d.dim_value for d in o.type.tensor_type.shape.dim) for o in context.graph.output
+    ]
+    assert shapes == list(spec.context_shapes)
 
 
 @pytest.mark.slow
@@ -123,8 +136,11 @@ def test_large_graphs_keep_weights_in_one_data_file(
     exporter.export_model(get_spec("sam2.1_hiera_tiny"), out, seed=TEST_SEED)
     names = sorted(p.name for p in out.iterdir())
     assert names == [
+        "context.onnx",  # under the threshold
         "decoder.onnx",
         "decoder.onnx.data",
+        "decoder_mask.onnx",
+        "decoder_mask.onnx.data",
         "encoder.onnx",
         "encoder.onnx.data",
         "samedge.json",

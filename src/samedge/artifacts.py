@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import ArtifactError, ModelNotFoundError
 from .hub import models_dir
-from .manifest import Manifest
+from .manifest import ROLES, Manifest
 from .registry import get_spec, list_models, unknown_model_message
 from .specs import ModelSpec
 
@@ -21,13 +21,17 @@ class ModelArtifact:
     manifest: Manifest
     spec: ModelSpec
 
+    def path(self, role: str) -> Path:
+        """The ``.onnx`` graph of ``role`` (one of :data:`samedge.manifest.ROLES`)."""
+        return self.folder / self.manifest.files[role][0].path
+
     @property
     def encoder_path(self) -> Path:
-        return self.folder / self.manifest.files["encoder"][0].path
+        return self.path("encoder")
 
     @property
     def decoder_path(self) -> Path:
-        return self.folder / self.manifest.files["decoder"][0].path
+        return self.path("decoder")
 
     @property
     def random_weights(self) -> bool:
@@ -49,7 +53,7 @@ class ModelArtifact:
                 f"{folder} holds model '{manifest.model}', which this samedge does not know; "
                 f"upgrade samedge"
             ) from None
-        for role in ("encoder", "decoder"):
+        for role in ROLES:
             if not manifest.files.get(role):
                 raise ArtifactError(f"{folder}: the manifest lists no {role}; re-export the model")
         manifest.verify(folder, check_hashes=verify)

@@ -12,7 +12,14 @@ from .errors import ArtifactError
 
 MANIFEST_NAME = "samedge.json"
 FORMAT = "samedge-model"
-FORMAT_VERSION = 1
+#: 2: the decoder is split into context.onnx, decoder.onnx and decoder_mask.onnx.
+FORMAT_VERSION = 2
+#: The graphs (file roles) that make up each component a precision applies to.
+COMPONENT_ROLES: dict[str, tuple[str, ...]] = {
+    "encoder": ("encoder",),
+    "decoder": ("context", "decoder", "decoder_mask"),
+}
+ROLES = tuple(role for roles in COMPONENT_ROLES.values() for role in roles)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -40,11 +47,12 @@ class Manifest:
         model: registry name of the exported model.
         family: ``"sam"`` or ``"sam2"``.
         opset: ONNX opset of both graphs.
-        precision: precision per component, e.g. ``{"encoder": "fp32", "decoder": "fp32"}``.
+        precision: precision per component, e.g. ``{"encoder": "fp32", "decoder": "fp32"}``
+            (components and their graphs: :data:`COMPONENT_ROLES`).
         weights: where the weights came from (``{"source": "checkpoint", "sha256": ...}`` or
             ``{"source": "random-init", "seed": 0}``).
-        files: per component (``"encoder"``, ``"decoder"``), the files that make it up, the
-            ``.onnx`` graph first.
+        files: per graph (:data:`ROLES`: ``"encoder"``, ``"context"``, ``"decoder"``,
+            ``"decoder_mask"``), the files that make it up, the ``.onnx`` graph first.
         parity: the export's parity report against torch.
         exporter: package versions used to export.
         created: UTC timestamp.
@@ -77,10 +85,16 @@ class Manifest:
             data = json.loads(path.read_text())
             if data.get("format") != FORMAT:
                 raise ValueError("not a samedge manifest")
-            if int(data.get("format_version", 0)) > FORMAT_VERSION:
+            version = int(data.get("format_version", 0))
+            if version > FORMAT_VERSION:
                 raise ArtifactError(
-                    f"{path} was written by a newer samedge (format "
-                    f"{data['format_version']}); upgrade samedge"
+                    f"{path} was written by a newer samedge (format {version}); upgrade samedge"
+                )
+            if version < FORMAT_VERSION:
+                raise ArtifactError(
+                    f"{path} was written by an older samedge (format {version}, before the "
+                    f"decoder context graph); re-export the model with 'samedge export "
+                    f"{data.get('model', 'MODEL')} --out {folder}'"
                 )
             files = {
                 role: [FileEntry(**entry) for entry in entries]

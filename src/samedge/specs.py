@@ -26,6 +26,9 @@ HAS_MASK_INPUT = "has_mask_input"
 LOW_RES_MASKS = "low_res_masks"
 IOU_PREDICTIONS = "iou_predictions"
 OBJECT_SCORE_LOGITS = "object_score_logits"
+# The decoder's per-image context (see samedge.export.wrappers.DecoderContext).
+CONTEXT = ("ctx_keys", "ctx_k", "ctx_v", "ctx_q")
+CONTEXT_HIGH_RES = ("ctx_feat_s1", "ctx_feat_s0")
 
 LOW_RES_SIZE = 256  # side of the decoder's low-resolution mask logits
 
@@ -108,15 +111,36 @@ class ModelSpec:
         return (IMAGE_EMBEDDINGS, *HIGH_RES_FEATS[: len(self.high_res_shapes)])
 
     @property
+    def context_inputs(self) -> tuple[str, ...]:
+        """The context graph runs once per image on the encoder's outputs."""
+        return self.encoder_outputs
+
+    @property
+    def context_outputs(self) -> tuple[str, ...]:
+        return (*CONTEXT, *CONTEXT_HIGH_RES[: len(self.high_res_shapes)])
+
+    @property
+    def context_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shapes of :attr:`context_outputs` (the SAM decoders' cross-attention has 8 heads
+        over ``C / 2`` channels)."""
+        c, h, w = self.embedding_shape
+        hw, heads = h * w, 8
+        attn = (1, heads, hw, c // 2 // heads)
+        shapes: tuple[tuple[int, ...], ...] = ((1, hw, c), attn, attn, attn)
+        if self.high_res_shapes:
+            (c0, _, _), (c1, _, _) = self.high_res_shapes
+            shapes += ((1, hw, 4, c1), (1, hw, 16, c0))
+        return shapes
+
+    @property
     def decoder_inputs(self) -> tuple[str, ...]:
-        return (
-            IMAGE_EMBEDDINGS,
-            *HIGH_RES_FEATS[: len(self.high_res_shapes)],
-            POINT_COORDS,
-            POINT_LABELS,
-            MASK_INPUT,
-            HAS_MASK_INPUT,
-        )
+        """Inputs of ``decoder.onnx``: context + point prompts (boxes are point pairs)."""
+        return (*self.context_outputs, POINT_COORDS, POINT_LABELS)
+
+    @property
+    def mask_decoder_inputs(self) -> tuple[str, ...]:
+        """Inputs of ``decoder_mask.onnx``: as the decoder's, plus a mask prompt."""
+        return (*self.decoder_inputs, MASK_INPUT, HAS_MASK_INPUT)
 
     @property
     def decoder_outputs(self) -> tuple[str, ...]:

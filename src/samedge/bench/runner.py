@@ -259,14 +259,8 @@ def decoder_feeds(spec: Any, prompt: BenchPrompt, size: tuple[int, int]) -> dict
         labels=np.asarray(prompt.labels) if prompt.points else None,
         box=np.asarray(prompt.box) if prompt.box is not None else None,
     )
-    arrays = [np.zeros((1, *spec.embedding_shape), np.float32)]
-    arrays += [np.zeros((1, *s), np.float32) for s in spec.high_res_shapes]
-    arrays += [
-        prepared.point_coords,
-        prepared.point_labels,
-        prepared.mask_input,
-        prepared.has_mask_input,
-    ]
+    arrays = [np.zeros(shape, np.float32) for shape in spec.context_shapes]
+    arrays += [prepared.point_coords, prepared.point_labels]
     return dict(zip(spec.decoder_inputs, arrays, strict=True))
 
 
@@ -285,6 +279,12 @@ def count_graph_flops(artifact: Any, plan: list[dict[str, Any]]) -> dict[str, An
     side = spec.image_size
     enc = count_flops(
         artifact.encoder_path, {spec.encoder_inputs[0]: np.zeros((1, 3, side, side), np.float32)}
+    )
+    # The decoder's per-image context runs inside encode(): its FLOPs count there.
+    shapes = [(1, *spec.embedding_shape), *((1, *s) for s in spec.high_res_shapes)]
+    enc += count_flops(
+        artifact.path("context"),
+        {n: np.zeros(s, np.float32) for n, s in zip(spec.context_inputs, shapes, strict=True)},
     )
     per_kind: dict[str, float] = {}
     all_flops = []

@@ -1,13 +1,17 @@
-"""Export a model to ``encoder.onnx`` + ``decoder.onnx`` + ``samedge.json``, behind a parity gate.
+"""Export a model to ONNX graphs + ``samedge.json``, behind a parity gate.
 
-Nothing is written to the output folder until both graphs have been run in ONNX Runtime on
+The graphs: ``encoder.onnx`` (image -> embedding), ``context.onnx`` (the decoder's per-image
+work), ``decoder.onnx`` (point and box prompts) and ``decoder_mask.onnx`` (prompts with a
+mask input); see :mod:`samedge.export.wrappers`.
+
+Nothing is written to the output folder until every graph has been run in ONNX Runtime on
 fixed inputs and matched the PyTorch model within tolerance. Work happens in a temporary
 folder inside the output folder, which is removed whatever happens.
 
 Exporter choice: the TorchScript-based exporter (``dynamo=False``). With torch 2.13 the
 default dynamo exporter fails on these decoders once the point count is dynamic, while the
 TorchScript exporter traces them with a dynamic batch and point count and matches torch to
-about 1e-6. Both graphs use opset 17.
+about 1e-6. All graphs use opset 17.
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ import torch
 
 from .. import __version__
 from ..errors import ExportError
-from ..manifest import MANIFEST_NAME, FileEntry, Manifest, sha256_file
+from ..manifest import COMPONENT_ROLES, MANIFEST_NAME, FileEntry, Manifest, sha256_file
 from ..runtime.session import create_session
 from ..specs import HAS_MASK_INPUT, MASK_INPUT, POINT_COORDS, POINT_LABELS, ModelSpec
 from .build import build_model
-from .wrappers import ImageEncoder, PromptDecoder
+from .wrappers import DecoderContext, FastDecoder, ImageEncoder, PromptDecoder
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +162,8 @@ def export_model(
 
     Args:
         spec: the model to export.
-        out_dir: output folder (created if needed). Only ``encoder.onnx``,
-            ``decoder.onnx`` (with ``.data`` files for graphs over 2 GB) and ``samedge.json``
-            are written there.
+        out_dir: output folder (created if needed). Only the four graphs (with ``.data``
+            files for graphs over 2 GB) and ``samedge.json`` are written there.
         checkpoint: official checkpoint file; or
         seed: build the official architecture with seeded random weights instead.
         threads: threads for the parity runs.
@@ -194,7 +197,7 @@ def export_model(
             model=spec.name,
             family=spec.family,
             opset=OPSET,
-            precision={"encoder": "fp32", "decoder": "fp32"},
+            precision={component: "fp32" for component in COMPONENT_ROLES},
             weights=weights,
             files=files,
             parity=result["parity"],
@@ -216,15 +219,33 @@ def _export_into(
     spec: ModelSpec, model: torch.nn.Module, work: Path, threads: int | None
 ) -> dict[str, Any]:
     encoder = ImageEncoder(model, spec).eval()
-    decoder = PromptDecoder(model, spec).eval()
+    context = DecoderContext(model, spec).eval()
+    decoders = {
+        "decoder": FastDecoder(model, spec, with_mask=False).eval(),
+        "decoder_mask": FastDecoder(model, spec, with_mask=True).eval(),
+    }
     image = _fixed_image(spec)
     with torch.no_grad():
         features = [t.contiguous() for t in encoder(image)]
-    enc_path = work / "encoder.onnx"
-    enc_files = _export_graph(
-        encoder, (image,), enc_path, list(spec.encoder_inputs), list(spec.encoder_outputs), None
-    )
-    dec_path = work / "decoder.onnx"
+        ctx = [t.contiguous() for t in context(*features)]
+    files = {
+        "encoder": _export_graph(
+            encoder,
+            (image,),
+            work / "encoder.onnx",
+            list(spec.encoder_inputs),
+            list(spec.encoder_outputs),
+            None,
+        ),
+        "context": _export_graph(
+            context,
+            tuple(features),
+            work / "context.onnx",
+            list(spec.context_inputs),
+            list(spec.context_outputs),
+            None,
+        ),
+    }
     batch_axes = {0: "batch"}
     dynamic_axes = {
         POINT_COORDS: {0: "batch", 1: "num_points"},
@@ -233,49 +254,62 @@ def _export_into(
         HAS_MASK_INPUT: batch_axes,
         **{name: batch_axes for name in spec.decoder_outputs},
     }
-    dec_files = _export_graph(
-        decoder,
-        (*features, *_fixed_prompts(spec, 2, 4, seed=7)),
-        dec_path,
-        list(spec.decoder_inputs),
-        list(spec.decoder_outputs),
-        dynamic_axes,
-    )
-    parity = _parity(spec, encoder, decoder, image, features, enc_path, dec_path, threads)
-    return {"files": {"encoder": enc_files, "decoder": dec_files}, "parity": parity}
+    prompts = _fixed_prompts(spec, 2, 4, seed=7)
+    for role, module in decoders.items():
+        inputs = list(spec.decoder_inputs if role == "decoder" else spec.mask_decoder_inputs)
+        n_prompt = len(inputs) - len(ctx)
+        files[role] = _export_graph(
+            module,
+            (*ctx, *prompts[:n_prompt]),
+            work / f"{role}.onnx",
+            inputs,
+            list(spec.decoder_outputs),
+            {k: v for k, v in dynamic_axes.items() if k in inputs or k in spec.decoder_outputs},
+        )
+    parity = _parity(spec, model, encoder, image, features, work, threads)
+    return {"files": files, "parity": parity}
 
 
 def _parity(
     spec: ModelSpec,
+    model: torch.nn.Module,
     encoder: torch.nn.Module,
-    decoder: torch.nn.Module,
     image: torch.Tensor,
     features: list[torch.Tensor],
-    enc_path: Path,
-    dec_path: Path,
+    work: Path,
     threads: int | None,
 ) -> dict[str, Any]:
+    """Run the written graphs in ONNX Runtime against the official modules in torch.
+
+    The decoder pair (context + decoder, context + decoder_mask) is compared with the
+    official prompt encoder and mask decoder run as the official predictors run them
+    (:class:`PromptDecoder`), on the encoder's ONNX output.
+    """
     report: dict[str, Any] = {"encoder_tolerance": ENCODER_TOL, "decoder_tolerance": DECODER_TOL}
-    enc = create_session(enc_path, threads=threads)
+    enc = create_session(work / "encoder.onnx", threads=threads)
     onnx_feats = enc.run(list(spec.encoder_outputs), {spec.encoder_inputs[0]: image.numpy()})
     enc_err = max(_rel_err(o, t.numpy()) for o, t in zip(onnx_feats, features, strict=True))
     report["encoder_max_rel_error"] = enc_err
-    dec = create_session(dec_path, threads=threads)
+    official = PromptDecoder(model, spec).eval()
+    ctx_session = create_session(work / "context.onnx", threads=threads)
+    ctx = ctx_session.run(
+        list(spec.context_outputs), dict(zip(spec.context_inputs, onnx_feats, strict=True))
+    )
+    feats = [torch.from_numpy(f) for f in onnx_feats]
     dec_errs = []
     # Several batch sizes and point counts: the graph's dynamic axes must really be dynamic.
-    for batch, points, seed in ((1, 1, 11), (3, 5, 12), (2, 2, 13)):
-        prompts = _fixed_prompts(spec, batch, points, seed)
-        with torch.no_grad():
-            expected = [t.numpy() for t in decoder(*features, *prompts)]
-        feeds = dict(
-            zip(
-                spec.decoder_inputs,
-                [f.numpy() for f in features] + [p.numpy() for p in prompts],
-                strict=True,
-            )
-        )
-        got = dec.run(list(spec.decoder_outputs), feeds)
-        dec_errs.append(max(_rel_err(o, t) for o, t in zip(got, expected, strict=True)))
+    for role in ("decoder", "decoder_mask"):
+        session = create_session(work / f"{role}.onnx", threads=threads)
+        names = spec.decoder_inputs if role == "decoder" else spec.mask_decoder_inputs
+        for batch, points, seed in ((1, 1, 11), (3, 5, 12), (2, 2, 13)):
+            prompts = _fixed_prompts(spec, batch, points, seed)
+            if role == "decoder":
+                prompts[3] = torch.zeros_like(prompts[3])  # no mask prompt
+            with torch.no_grad():
+                expected = [t.numpy() for t in official(*feats, *prompts)]
+            values = [*ctx, *(p.numpy() for p in prompts)][: len(names)]
+            got = session.run(list(spec.decoder_outputs), dict(zip(names, values, strict=True)))
+            dec_errs.append(max(_rel_err(o, t) for o, t in zip(got, expected, strict=True)))
     report["decoder_max_rel_error"] = max(dec_errs)
     report["passed"] = enc_err <= ENCODER_TOL and max(dec_errs) <= DECODER_TOL
     if not report["passed"]:

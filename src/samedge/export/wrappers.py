@@ -1,4 +1,25 @@
-"""Export wrappers: the official modules rearranged into two static ONNX graphs.
+"""Export wrappers: the official modules rearranged into static ONNX graphs.
+
+Three graphs are exported:
+
+* :class:`ImageEncoder`: the official image encoder (SAM 2: plus its feature preparation).
+* :class:`DecoderContext`: the decoder's prompt-independent work, once per image.
+* :class:`FastDecoder`: prompt encoder + mask decoder for ``B`` prompt sets.
+
+:class:`PromptDecoder` is the official decoder maths as the official modules run it; it is
+not exported but is the reference that the exported pair must match (the export's parity
+gate). :class:`DecoderContext` + :class:`FastDecoder` compute the same function with the
+same weights, reorganised for a CPU:
+
+* the per-image part of the first transformer block (the image side's key, value and query
+  projections, the positional encoding, the no-mask embedding) runs once per image instead
+  of once per prompt; a mask prompt adds its contribution through the mask embedding's
+  last (linear) layer folded into those projections, 16 instead of 256 input channels;
+* the image side never gets repeated per prompt: batch-1 tensors broadcast;
+* linear layers run on 2-D views (one GEMM with the bias fused, no separate add);
+* the transposed convolutions of the upscaling (kernel 2, stride 2, so one GEMM per pixel)
+  stay in channels-last "phase" layout: no col2im, no pixel shuffle of features, layer
+  norms over the last axis; only the four output masks are rearranged into image order.
 
 Like the official ``SamOnnxModel``, control flow is replaced by arithmetic so the graphs
 stay static: point labels select embeddings by multiplication, ``has_mask_input`` blends the
@@ -9,7 +30,10 @@ which keeps one graph for every prompt type and every provider.
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..specs import ModelSpec
@@ -103,3 +127,249 @@ class PromptDecoder(nn.Module):
             high_res_features=high_res,
         )
         return masks, iou, object_score
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x @ weight.T + bias`` on a 2-D view: one Gemm with the bias fused in the graph."""
+    shape = x.shape
+    out = torch.addmm(bias, x.reshape(-1, shape[-1]), weight.t())
+    return out.reshape(*shape[:-1], out.shape[-1])
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """``(b, n, c)`` -> ``(b, heads, n, c / heads)``, as the official ``_separate_heads``."""
+    b, n, c = x.shape
+    return x.reshape(b, n, heads, c // heads).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    b, h, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * d)
+
+
+def _scale(attn: nn.Module) -> float:
+    """The official attention's ``1 / sqrt(head dim)``, applied to the queries."""
+    return 1.0 / math.sqrt(attn.internal_dim // attn.num_heads)
+
+
+def _project(layer: nn.Linear, x: torch.Tensor, heads: int, scale: float = 1.0) -> torch.Tensor:
+    out = _split_heads(_linear(x, layer.weight, layer.bias), heads)
+    return out * scale if scale != 1.0 else out
+
+
+def _attend(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The official ``Attention`` after its projections (``q`` already scaled).
+
+    Batch dimensions broadcast, so per-image tensors of batch 1 are never repeated.
+    """
+    weights = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
+    out = attn.out_proj
+    return _linear(_merge_heads(weights @ v), out.weight, out.bias)
+
+
+def _convt_matrix(conv: nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A kernel-2, stride-2 transposed convolution as ``(4 * out, in)`` [a, b, out] + bias."""
+    w = conv.weight  # (in, out, 2, 2)
+    return w.permute(2, 3, 1, 0).reshape(-1, w.shape[0]), conv.bias.repeat(4)
+
+
+def _conv_matrix(conv: nn.Conv2d) -> torch.Tensor:
+    """A kernel-2, stride-2 convolution as ``(out, 4 * in)`` over [a, b, in] patches."""
+    w = conv.weight  # (out, in, 2, 2)
+    return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
+
+
+def _space_to_depth(x: torch.Tensor, side: int) -> torch.Tensor:
+    """``(B, side * side, c)`` row-major pixels -> ``(B, side/2 * side/2, 4c)`` [a, b, c]."""
+    c = x.shape[-1]
+    half = side // 2
+    x = x.reshape(-1, half, 2, half, 2, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, half * half, 4 * c)
+
+
+class _DecoderParts(nn.Module):
+    """The official prompt-encoder and mask-decoder modules of one model."""
+
+    def __init__(self, model: nn.Module, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.official = PromptDecoder(model, spec)
+        self.prompt_encoder = self.official.prompt_encoder
+        self.mask_decoder = self.official.mask_decoder
+        self.transformer = self.mask_decoder.transformer
+        self.heads = self.transformer.layers[0].cross_attn_token_to_image.num_heads
+        self.side = spec.embedding_shape[-1]  # the embedding is side x side pixels
+
+    def dense_pe(self) -> torch.Tensor:
+        """The image positional encoding, ``(1, HW, C)``."""
+        return self.prompt_encoder.get_dense_pe().flatten(2).transpose(1, 2)
+
+    def no_mask(self) -> torch.Tensor:
+        return self.prompt_encoder.no_mask_embed.weight.reshape(1, 1, -1)
+
+
+class DecoderContext(_DecoderParts):
+    """The decoder's per-image work: image embedding [+ SAM 2 high-res features] -> context.
+
+    Outputs (``spec.context_outputs``), float32, batch 1, ``HW`` = 64 x 64 pixels:
+        ``ctx_keys`` ``(1, HW, C)``: image embedding + no-mask embedding, channels last;
+        ``ctx_k``, ``ctx_v`` ``(1, heads, HW, d)``: first block's token-to-image keys and
+        values; ``ctx_q`` ``(1, heads, HW, d)``: its image-to-token queries, pre-scaled;
+        SAM 2 only: ``ctx_feat_s1`` ``(1, HW, 4, C/4)`` and ``ctx_feat_s0``
+        ``(1, HW, 16, C/8)``, the high-res features in the upscaling's phase layout.
+    """
+
+    def forward(self, image_embeddings: torch.Tensor, *high_res: torch.Tensor):
+        keys = image_embeddings.flatten(2).transpose(1, 2) + self.no_mask()
+        pe = self.dense_pe()
+        layer = self.transformer.layers[0]
+        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+        out = [
+            keys,
+            _project(t2i.k_proj, keys + pe, self.heads),
+            _project(t2i.v_proj, keys, self.heads),
+            _project(i2t.q_proj, keys + pe, self.heads, _scale(i2t)),
+        ]
+        if high_res:
+            side = self.side
+            feat_s0, feat_s1 = high_res
+            c1, c0 = feat_s1.shape[1], feat_s0.shape[1]
+            s1 = feat_s1.reshape(c1, side, 2, side, 2).permute(1, 3, 2, 4, 0)
+            s0 = feat_s0.reshape(c0, side, 2, 2, side, 2, 2).permute(1, 4, 2, 5, 3, 6, 0)
+            out += [s1.reshape(1, side * side, 4, c1), s0.reshape(1, side * side, 16, c0)]
+        return tuple(out)
+
+
+class FastDecoder(_DecoderParts):
+    """Prompt encoder + mask decoder on a :class:`DecoderContext`, for ``B`` prompt sets.
+
+    Inputs: the context tensors, ``point_coords`` ``(B, N, 2)`` (1024-pixel input frame),
+    ``point_labels`` ``(B, N)`` and, when ``with_mask``, ``mask_input`` ``(B, 1, 256, 256)``
+    and ``has_mask_input`` ``(B,)``. Outputs as :class:`PromptDecoder`. Without mask inputs
+    the graph does no mask-embedding work at all; that is the one every point and box
+    prompt uses.
+    """
+
+    def __init__(self, model: nn.Module, spec: ModelSpec, with_mask: bool) -> None:
+        super().__init__(model, spec)
+        self.with_mask = with_mask
+
+    def _mask_features(self, mask_input: torch.Tensor) -> torch.Tensor:
+        """The mask embedding before its last 1x1 convolution, channels last: ``(B, HW, 16)``."""
+        conv1, ln1, act1, conv2, ln2, act2, _ = self.prompt_encoder.mask_downscaling
+        side = 4 * self.side
+        x = _space_to_depth(mask_input.reshape(-1, side * side, 1), side)
+        x = _linear(x, _conv_matrix(conv1), conv1.bias)
+        x = act1(F.layer_norm(x, (conv1.out_channels,), ln1.weight, ln1.bias, ln1.eps))
+        x = _linear(_space_to_depth(x, side // 2), _conv_matrix(conv2), conv2.bias)
+        return act2(F.layer_norm(x, (conv2.out_channels,), ln2.weight, ln2.bias, ln2.eps))
+
+    def _mask_contribution(
+        self, mask_input: torch.Tensor, has_mask: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """A mask prompt's change to the keys and to the first block's k, v and q.
+
+        The official mask embedding is ``conv1x1(h)`` of 16-channel features ``h`` and
+        replaces the no-mask embedding. Its difference from the no-mask embedding reaches
+        the first block only through linear maps, so those maps are applied to ``h`` with
+        their weights multiplied out: 16 input channels per pixel instead of 256.
+        """
+        conv3 = self.prompt_encoder.mask_downscaling[-1]
+        layer = self.transformer.layers[0]
+        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+        w3 = conv3.weight.reshape(conv3.weight.shape[0], -1)  # (C, 16)
+        b3 = conv3.bias - self.no_mask().reshape(-1)
+        h = self._mask_features(mask_input)
+        gate = has_mask.reshape(-1, 1, 1)
+        out = [_linear(h, w3, b3) * gate]
+        for proj, scale in ((t2i.k_proj, 1.0), (t2i.v_proj, 1.0), (i2t.q_proj, _scale(i2t))):
+            delta = _linear(h, proj.weight @ w3, proj.weight @ b3) * gate
+            out.append(_split_heads(delta, self.heads) * scale)
+        return out
+
+    def _tokens(self, coords: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Output tokens + point embeddings ``(B, T, C)``, and the index of the IoU token."""
+        md = self.mask_decoder
+        sparse = self.official._embed_points(coords, labels)
+        parts = [md.iou_token.weight, md.mask_tokens.weight]
+        if self.spec.has_object_score:
+            parts.insert(0, md.obj_score_token.weight)
+        tokens = torch.cat(parts, 0).unsqueeze(0).expand(sparse.shape[0], -1, -1)
+        return torch.cat((tokens, sparse), 1), len(parts) - 2
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        n_high = len(self.spec.high_res_shapes)
+        keys, k_img, v_img, q_img = args[:4]
+        feats = args[4 : 4 + n_high]
+        coords, labels = args[4 + n_high : 6 + n_high]
+        if self.with_mask:
+            delta, dk, dv, dq = self._mask_contribution(*args[6 + n_high :])
+            keys, k_img, v_img, q_img = keys + delta, k_img + dk, v_img + dv, q_img + dq
+        tokens, s = self._tokens(coords, labels)
+        pe = self.dense_pe()
+        h = self.heads
+        queries = tokens
+        for i, layer in enumerate(self.transformer.layers):
+            sa = layer.self_attn
+            t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+            x = queries if layer.skip_first_layer_pe else queries + tokens
+            attn = _attend(
+                sa,
+                _project(sa.q_proj, x, h, _scale(sa)),
+                _project(sa.k_proj, x, h),
+                _project(sa.v_proj, queries, h),
+            )
+            queries = layer.norm1(attn if layer.skip_first_layer_pe else queries + attn)
+            if i > 0:  # the first block's image side comes from the context
+                k_pe = keys + pe
+                k_img = _project(t2i.k_proj, k_pe, h)
+                v_img = _project(t2i.v_proj, keys, h)
+                q_img = _project(i2t.q_proj, k_pe, h, _scale(i2t))
+            q_tok = _project(t2i.q_proj, queries + tokens, h, _scale(t2i))
+            queries = layer.norm2(queries + _attend(t2i, q_tok, k_img, v_img))
+            queries = layer.norm3(queries + layer.mlp(queries))
+            x = queries + tokens
+            attn = _attend(i2t, q_img, _project(i2t.k_proj, x, h), _project(i2t.v_proj, queries, h))
+            keys = layer.norm4(keys + attn)
+        fin = self.transformer.final_attn_token_to_image
+        q_tok = _project(fin.q_proj, queries + tokens, h, _scale(fin))
+        k_img = _project(fin.k_proj, keys + pe, h)
+        v_img = _project(fin.v_proj, keys, h)
+        queries = self.transformer.norm_final_attn(queries + _attend(fin, q_tok, k_img, v_img))
+        masks = self._masks(
+            queries[:, s + 1 : s + 1 + self.mask_decoder.num_mask_tokens], keys, feats
+        )
+        iou = self.mask_decoder.iou_prediction_head(queries[:, s, :])
+        if self.spec.family == "sam":
+            return masks, iou
+        return masks, iou, self.mask_decoder.pred_obj_score_head(queries[:, 0, :])
+
+    def _masks(
+        self, mask_tokens: torch.Tensor, keys: torch.Tensor, feats: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
+        """Upscaling + hypernetworks in phase layout; ``(B, M, 4 * side, 4 * side)`` logits.
+
+        Row ``p`` of the ``(B, HW, 4, c1)`` and ``(B, HW, 16, c2)`` tensors is embedding
+        pixel ``(i, j)``; the phases ``[a, b]`` and ``[a, b, a2, b2]`` are the output pixels
+        ``(2i + a, 2j + b)`` and ``(4i + 2a + a2, 4j + 2b + b2)`` of the two transposed
+        convolutions.
+        """
+        md = self.mask_decoder
+        dc1, ln1, act1, dc2, act2 = md.output_upscaling
+        c1, c2 = dc1.out_channels, dc2.out_channels
+        side, bsz = self.side, mask_tokens.shape[0]
+        hw = side * side
+        x = _linear(keys, *_convt_matrix(dc1)).reshape(bsz, hw, 4, c1)
+        if feats:
+            x = x + feats[0]
+        x = act1(F.layer_norm(x, (c1,), ln1.weight, ln1.bias, ln1.eps))
+        x = _linear(x.reshape(bsz, hw * 4, c1), *_convt_matrix(dc2)).reshape(bsz, hw, 16, c2)
+        if feats:
+            x = x + feats[1]
+        x = act2(x)
+        hyper = torch.stack(
+            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], 1
+        )
+        masks = hyper @ x.reshape(bsz, hw * 16, c2).transpose(1, 2)  # (B, M, HW * 16)
+        masks = masks.reshape(bsz, -1, side, side, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
+        return masks.reshape(bsz, -1, side * 4, side * 4)

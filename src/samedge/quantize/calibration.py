@@ -60,23 +60,24 @@ def _prompt_sets(h: int, w: int) -> list[dict[str, Any]]:
     ]
 
 
-def decoder_feeds(images: list[Path], parent: Any) -> list[dict[str, np.ndarray]]:
+def decoder_feeds(
+    images: list[Path], parent: Any, with_mask: bool = False
+) -> list[dict[str, np.ndarray]]:
     """Decoder input dicts: ``parent`` (an fp32 :class:`Predictor`) encodes each image and
-    three prompt sets (centre point, box, positive+negative points) are added per image."""
+    three prompt sets (centre point, box, positive+negative points) are added per image.
+
+    ``with_mask``: inputs for ``decoder_mask.onnx``: each prompt set again with the fp32
+    prediction's best low-res logits as the mask input, as an interactive refinement sends.
+    """
     spec = parent.spec
     feeds = []
     for path in images:
         emb = parent.encode(path)
         h, w = emb.original_size
         for prompt in _prompt_sets(h, w):
+            if with_mask:
+                first = parent.predict(emb, **prompt, best_only=True)
+                prompt = {**prompt, "mask_input": first.low_res_logits[0]}
             p = normalize_prompts(spec, emb.original_size, emb.input_size, **prompt)
-            values = (
-                emb.image_embeddings,
-                *emb.high_res_features,
-                p.point_coords,
-                p.point_labels,
-                p.mask_input,
-                p.has_mask_input,
-            )
-            feeds.append(dict(zip(spec.decoder_inputs, values, strict=True)))
+            feeds.append(parent.decoder_feeds(emb, p)[1])
     return feeds

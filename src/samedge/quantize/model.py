@@ -18,7 +18,7 @@ from typing import Any
 
 from ..artifacts import ModelArtifact, resolve_model
 from ..errors import SamedgeError, require_extra
-from ..manifest import MANIFEST_NAME, FileEntry, Manifest, sha256_file
+from ..manifest import COMPONENT_ROLES, MANIFEST_NAME, ROLES, FileEntry, Manifest, sha256_file
 from .calibration import decoder_feeds, encoder_feeds, file_hashes, list_images
 from .convert import METHODS as METHODS
 from .convert import to_fp16, to_int8_dynamic, to_int8_static
@@ -185,10 +185,12 @@ def quantize_model(
     try:
         precision = dict(parent_precision)
         files: dict[str, list[FileEntry]] = {}
-        for role in ("encoder", "decoder"):
+        for role in ROLES:
             entries = parent_art.manifest.files[role]
             src = parent_art.folder / entries[0].path
-            if role not in components:
+            component = next(c for c, roles in COMPONENT_ROLES.items() if role in roles)
+            # The context runs once per image: it stays fp32 whatever the decoder's precision.
+            if component not in components or role == "context":
                 for entry in entries:
                     shutil.copy2(parent_art.folder / entry.path, stage / entry.path)
                 files[role] = _entries(stage, [e.path for e in entries])
@@ -201,14 +203,13 @@ def quantize_model(
             elif cfg.precision == "int8-dynamic":
                 to_int8_dynamic(src, dst)
             else:
-                feeds = (
-                    encoder_feeds(calib_images, parent.spec)
-                    if role == "encoder"
-                    else decoder_feeds(calib_images, parent)
-                )
+                if role == "encoder":
+                    feeds = encoder_feeds(calib_images, parent.spec)
+                else:
+                    feeds = decoder_feeds(calib_images, parent, with_mask=role == "decoder_mask")
                 to_int8_static(src, dst, feeds, cfg.method, **cfg.static_options)
             say(f"{role}: done in {time.perf_counter() - start:.0f} s")
-            precision[role] = cfg.precision
+            precision[component] = cfg.precision
             files[role] = _entries(stage, [dst.name])
         quantization = {
             "precision": cfg.precision,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 
 
 class Predictor:
-    """Two ONNX Runtime sessions (image encoder, prompt decoder) for one exported model.
+    """ONNX Runtime sessions for one exported model: image encoder, the decoder's per-image
+    context, and the prompt decoders (points/boxes; with a mask input).
 
     Use :meth:`from_pretrained` to create one. The predictor holds no per-image state:
     :meth:`encode` returns an immutable :class:`ImageEmbedding` that :meth:`predict` takes,
@@ -38,24 +40,39 @@ class Predictor:
     ) -> None:
         self.artifact = artifact
         self.spec: ModelSpec = artifact.spec
+        self._providers, self._threads = providers, threads
         self._encoder = create_session(artifact.encoder_path, providers, threads)
-        # The decoder's peak memory is small: keep its buffers in the arena for reuse.
-        self._decoder = create_session(artifact.decoder_path, providers, threads, arena=True)
-        for name, session, inputs, outputs in (
-            ("encoder", self._encoder, self.spec.encoder_inputs, self.spec.encoder_outputs),
-            ("decoder", self._decoder, self.spec.decoder_inputs, self.spec.decoder_outputs),
-        ):
-            got_in, got_out = session_io(session)
-            if set(got_in) != set(inputs) or not set(outputs) <= set(got_out):
-                raise ArtifactError(
-                    f"{artifact.folder}: {name} graph has inputs {got_in} and outputs "
-                    f"{got_out}, not those of {self.spec.name}; re-export the model"
-                )
+        # The decoder graphs' peak memory is small: keep their buffers in the arena for reuse.
+        self._context = self._open("context", self.spec.context_inputs, self.spec.context_outputs)
+        self._decoder = self._open("decoder", self.spec.decoder_inputs, self.spec.decoder_outputs)
+        self._check_io(
+            "encoder", self._encoder, self.spec.encoder_inputs, self.spec.encoder_outputs
+        )
+        # The mask-prompt decoder is opened on first use: most work never needs it.
+        self._mask_decoder: Any = None
+        self._lock = threading.Lock()
         if artifact.random_weights:
             log.warning(
                 "%s was exported with random weights (seed %s): masks are meaningless",
                 self.spec.name,
                 artifact.manifest.weights.get("seed"),
+            )
+
+    def _open(self, role: str, inputs: Sequence[str], outputs: Sequence[str]) -> Any:
+        session = create_session(
+            self.artifact.path(role), self._providers, self._threads, arena=True
+        )
+        self._check_io(role, session, inputs, outputs)
+        return session
+
+    def _check_io(
+        self, role: str, session: Any, inputs: Sequence[str], outputs: Sequence[str]
+    ) -> None:
+        got_in, got_out = session_io(session)
+        if set(got_in) != set(inputs) or not set(outputs) <= set(got_out):
+            raise ArtifactError(
+                f"{self.artifact.folder}: {role} graph has inputs {got_in} and outputs "
+                f"{got_out}, not those of {self.spec.name}; re-export the model"
             )
 
     @classmethod
@@ -86,7 +103,7 @@ class Predictor:
         }
 
     def encode(self, image: ImageLike, color: Literal["RGB", "BGR"] = "RGB") -> ImageEmbedding:
-        """Run the image encoder once.
+        """Run the image encoder (and the decoder's per-image context) once.
 
         Args:
             image: path, PIL image or ``H x W x 3`` uint8 array (see
@@ -110,7 +127,44 @@ class Predictor:
             high_res_features=tuple(outputs[1:]),
             original_size=(int(original_size[0]), int(original_size[1])),
             input_size=input_size,
+            context=tuple(self._run_context(outputs[0], tuple(outputs[1:]))),
         )
+
+    def _run_context(
+        self, image_embeddings: np.ndarray, high_res: tuple[np.ndarray, ...]
+    ) -> list[np.ndarray]:
+        feeds = dict(zip(self.spec.context_inputs, (image_embeddings, *high_res), strict=True))
+        return self._context.run(list(self.spec.context_outputs), feeds)
+
+    def decoder_feeds(
+        self, embedding: ImageEmbedding, prompts: DecoderPrompts
+    ) -> tuple[str, dict[str, np.ndarray]]:
+        """The graph role (``"decoder"`` or ``"decoder_mask"``) and the inputs for one call.
+
+        Prompt sets without a mask input go to ``decoder.onnx``, which does no mask work.
+        """
+        if embedding.model != self.spec.name:
+            raise ValueError(
+                f"this embedding was computed by {embedding.model}, not {self.spec.name}"
+            )
+        context = embedding.context or tuple(
+            self._run_context(embedding.image_embeddings, embedding.high_res_features)
+        )
+        values: list[np.ndarray] = [*context, prompts.point_coords, prompts.point_labels]
+        if bool(np.any(prompts.has_mask_input)):
+            values += [prompts.mask_input, prompts.has_mask_input]
+            return "decoder_mask", dict(zip(self.spec.mask_decoder_inputs, values, strict=True))
+        return "decoder", dict(zip(self.spec.decoder_inputs, values, strict=True))
+
+    def _session(self, role: str) -> Any:
+        if role == "decoder":
+            return self._decoder
+        with self._lock:
+            if self._mask_decoder is None:
+                self._mask_decoder = self._open(
+                    "decoder_mask", self.spec.mask_decoder_inputs, self.spec.decoder_outputs
+                )
+            return self._mask_decoder
 
     def decode(
         self, embedding: ImageEmbedding, prompts: DecoderPrompts
@@ -121,25 +175,8 @@ class Predictor:
             ``low_res`` float32 ``(B, 4, 256, 256)`` logits of all mask tokens, ``iou``
             float32 ``(B, 4)``, and SAM 2's ``object_score_logits`` ``(B,)`` (else ``None``).
         """
-        if embedding.model != self.spec.name:
-            raise ValueError(
-                f"this embedding was computed by {embedding.model}, not {self.spec.name}"
-            )
-        feeds: dict[str, Any] = dict(
-            zip(
-                self.spec.decoder_inputs,
-                (
-                    embedding.image_embeddings,
-                    *embedding.high_res_features,
-                    prompts.point_coords,
-                    prompts.point_labels,
-                    prompts.mask_input,
-                    prompts.has_mask_input,
-                ),
-                strict=True,
-            )
-        )
-        outputs = self._decoder.run(list(self.spec.decoder_outputs), feeds)
+        role, feeds = self.decoder_feeds(embedding, prompts)
+        outputs = self._session(role).run(list(self.spec.decoder_outputs), feeds)
         obj = outputs[2][:, 0] if self.spec.has_object_score else None
         return outputs[0], outputs[1], obj
 

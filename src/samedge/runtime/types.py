@@ -32,6 +32,9 @@ class ImageEmbedding:
         original_size: ``(H, W)`` of the image that was encoded.
         input_size: ``(h, w)`` of the resized image inside the encoder's square input
             (SAM pads the rest; SAM 2 stretches, so this is the full square).
+        context: the decoder's per-image tensors (``spec.context_outputs``, from
+            ``context.onnx``), computed once here instead of once per prompt; empty means
+            the predictor computes them on each decode.
     """
 
     model: str
@@ -39,6 +42,7 @@ class ImageEmbedding:
     high_res_features: tuple[np.ndarray, ...]
     original_size: tuple[int, int]
     input_size: tuple[int, int]
+    context: tuple[np.ndarray, ...] = ()
 
     def __post_init__(self) -> None:
         if self.image_embeddings.ndim != 4 or self.image_embeddings.shape[0] != 1:
@@ -49,12 +53,14 @@ class ImageEmbedding:
         object.__setattr__(
             self, "high_res_features", tuple(_frozen(f) for f in self.high_res_features)
         )
+        object.__setattr__(self, "context", tuple(_frozen(c) for c in self.context))
         object.__setattr__(self, "original_size", tuple(int(v) for v in self.original_size))
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
 
     @property
     def nbytes(self) -> int:
-        return self.image_embeddings.nbytes + sum(f.nbytes for f in self.high_res_features)
+        arrays = (self.image_embeddings, *self.high_res_features, *self.context)
+        return sum(a.nbytes for a in arrays)
 
 
 @dataclass(frozen=True, eq=False)
