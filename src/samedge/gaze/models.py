@@ -344,7 +344,7 @@ def check_io(name: str, network: Network) -> None:
     problem = model.signature.mismatch(network.inputs, network.output_shapes)
     if problem:
         raise ArtifactError(
-            f"{network.path.name} is not a {name} model: {problem} (expected {model.io})"
+            f"{network.path.name} is not a {name} model: {problem} ({name}: {model.io})"
         )
 
 
