@@ -228,7 +228,9 @@ class GazeService:
             settings.config(),
         )
 
-    def _session(self, session: str, key: tuple[str, str, GazeSettings], base: GazePipeline):
+    def _session(
+        self, session: str, key: tuple[str, str, GazeSettings], base: GazePipeline
+    ) -> _Session:
         state = self._sessions.get(session)
         if state is None or state.key != key:
             state = _Session(key, self._pipeline(base, key[2]))
