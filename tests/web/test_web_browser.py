@@ -3,21 +3,24 @@
 The app runs in this process on a free 127.0.0.1 port with the seed-0 SAM 2.1 Hiera-T test
 export (real graphs, meaningless masks). The browser uploads a real photo, clicks a point,
 draws two boxes, undoes one, uploads a non-image, and probes the file route; the page may
-only ever talk to 127.0.0.1.
+only ever talk to 127.0.0.1. In the Gaze tab, Chromium's fake camera plays a real video
+frame (a Y4M file made here) into the webcam stream, with the real face, gaze and detector
+models from ../shared/models.
 
 Needs a Chromium binary (Debian: ``apt-get install -y chromium``; or set
 ``SAMEDGE_CHROMIUM``) and ``pip install playwright`` (no ``playwright install``: the
 system browser is used). Set ``SAMEDGE_UPDATE_SCREENSHOT=1`` to also refresh
-``docs/images/web-ui.png`` for the README.
+``docs/images/web-ui.png`` and ``docs/images/web-gaze.png`` for the docs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "images" / "web-ui.png"
+GAZE_SCREENSHOT = ROOT / "docs" / "images" / "web-gaze.png"
 TINY = "sam2.1_hiera_tiny"
 CHROMIUM_ARGS = [
     "--headless",
@@ -78,6 +82,7 @@ def server(
     pytest.importorskip("gradio", reason="needs the [web] extra: pip install 'samedge[web]'")
     from samedge.web.app import build_app, launch
     from samedge.web.engine import Engine
+    from samedge.web.gaze import GazeModels, GazeService
     from samedge.web.models import ModelCatalog, PredictorPool, discover_models
 
     folder = export_test_model(TINY)
@@ -90,7 +95,16 @@ def server(
             pool=PredictorPool(threads=2),
         )
         image_path = shared_path("data", "images", "groceries.jpg")
-        demo = build_app(engine, examples=[image_path])
+        models = shared_path("models")
+        gaze = GazeService(
+            engine,
+            GazeModels(
+                face_model=models / "face",
+                gaze_models=models / "gaze",
+                detector_model=models / "detection" / "yolox_nano.onnx",
+            ),
+        )
+        demo = build_app(engine, examples=[image_path], gaze=gaze)
         port = _free_port()
         launch(demo, "127.0.0.1", port, max_upload_mb=5, block=False)
         try:
@@ -99,8 +113,9 @@ def server(
             demo.close()
 
 
-@pytest.fixture
-def browser_page(tmp_path: Path) -> Iterator[Any]:
+@contextlib.contextmanager
+def _browser(tmp_path: Path, extra_args: Sequence[str] = (), height: int = 960) -> Iterator[Any]:
+    """A page of a fresh headless Chromium (skips when Playwright or Chromium is missing)."""
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="needs Playwright for Python: pip install playwright"
     )
@@ -114,8 +129,8 @@ def browser_page(tmp_path: Path) -> Iterator[Any]:
             str(tmp_path / "profile"),
             executable_path=executable,
             headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 960},
+            args=[*CHROMIUM_ARGS, *extra_args],
+            viewport={"width": 1280, "height": height},
         )
         try:
             page = context.new_page()
@@ -126,6 +141,45 @@ def browser_page(tmp_path: Path) -> Iterator[Any]:
             (tmp_path / "last-page.txt").write_text(page.inner_text("body"))
         finally:
             context.close()
+
+
+@pytest.fixture
+def browser_page(tmp_path: Path) -> Iterator[Any]:
+    with _browser(tmp_path) as page:
+        yield page
+
+
+def write_y4m(path: Path, rgb: np.ndarray, frames: int = 2) -> None:
+    """A raw YUV 4:2:0 video of ``frames`` copies of ``rgb`` (even width and height), the
+    format Chromium's fake camera plays in a loop."""
+    height, width = rgb.shape[:2]
+    planes = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes()
+    with open(path, "wb") as fh:
+        fh.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            fh.write(b"FRAME\n" + planes)
+
+
+@pytest.fixture
+def camera_frame() -> np.ndarray:
+    """Frame 10 of the real bedroom clip (960x540): a child whose gaze ray crosses a box."""
+    cap = cv2.VideoCapture(str(shared_path("data", "video", "bedroom.mp4")))
+    try:
+        for _ in range(11):
+            ok, bgr = cap.read()
+            assert ok
+    finally:
+        cap.release()
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+@pytest.fixture
+def camera_page(tmp_path: Path, camera_frame: np.ndarray) -> Iterator[Any]:
+    """A page whose webcam plays ``camera_frame``."""
+    video = tmp_path / "camera.y4m"
+    write_y4m(video, camera_frame)
+    with _browser(tmp_path, [f"--use-file-for-fake-video-capture={video}"], 1500) as page:
+        yield page
 
 
 def _wait_text(page: Any, selector: str, text: str) -> str:
@@ -322,11 +376,61 @@ def _size_text(path: Path) -> str:
     return f"{width}x{height}"
 
 
-def _save_small_png(png: bytes, path: Path) -> None:
+def _save_small_png(png: bytes, path: Path, colors: int = 128) -> None:
     """Save a screenshot as a palette PNG (small enough for the README)."""
     from PIL import Image
 
     image = Image.open(__import__("io").BytesIO(png)).convert("RGB")
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     assert path.stat().st_size < 300_000, path.stat().st_size
+
+
+def _green_box_pixels(rgb: np.ndarray) -> int:
+    """Pixels of the colour the face box is drawn in (pure green, through JPEG)."""
+    r, g, b = (rgb[..., i].astype(int) for i in range(3))
+    return int(np.sum((g > 150) & (r < 90) & (b < 90)))
+
+
+def test_gaze_tab_streams_the_webcam_through_the_pipeline(
+    server: tuple[str, Path, Path], camera_page: Any, camera_frame: np.ndarray, tmp_path: Path
+) -> None:
+    pytest.importorskip("openvino", reason="needs the [gaze] extra: pip install 'samedge[gaze]'")
+    url, _, _ = server
+    page = camera_page
+    page.goto(url)
+    page.get_by_role("tab", name="Gaze", exact=True).click()
+
+    # Allow the camera, start the stream: annotated frames come back with stage times.
+    page.locator("#gaze-camera").get_by_text("Click to Access Webcam").click()
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#gaze-camera video');"
+        " return !!v && v.readyState >= 2 && v.videoWidth === 960; }"
+    )
+    page.click("#gaze-camera button[aria-label='capture photo']")
+    status = _wait_text(page, "#gaze-status", "total")
+    for stage in ("face", "gaze", "detect", "encode", "decode"):
+        assert f"{stage} " in status, status
+    assert "FPS" in status and "no target: no face" not in status
+    _wait_image(page, "#gaze-output img", 960)
+    picture = cv2.cvtColor(
+        _fetch_png(page, str(page.get_attribute("#gaze-output img", "src")), cv2.IMREAD_COLOR),
+        cv2.COLOR_BGR2RGB,
+    )
+    assert picture.shape == camera_frame.shape
+    # The camera's picture, with the face box drawn on it (the photo has no such green).
+    assert _green_box_pixels(camera_frame) < 20 < 200 < _green_box_pixels(picture)
+    assert picture.std() > 20  # a picture, not a blank frame
+
+    shot = page.locator("#tab-gaze").screenshot()
+    (tmp_path / "web-gaze.png").write_bytes(shot)
+    if os.environ.get("SAMEDGE_UPDATE_SCREENSHOT") == "1":
+        _save_small_png(shot, GAZE_SCREENSHOT, colors=256)
+    page.click("#gaze-camera button:has([title='stop recording'])")
+    page.wait_for_selector("#gaze-camera button:has([title='start recording'])")
+
+    # One image instead of the camera: processed once, from a fresh state.
+    photo = shared_path("data", "interactive", "GrabCut", "data_GT", "person1.jpg")
+    page.locator("#gaze-upload input[type=file]").set_input_files(str(photo))
+    status = _wait_text(page, "#gaze-status", "600x450 image")
+    assert "face " in status and "FPS" in status

@@ -28,6 +28,8 @@ def test_defaults_bind_to_this_machine_only() -> None:
         (["web", "--model", "sam_vit_q"], "unknown model 'sam_vit_q'"),
         (["web", "--model", "sam_vit_h"], "model 'sam_vit_h' has not been exported yet"),
         (["web"], "no exported models found in"),
+        (["web", "--detector", "no/such.onnx"], "yolox_nano: no/such.onnx is not a file"),
+        (["web", "--gaze-models", "."], "gaze-estimation-adas-0002: gaze-estimation-adas-0002"),
     ],
 )
 def test_bad_options_are_one_line_errors(
@@ -48,7 +50,7 @@ def test_bad_options_are_one_line_errors(
 def test_importing_the_web_package_loads_neither_gradio_nor_onnxruntime() -> None:
     code = (
         "import sys, samedge.web.engine, samedge.web.models, samedge.web.state, "
-        "samedge.cli.web\n"
+        "samedge.web.gaze, samedge.cli.web\n"
         "assert 'gradio' not in sys.modules and 'onnxruntime' not in sys.modules, "
         "sorted(m for m in sys.modules if m.startswith(('gradio', 'onnxruntime')))"
     )

@@ -19,9 +19,11 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "web",
-        help="browser UI: points, boxes, box + points and segment-everything",
-        description="Start a local web UI (Gradio) to segment images by clicking. Offers the "
-        "exported models in the cache plus --model. Needs pip install 'samedge[web]'.",
+        help="browser UI: points, boxes, box + points, segment-everything and gaze",
+        description="Start a local web UI (Gradio) to segment images by clicking, and to "
+        "segment what a person looks at from the webcam (Gaze tab). Offers the exported "
+        "models in the cache plus --model. Needs pip install 'samedge[web]' (and "
+        "'samedge[gaze]' for the Gaze tab).",
     )
     parser.add_argument(
         "--model",
@@ -61,6 +63,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=8,
         help="image embeddings kept in memory (LRU; about 16 MB each for SAM 2, 4 MB for SAM)",
     )
+    gaze = parser.add_argument_group(
+        "Gaze tab",
+        "auxiliary models (default: $SAMEDGE_HOME/gaze, see samedge gaze --fetch-models)",
+    )
+    gaze.add_argument("--face", choices=("yunet", "ultraface"), default="yunet")
+    gaze.add_argument("--face-model", type=Path, help="face detector ONNX file or folder")
+    gaze.add_argument(
+        "--gaze-models",
+        type=Path,
+        help="folder with the Open Model Zoo gaze, head-pose and landmarks IR files",
+    )
+    gaze.add_argument("--detector", type=Path, help="YOLOX-style ONNX (default yolox_nano)")
     parser.set_defaults(func=run)
 
 
@@ -88,9 +102,12 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime.session import available_providers
     from ..web.cache import EmbeddingCache
     from ..web.engine import Engine
+    from ..web.gaze import GazeModels, GazeService
     from ..web.models import ModelCatalog, PredictorPool, discover_models, provider_choices
 
     examples = example_images(args.examples)
+    gaze_models = GazeModels(args.face, args.face_model, args.gaze_models, args.detector)
+    gaze_models.check()
     entries = discover_models(args.model)
     catalog = ModelCatalog(entries, provider_choices(available_providers()))
     if args.provider not in catalog.providers:
@@ -110,7 +127,13 @@ def run(args: argparse.Namespace) -> int:
         )
         from ..web.app import build_app, launch
 
-        demo = build_app(engine, examples, model=entries[0].label, provider=args.provider)
+        demo = build_app(
+            engine,
+            examples,
+            model=entries[0].label,
+            provider=args.provider,
+            gaze=GazeService(engine, gaze_models),
+        )
         if args.host not in LOCAL_HOSTS:
             log.warning(
                 "samedge web listens on %s: anyone who can reach this address can use it "

@@ -29,6 +29,7 @@ class Network:
         backend: ``ort`` or ``openvino``.
         inputs: input names with their shapes (``-1`` or a name for dynamic dimensions).
         outputs: output names.
+        output_shapes: output names with their shapes, in the same order.
     """
 
     def __init__(
@@ -38,12 +39,14 @@ class Network:
         runner: Any,
         inputs: dict[str, tuple[Any, ...]],
         outputs: list[str],
+        output_shapes: dict[str, tuple[Any, ...]] | None = None,
     ) -> None:
         self.path = path
         self.backend = backend
         self._runner = runner
         self.inputs = inputs
         self.outputs = outputs
+        self.output_shapes = output_shapes if output_shapes is not None else {}
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = set(self.inputs) - set(feeds)
@@ -65,7 +68,8 @@ def _load_ort(path: Path, providers: Sequence[str] | str | None, threads: int | 
         return dict(zip(names, session.run(names, feeds), strict=True))
 
     inputs = {i.name: tuple(i.shape) for i in session.get_inputs()}
-    return Network(path, "ort", run, inputs, names)
+    shapes = {o.name: tuple(o.shape) for o in session.get_outputs()}
+    return Network(path, "ort", run, inputs, names, shapes)
 
 
 def _load_openvino(path: Path, threads: int | None) -> Network:
@@ -89,10 +93,12 @@ def _load_openvino(path: Path, threads: int | None) -> Network:
     # A port can carry several tensor names (an ONNX output keeps its name among them):
     # results are given under every one of them so callers can use the ONNX names.
     aliases = [sorted(p.get_names()) or [p.any_name] for p in out_ports]
-    inputs = {
-        p.any_name: tuple(d.get_length() if d.is_static else -1 for d in p.get_partial_shape())
-        for p in compiled.inputs
-    }
+
+    def dims(port: Any) -> tuple[int, ...]:
+        return tuple(d.get_length() if d.is_static else -1 for d in port.get_partial_shape())
+
+    inputs = {p.any_name: dims(p) for p in compiled.inputs}
+    shapes = {p.any_name: dims(p) for p in out_ports}
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = request.infer(feeds)
@@ -103,7 +109,7 @@ def _load_openvino(path: Path, threads: int | None) -> Network:
                 out[name] = value
         return out
 
-    return Network(path, "openvino", run, inputs, names)
+    return Network(path, "openvino", run, inputs, names, shapes)
 
 
 def load_network(

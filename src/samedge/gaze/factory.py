@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import SamedgeError
-from .models import resolve_aux_model
+from .models import check_io, resolve_aux_model
 from .pipeline import GazeConfig, GazePipeline
+
+if TYPE_CHECKING:
+    from ..runtime.predictor import Predictor
 
 PathLike = str | os.PathLike[str]
 
 
 def build_pipeline(
-    model: PathLike,
+    model: PathLike | Predictor,
     face: str = "yunet",
     face_model: PathLike | None = None,
     gaze: str = "openvino",
@@ -26,10 +30,12 @@ def build_pipeline(
     providers: str | Sequence[str] | None = None,
     config: GazeConfig = GazeConfig(),  # noqa: B008 - frozen dataclass
 ) -> GazePipeline:
-    """A ready pipeline.
+    """A ready pipeline; every registry network is checked against its I/O contract
+    (:func:`samedge.gaze.models.check_io`) once loaded.
 
     Args:
-        model: SAM model, registry name or exported folder (see ``samedge.Predictor``).
+        model: SAM model, registry name or exported folder (see ``samedge.Predictor``), or
+            a loaded :class:`~samedge.runtime.predictor.Predictor` to share.
         face: ``yunet`` or ``ultraface``; ``face_model`` its file (default: the cache).
         gaze: ``openvino`` (the three Open Model Zoo networks; ``gaze_models`` is a folder
             holding the ``.xml``/``.bin`` files or an OMZ download tree) or ``l2cs``
@@ -47,6 +53,7 @@ def build_pipeline(
     from .gaze import L2CSGazeEstimator, OpenVINOGazeEstimator
 
     face_detector = load_face_detector(face, resolve_aux_model(face, face_model), backend, threads)
+    check_io(face, face_detector.net)
     if gaze == "openvino":
         estimator = OpenVINOGazeEstimator(
             resolve_aux_model("landmarks-regression-retail-0009", gaze_models),
@@ -54,6 +61,9 @@ def build_pipeline(
             resolve_aux_model("gaze-estimation-adas-0002", gaze_models),
             threads=threads,
         )
+        check_io("landmarks-regression-retail-0009", estimator.landmarks_net)
+        check_io("head-pose-estimation-adas-0001", estimator.head_pose_net)
+        check_io("gaze-estimation-adas-0002", estimator.gaze_net)
     elif gaze == "l2cs":
         if l2cs_model is None:
             raise SamedgeError("--gaze l2cs needs --l2cs-model PATH (an L2CS-Net ONNX export)")
@@ -63,6 +73,10 @@ def build_pipeline(
     detector = None
     if config.mode == "boxes":
         detector = YoloxDetector(resolve_aux_model("yolox_nano", detector_model), backend, threads)
+        check_io("yolox_nano", detector.net)
     depth = None if depth_model is None else DepthAnythingEstimator(depth_model, backend, threads)
-    predictor = Predictor.from_pretrained(model, providers=providers, threads=threads)
+    if isinstance(model, Predictor):
+        predictor = model
+    else:
+        predictor = Predictor.from_pretrained(model, providers=providers, threads=threads)
     return GazePipeline(predictor, face_detector, estimator, detector, depth, config)

@@ -10,7 +10,9 @@ The package is split so that everything except :mod:`samedge.web.app` works with
   predictors;
 * :mod:`~samedge.web.uploads` — validation of uploaded files (size, pixels, real image);
 * :mod:`~samedge.web.engine` — encode / decode / render / downloads for one action;
-* :mod:`~samedge.web.app` — the Gradio interface (needs ``pip install 'samedge[web]'``).
+* :mod:`~samedge.web.gaze` — the Gaze tab's pipelines, frames and latency lines;
+* :mod:`~samedge.web.app` — the Gradio interface (needs ``pip install 'samedge[web]'``), with
+  :mod:`~samedge.web.gaze_tab` (the Gaze tab) and :mod:`~samedge.web.ui` (shared helpers).
 
 Importing this package imports neither Gradio nor ONNX Runtime.
 """

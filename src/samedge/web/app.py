@@ -1,18 +1,17 @@
 """The Gradio interface of ``samedge web`` (needs ``pip install 'samedge[web]'``).
 
 Tabs: **Point** (clicks add positive or negative points), **Box** (two clicks per box, one
-mask per box), **Box + Points** (one box and any points, one object) and **Everything**
-(segment-everything, when :mod:`samedge.amg` is installed). The image is encoded once per
-model (see :mod:`samedge.web.cache`); every click only runs the decoder.
+mask per box), **Box + Points** (one box and any points, one object), **Everything**
+(segment-everything) and **Gaze** (the object a person looks at, from the webcam stream or
+one image; see :mod:`samedge.web.gaze_tab`). The image is encoded once per model (see
+:mod:`samedge.web.cache`); every click only runs the decoder.
 
 All work is done by :class:`samedge.web.engine.Engine`; this module only maps widgets to
 its calls and turns user errors into a one-line message in the browser.
 """
 
-import contextlib
-import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +19,11 @@ import gradio as gr
 
 from ..errors import SamedgeError
 from .engine import Choice, Engine, EverythingParams
+from .gaze import GazeService
+from .gaze_tab import gaze_tab
 from .state import LoadedImage, Prompts
+from .ui import upload_fields, user_errors
 from .uploads import MB
-
-log = logging.getLogger(__name__)
 
 INTRO = """# samedge — Segment Anything on ordinary machines
 Upload an image (or paste one, take a webcam snapshot or pick an example), then click the
@@ -76,33 +76,8 @@ class _Tab:
         return [self.prompts, self.canvas, self.latency, self.mask_file, self.json_file]
 
 
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Show a user error as one line in the browser, never a stack trace."""
-    try:
-        yield
-    except gr.Error:
-        raise
-    except SamedgeError as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
-    except Exception:
-        log.exception("samedge web: unexpected error")
-        raise gr.Error(
-            "unexpected server error (the details are in the server log)", print_exception=False
-        ) from None
-
-
 def _path(path: "os.PathLike[str] | None") -> str | None:
     return None if path is None else os.fspath(path)
-
-
-def _upload_fields(value: Any) -> tuple[str | None, str | None]:
-    """``(server path, name the user gave)`` of an unprocessed ``gr.Image`` payload."""
-    if value is None:
-        return None, None
-    if isinstance(value, dict):
-        return value.get("path"), value.get("orig_name")
-    return getattr(value, "path", None), getattr(value, "orig_name", None)
 
 
 def build_app(
@@ -110,6 +85,7 @@ def build_app(
     examples: Sequence[str | os.PathLike[str]] = (),
     model: str | None = None,
     provider: str = "cpu",
+    gaze: GazeService | None = None,
 ) -> gr.Blocks:
     """The Gradio Blocks app for ``engine``.
 
@@ -118,6 +94,7 @@ def build_app(
         examples: image files offered as examples (chosen by the operator, not the browser).
         model: label of the model selected at start (default: the catalog's first).
         provider: provider selected at start.
+        gaze: runs the Gaze tab (default: auxiliary models from ``$SAMEDGE_HOME/gaze``).
     """
     catalog = engine.catalog
     model = model or catalog.labels[0]
@@ -213,6 +190,8 @@ def build_app(
                     every = _everything_tab(
                         engine, image_state, model_dd, precision_dd, provider_dd
                     )
+                with gr.Tab("Gaze", id="gaze", elem_id="tab-gaze"):
+                    gaze_tab(gaze or GazeService(engine), model_dd, precision_dd, provider_dd)
 
         settings = [model_dd, precision_dd, provider_dd]
         tab_outputs = [o for t in tabs for o in t.outputs]
@@ -226,10 +205,10 @@ def build_app(
             return [*values, shown, "", None, None]
 
         def on_source(value: Any, m: str, p: str, prov: str) -> list[Any]:
-            path, name = _upload_fields(value)
+            path, name = upload_fields(value)
             if path is None:
                 return [None, "No image yet.", *cleared(None)]
-            with _user_errors():
+            with user_errors():
                 image = engine.load(path, name)
                 message = engine.prepare(image, Choice(m, p, prov))
             return [image, message, *cleared(image)]
@@ -248,7 +227,7 @@ def build_app(
         remove.click(on_remove, outputs=[source, image_state, status, *tab_outputs, *every_outputs])
 
         def on_model(label: str) -> Any:
-            with _user_errors():
+            with user_errors():
                 choices = catalog.precisions(label)
                 if not choices:
                     raise SamedgeError(f"model '{label}' is not offered by this server")
@@ -266,7 +245,7 @@ def build_app(
         ) -> list[Any]:
             choice = Choice(m, p, prov)
             values: list[Any] = []
-            with _user_errors():
+            with user_errors():
                 if image is None:
                     entry, _, predictor = engine.model(choice)
                     message = f"No image yet · {engine.describe(entry, predictor)}"
@@ -330,7 +309,7 @@ def _wire_tab(
         evt: gr.SelectData,
         request: gr.Request,
     ) -> list[Any]:
-        with _user_errors():
+        with user_errors():
             if image is None:
                 raise SamedgeError("upload an image (or pick an example) first")
             index = evt.index
@@ -345,7 +324,7 @@ def _wire_tab(
     def on_undo(
         image: LoadedImage | None, prompts: Prompts, m: str, p: str, prov: str, request: gr.Request
     ) -> list[Any]:
-        with _user_errors():
+        with user_errors():
             if image is None:
                 return [prompts.clear(), None, "", None, None]
             return show(image, prompts.undo(), Choice(m, p, prov), request.session_hash or "")
@@ -353,7 +332,7 @@ def _wire_tab(
     def on_clear(
         image: LoadedImage | None, prompts: Prompts, m: str, p: str, prov: str, request: gr.Request
     ) -> list[Any]:
-        with _user_errors():
+        with user_errors():
             if image is None:
                 return [prompts.clear(), None, "", None, None]
             return show(image, prompts.clear(), Choice(m, p, prov), request.session_hash or "")
@@ -436,7 +415,7 @@ def _everything_tab(
         box_nms: float,
         request: gr.Request,
     ) -> list[Any]:
-        with _user_errors():
+        with user_errors():
             params = EverythingParams(int(points_per_side), pred_iou, stability, box_nms)
             result = engine.everything(
                 image, params, Choice(m, p, prov), request.session_hash or ""
