@@ -107,3 +107,27 @@ def test_everything_unknown_model_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("samedge: error:") and "\n" not in err
     assert not (tmp_path / "m.json").exists()
+
+
+@requires_export
+@pytest.mark.export
+def test_generator_reuses_a_given_whole_image_embedding(export_test_model):
+    from samedge import Predictor
+    from samedge.amg import MaskGenerator
+    from samedge.errors import SamedgeError
+    from samedge.imageio import load_image
+
+    predictor = Predictor.from_pretrained(export_test_model("sam2.1_hiera_tiny"))
+    image = load_image(shared_path("data", "images", "groceries.jpg"))
+    generator = MaskGenerator(
+        predictor, points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0
+    )
+    fresh = generator.generate_masks(image)
+    embedding = predictor.encode(image)
+    reused = generator.generate_masks(image, embedding=embedding)
+    assert fresh.stats["encode_s"] > 0 and reused.stats["encode_s"] == 0
+    assert [r["segmentation"] for r in reused.records()] == [
+        r["segmentation"] for r in fresh.records()
+    ]
+    with pytest.raises(SamedgeError, match=r"embedding is of a 800x534 image .* not of this"):
+        generator.generate_masks(image[:100], embedding=embedding)

@@ -154,7 +154,8 @@ def test_bad_inputs_fail_with_one_line_and_write_nothing(
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "samedge.json").write_text((model_dir / "samedge.json").read_text())
-    (broken / "encoder.onnx").symlink_to(model_dir / "encoder.onnx")
+    for name in ("encoder.onnx", "context.onnx", "decoder_mask.onnx"):
+        (broken / name).symlink_to(model_dir / name)
     assert "decoder file decoder.onnx is missing" in _error(
         capsys, ["segment", image, "--model", str(broken), "--point", "1,1", "--out", str(out)]
     )
@@ -166,6 +167,12 @@ def test_bad_inputs_fail_with_one_line_and_write_nothing(
     )
     (broken / "samedge.json").write_text("{not json")
     assert "corrupt" in _error(
+        capsys, ["segment", image, "--model", str(broken), "--point", "1,1", "--out", str(out)]
+    )
+    # A folder exported by samedge before the decoder was split into context + decoders.
+    old = json.loads((model_dir / "samedge.json").read_text()) | {"format_version": 1}
+    (broken / "samedge.json").write_text(json.dumps(old))
+    assert "written by an older samedge (format 1" in _error(
         capsys, ["segment", image, "--model", str(broken), "--point", "1,1", "--out", str(out)]
     )
     assert not out.parent.exists()

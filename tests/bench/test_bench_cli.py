@@ -84,10 +84,12 @@ def test_bench_json_is_complete_and_consistent(bench_run: tuple[dict[str, Any], 
     compute = result["compute"]
     assert compute["gemm_peak_gflops"] == max(compute["gemm_peak_samples_gflops"]) > 0
     assert len(compute["gemm_peak_samples_gflops"]) == 2
-    # SAM 2.1 tiny: ~292 GFLOP encoder, ~3.7 GFLOP per decoder call (random weights do not
-    # change the cost); the floors are FLOPs over the measured peak
+    # SAM 2.1 tiny: ~292 GFLOP encoder (+ the decoder's per-image context), ~2.8 GFLOP per
+    # decoder call (the official decoder does ~3.7, of which ~0.8 is per-image work that
+    # samedge runs once in the context graph); random weights do not change the cost. The
+    # floors are FLOPs over the measured peak.
     assert 250 < compute["encoder_gflop"] < 350
-    assert 3.0 < compute["decoder_gflop_per_prompt"] < 4.5
+    assert 2.5 < compute["decoder_gflop_per_prompt"] < 3.2
     peak = compute["gemm_peak_gflops"]
     assert compute["floor_ms"]["encoder"] == pytest.approx(
         1000 * compute["encoder_gflop"] / peak, rel=2e-3
@@ -199,7 +201,7 @@ def test_compare_torch_needs_the_checkpoint_the_folder_was_exported_from(
     source = export_test_model(MODEL)
     folder = tmp_path / "model"
     folder.mkdir()
-    for name in ("encoder.onnx", "decoder.onnx"):
+    for name in ("encoder.onnx", "context.onnx", "decoder.onnx", "decoder_mask.onnx"):
         (folder / name).symlink_to(source / name)
     manifest = json.loads((source / "samedge.json").read_text())
     manifest["weights"] = {"source": "checkpoint", "sha256": "0" * 64}

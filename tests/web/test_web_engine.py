@@ -214,6 +214,10 @@ def test_everything_returns_masks_and_downloads(engine: Engine) -> None:
     assert timings["encode"] > 0 and timings["decode"] > 0
     assert timings["encode"] + timings["decode"] <= timings["generate"]
     assert "encode" in result.message and "decode" in result.message
+    # The second run (like a click after it) takes the embedding from the session cache.
+    again = engine.everything(image, params, _choice(engine), "s5")
+    assert "encode cached" in again.message
+    assert np.array_equal(again.masks, result.masks)
 
 
 def test_everything_settings_are_validated() -> None:

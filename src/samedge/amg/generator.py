@@ -44,6 +44,7 @@ from ..imageio import ImageLike, load_image
 from ..maskutils import rle_encode
 from ..runtime.postprocess import select_masks, upscale_logits
 from ..runtime.prompts import normalize_prompts
+from ..runtime.types import ImageEmbedding
 from ..specs import LOW_RES_SIZE
 from .grid import box_nms, crop_boxes, layer_grids, mask_boxes, near_crop_edge, point_grid
 from .regions import fill_low_res, remove_small_regions
@@ -299,10 +300,26 @@ class MaskGenerator:
         :meth:`GeneratedMasks.records`), with segmentations in ``self.output_mode``."""
         return self.generate_masks(image).records(self.output_mode)
 
-    def generate_masks(self, image: ImageLike) -> GeneratedMasks:
-        """All masks of ``image`` (path, PIL image or ``H x W x 3`` uint8 RGB array)."""
+    def generate_masks(
+        self, image: ImageLike, embedding: ImageEmbedding | None = None
+    ) -> GeneratedMasks:
+        """All masks of ``image`` (path, PIL image or ``H x W x 3`` uint8 RGB array).
+
+        Args:
+            embedding: this predictor's :meth:`~samedge.Predictor.encode` of the same whole
+                image, when the caller already has it (an interactive session): the
+                whole-image crop then skips the encoder. Crops still encode themselves.
+        """
         rgb = load_image(image)
         height, width = rgb.shape[:2]
+        if embedding is not None and (
+            embedding.model != self.spec.name or embedding.original_size != (height, width)
+        ):
+            raise SamedgeError(
+                f"the embedding is of a {embedding.original_size[1]}x"
+                f"{embedding.original_size[0]} image by {embedding.model}, not of this "
+                f"{width}x{height} image by {self.spec.name}"
+            )
         boxes, layers = crop_boxes((height, width), self.crop_n_layers, self.crop_overlap_ratio)
         stats: dict[str, Any] = {
             "crops": len(boxes),
@@ -324,7 +341,8 @@ class MaskGenerator:
             for index, (crop, layer) in enumerate(zip(boxes, layers, strict=True)):
                 if bar is not None:
                     bar.set_description(f"crop {index + 1}/{len(boxes)}")
-                cands, input_size = self._process_crop(rgb, crop, layer, stats, bar)
+                whole = embedding if crop == (0, 0, width, height) else None
+                cands, input_size = self._process_crop(rgb, crop, layer, stats, bar, whole)
                 found.append((index, cands, input_size))
         finally:
             if bar is not None:
@@ -342,13 +360,14 @@ class MaskGenerator:
         layer: int,
         stats: dict[str, Any],
         bar: Any,
+        embedding: ImageEmbedding | None = None,
     ) -> tuple[_Candidates, tuple[int, int]]:
         x0, y0, x1, y1 = crop
-        crop_img = np.ascontiguousarray(image[y0:y1, x0:x1])
         crop_size = (y1 - y0, x1 - x0)
-        t = time.perf_counter()
-        embedding = self.predictor.encode(crop_img)
-        stats["encode_s"] += time.perf_counter() - t
+        if embedding is None:
+            t = time.perf_counter()
+            embedding = self.predictor.encode(np.ascontiguousarray(image[y0:y1, x0:x1]))
+            stats["encode_s"] += time.perf_counter() - t
         grid = self.point_grids[layer]
         points = grid * np.array([crop_size[1], crop_size[0]], dtype=np.float64)
 

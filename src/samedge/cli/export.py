@@ -14,8 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "export",
         help="export a model to ONNX (needs the [export] extra)",
-        description="Build the official PyTorch model, export encoder.onnx and decoder.onnx, "
-        "check both against torch, then write them with a samedge.json manifest.",
+        description="Build the official PyTorch model, export its encoder and decoder graphs "
+        "(encoder, context, decoder, decoder_mask .onnx), check them against torch, then write "
+        "them with a samedge.json manifest.",
     )
     parser.add_argument("name", help="registered model name (see 'samedge models list')")
     weights = parser.add_mutually_exclusive_group()

@@ -16,6 +16,7 @@ about 1e-6. All graphs use opset 17.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -36,6 +37,7 @@ from ..errors import ExportError
 from ..manifest import COMPONENT_ROLES, MANIFEST_NAME, FileEntry, Manifest, sha256_file
 from ..runtime.session import create_session
 from ..specs import HAS_MASK_INPUT, MASK_INPUT, POINT_COORDS, POINT_LABELS, ModelSpec
+from .attention import CONTRIB_OPSET, chunked_attention, fused_sdpa
 from .build import build_model
 from .wrappers import DecoderContext, FastDecoder, ImageEncoder, PromptDecoder
 
@@ -90,12 +92,22 @@ def _export_graph(
     input_names: list[str],
     output_names: list[str],
     dynamic_axes: dict[str, dict[int, str]] | None,
+    fused_attention: bool = False,
 ) -> list[Path]:
-    """Trace ``module`` to ``path``; returns the files written (graph [+ external data])."""
+    """Trace ``module`` to ``path``; returns the files written (graph [+ external data]).
+
+    ``fused_attention``: SAM 2's ``scaled_dot_product_attention`` becomes ONNX Runtime's
+    fused ``MultiHeadAttention``; SAM 1's global attention is traced in query chunks (see
+    :mod:`samedge.export.attention`).
+    """
     staging = path.parent / f".{path.stem}-staging"
     staging.mkdir()
     staged = staging / path.name
-    with torch.no_grad(), warnings.catch_warnings():
+    sam2 = any(m.__class__.__module__.startswith("sam2") for m in module.modules())
+    fused: Any = contextlib.nullcontext()
+    if fused_attention:
+        fused = fused_sdpa(OPSET) if sam2 else chunked_attention()
+    with torch.no_grad(), warnings.catch_warnings(), fused:
         # The TorchScript exporter is chosen deliberately (see module docstring).
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -109,6 +121,7 @@ def _export_graph(
             opset_version=OPSET,
             do_constant_folding=True,
             dynamo=False,
+            custom_opsets=CONTRIB_OPSET if fused_attention and sam2 else None,
         )
     files = [path]
     extra = [p for p in staging.iterdir() if p != staged]
@@ -236,6 +249,7 @@ def _export_into(
             list(spec.encoder_inputs),
             list(spec.encoder_outputs),
             None,
+            fused_attention=True,
         ),
         "context": _export_graph(
             context,
