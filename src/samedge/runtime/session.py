@@ -158,6 +158,31 @@ def create_session(
     return session
 
 
+def calibration_session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
+    """A CPU session that runs a graph whose intermediate tensors were made outputs.
+
+    For INT8 calibration (:mod:`samedge.quantize.ranges`): graph optimisations are off, so
+    every observed tensor keeps its name and value; nodes run in priority-based order, so a
+    node that reduces an observed tensor (``ReduceMin``/``ReduceMax``) runs as soon as the
+    tensor exists and the tensor is freed early (in the default order such leaf nodes ran
+    last and kept every tensor alive: 5.1 GB instead of 2.2 GB for one SAM 2.1 tiny image);
+    no memory arena, so the peak is returned to the system after each run.
+    """
+    ort = _ort()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(
+        os.fspath(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
 def session_io(session: Any) -> tuple[list[str], list[str]]:
     """Input and output names of a session."""
     return [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
