@@ -54,6 +54,8 @@ class QuantizeConfig:
         num_images: calibration images used (first N by name).
         threshold: minimum mean IoU (each protocol) against the parent.
         force: write the folder even below the threshold (recorded in the manifest).
+        providers, threads, provider_settings: how both models run for the fidelity check
+            (see :class:`samedge.runtime.predictor.Predictor`).
         static_options: extra keyword arguments of :func:`.convert.to_int8_static`.
     """
 
@@ -70,6 +72,7 @@ class QuantizeConfig:
     force: bool = False
     providers: Any = None
     threads: int | None = None
+    provider_settings: Any = None
     static_options: dict[str, Any] = field(default_factory=dict)
 
     def calibration_settings(self) -> CalibrationOptions:
@@ -197,7 +200,7 @@ def quantize_model(
     if cfg.precision == "int8-static":
         calib_images = list_images(Path(cfg.calibration), cfg.num_images)  # type: ignore[arg-type]
         _disjoint(calib_images, cfg)
-    parent = Predictor(parent_art, cfg.providers, cfg.threads)
+    parent = Predictor(parent_art, cfg.providers, cfg.threads, cfg.provider_settings)
     components = ["encoder", "decoder"] if cfg.component == "both" else [cfg.component]
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -267,7 +270,9 @@ def quantize_model(
         )
         (stage / MANIFEST_NAME).write_text(manifest.to_json())
         say("measuring fidelity against the fp32 parent")
-        candidate = Predictor(ModelArtifact.open(stage), cfg.providers, cfg.threads)
+        candidate = Predictor(
+            ModelArtifact.open(stage), cfg.providers, cfg.threads, cfg.provider_settings
+        )
         fidelity, passed = _fidelity(candidate, parent, cfg)
         if not passed and not cfg.force:
             worst = min(float(fidelity[p]["mean_iou"]) for p in FIDELITY_PROTOCOLS)
