@@ -270,12 +270,12 @@ def console_summary(result: dict[str, Any]) -> str:
     rows = result.get("precision", [])
     if len(rows) > 1:
         lines.append(
-            f"{'precision':<34}"
+            f"{'precision':<42}"
             + "".join(f"{stage + ' ms':>15}{'x':>6}" for stage in PRECISION_STAGES)
             + "  fidelity mean/p1/min IoU"
         )
         for row in rows:
-            line = f"{row['label'][:33]:<34}"
+            line = f"{row['label'][:41]:<42}"
             for stage in PRECISION_STAGES:
                 speedup = row["speedup_median"][stage]
                 line += f"{row['stages_ms'][stage]['median']:>15.1f}"
