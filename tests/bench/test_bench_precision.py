@@ -16,6 +16,7 @@ from samedge.bench.report import PRECISION_STAGES
 from samedge.bench.worker import STAGES
 from samedge.cli.main import main
 from samedge.quantize import QuantizeConfig, quantize_model
+from samedge.runtime.session import ProviderSettings, available_providers
 
 from ..conftest import shared_path
 
@@ -50,16 +51,24 @@ def bench(folders: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) 
         "--runs", "1", "--repeats", "1", "--prompts-per-image", "1", "--threads", "2",
         "--no-floors", "--import-tries", "1", "--no-progress",
         "--json", str(out / "bench.json"), "--markdown", str(out / "bench.md"),
+        # GPU options reach every worker; on a CPU-only build they fall back to the CPU
+        "--provider", "tensorrt,cpu", "--trt-fp16", "--trt-cache", str(out / "trt"),
     ]  # fmt: skip
     assert main(argv) == 0
-    return json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text()
+    return json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text(), out
 
 
 @pytest.mark.slow
 @pytest.mark.export
 def test_precision_rows_in_json(bench: Any, folders: tuple[Path, Path]) -> None:
-    result, _ = bench
+    result, _, out = bench
     fp32, int8 = folders
+    settings = result["config"]["provider_settings"]
+    assert settings["trt_fp16"] is True and settings["trt_cache"] == str(out / "trt")
+    assert ProviderSettings(**settings).trt_fp16  # round-trips
+    assert result["config"]["provider_requested"] == "tensorrt,cpu"
+    if "TensorrtExecutionProvider" not in available_providers():
+        assert not (out / "trt").exists()
     rows = result["precision"]
     assert [r["label"] for r in rows] == ["fp32", "encoder fp32 + decoder int8-dynamic"]
     assert [r["model_folder"] for r in rows] == [str(fp32), str(int8)]
@@ -95,7 +104,7 @@ def test_precision_rows_in_json(bench: Any, folders: tuple[Path, Path]) -> None:
 @pytest.mark.slow
 @pytest.mark.export
 def test_precision_rows_in_markdown(bench: Any, folders: tuple[Path, Path]) -> None:
-    result, md = bench
+    result, md, _ = bench
     _, int8 = folders
     table = md[md.index("| precision | folder |") :].splitlines()
     assert len(table) == 4  # header, separator, one row per model

@@ -56,6 +56,8 @@ class BenchConfig:
     images: list[Path]
     threads: int
     provider: str | None = None
+    #: :class:`samedge.runtime.session.ProviderSettings` fields (``to_dict()``).
+    provider_settings: dict[str, Any] = field(default_factory=dict)
     runs: int = 3
     repeats: int = 2
     prompts_per_image: int = 3
@@ -164,6 +166,8 @@ class Worker:
         ]
         if config.provider and side == "samedge":
             cmd += ["--provider", config.provider]
+        if config.provider_settings and side == "samedge":
+            cmd += ["--provider-settings", json.dumps(config.provider_settings)]
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
@@ -508,6 +512,7 @@ def run_benchmark(
             "precision": artifact.manifest.precision,
             "weights": artifact.manifest.weights,
             "provider_requested": config.provider or "cpu",
+            "provider_settings": config.provider_settings,
             "threads": config.threads,
             "runs": config.runs,
             "repeats": config.repeats,

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SamedgeError, require_extra
+from .options import add_provider_options, provider_settings
 
 #: Used when --images is not given (the project's real photos, beside a source checkout).
 DEFAULT_IMAGES = Path("..") / "shared" / "data" / "images"
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--threads", type=_positive, help="threads for both sides (default: all usable cores)"
     )
+    add_provider_options(parser)
     parser.add_argument(
         "--images",
         nargs="+",
@@ -111,6 +113,14 @@ def _command_line(args: argparse.Namespace) -> str:
         parts += ["--model", str(model)]
     if args.provider:
         parts += ["--provider", args.provider]
+    if args.device_id:
+        parts += ["--device-id", str(args.device_id)]
+    if args.trt_cache:
+        parts += ["--trt-cache", str(args.trt_cache)]
+    if args.trt_fp16:
+        parts.append("--trt-fp16")
+    if args.openvino_device != "CPU":
+        parts += ["--openvino-device", args.openvino_device]
     if args.threads:
         parts += ["--threads", str(args.threads)]
     if args.images:
@@ -163,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         images=find_images(sources),
         threads=args.threads or default_threads(),
         provider=args.provider,
+        provider_settings=provider_settings(args).to_dict(),
         runs=args.runs,
         repeats=args.repeats,
         prompts_per_image=args.prompts_per_image,

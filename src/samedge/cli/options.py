@@ -16,6 +16,11 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         "(cpu, cuda, tensorrt, openvino, coreml, dml; default cpu; CPU is always the fallback)",
     )
     parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    add_provider_options(parser)
+
+
+def add_provider_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the GPU and accelerator providers (read by :func:`provider_settings`)."""
     group = parser.add_argument_group("GPU and accelerator providers (see docs/precision.md)")
     group.add_argument(
         "--device-id", type=int, default=0, help="GPU index for cuda, tensorrt, dml (default 0)"

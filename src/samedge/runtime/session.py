@@ -8,6 +8,7 @@ the graph is reported (and logged once) so a silent fallback is always visible.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -341,6 +342,13 @@ class ProviderSettings:
                 f"cudnn_conv_algo_search must be HEURISTIC, EXHAUSTIVE or DEFAULT, "
                 f"got {self.cudnn_conv_algo_search}"
             )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (the inverse of ``ProviderSettings(**d)``)."""
+        data = dataclasses.asdict(self)
+        if data["trt_cache"] is not None:
+            data["trt_cache"] = os.fspath(data["trt_cache"])
+        return data
 
     def engine_dir(self, provider: str) -> Path:
         """The cache folder of ``provider`` (``tensorrt`` or ``openvino``)."""
