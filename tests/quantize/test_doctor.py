@@ -55,17 +55,3 @@ def test_fallback_warning_says_why(caplog) -> None:
     with caplog.at_level(logging.WARNING):
         assert session.resolve_providers("cuda,cpu") == ["CPUExecutionProvider"]
     assert "falling back. Why: CUDAExecutionProvider is not available" in caplog.text
-
-
-def test_tensorrt_options(tmp_path) -> None:
-    opts = session.provider_options(
-        "tensorrt", cache_dir=tmp_path, fp16=True, decoder_profile=(1, 2, 8)
-    )
-    assert opts["trt_fp16_enable"] == "True"
-    assert opts["trt_engine_cache_path"] == str(tmp_path)
-    assert opts["trt_profile_min_shapes"] == "point_coords:1x1x2,point_labels:1x1"
-    assert opts["trt_profile_max_shapes"] == "point_coords:1x8x2,point_labels:1x8"
-    assert session.provider_options("cpu") == {}
-    assert session.provider_options("cuda")["device_id"] == "0"
-    with pytest.raises(ValueError, match="min <= opt <= max"):
-        session.provider_options("tensorrt", decoder_profile=(4, 2, 8))

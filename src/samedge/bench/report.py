@@ -29,6 +29,56 @@ def _floor_for(stage: str, compute: dict[str, Any]) -> float | None:
     return compute.get("floor_ms", {}).get(stage)
 
 
+#: Stages shown in the precision comparison (preprocessing does not depend on precision).
+PRECISION_STAGES = ("encoder", "decoder", "click", "end_to_end")
+
+
+def _fidelity_cells(row: dict[str, Any]) -> tuple[str, str]:
+    fid = row.get("fidelity")
+    if not fid:
+        return "reference", "–"
+    numbers = (
+        f"{_fmt(fid.get('mean_iou'), 3)} / {_fmt(fid.get('p1_iou'), 3)} / "
+        f"{_fmt(fid.get('min_iou'), 3)} ({fid.get('prompts')} prompts)"
+    )
+    verdict = "passed" if fid.get("passed") else ("forced" if fid.get("forced") else "failed")
+    return numbers, f"{verdict} (≥ {fid.get('threshold')})"
+
+
+def precision_markdown(result: dict[str, Any]) -> list[str]:
+    """The precision comparison as Markdown lines (empty with a single model)."""
+    rows = result.get("precision", [])
+    if len(rows) < 2:
+        return []
+    head = "| precision | folder |"
+    sep = "|---|---|"
+    for stage in PRECISION_STAGES:
+        head += f" {stage} ms | × |"
+        sep += "---:|---:|"
+    head += " peak RSS MiB | fidelity mean / p1 / min IoU | gate |"
+    sep += "---:|---|---|"
+    lines = [
+        "",
+        "Precisions: medians in ms and speed-up (×) over the first row, timed in the same "
+        "run with alternating repeats; fidelity: mask IoU against the fp32 parent, as "
+        "`samedge quantize` measured it and recorded it in each folder's manifest.",
+        "",
+        head,
+        sep,
+    ]
+    for row in rows:
+        line = f"| {row['label']} | {Path(row['model_folder']).name} |"
+        for stage in PRECISION_STAGES:
+            line += (
+                f" {_fmt(row['stages_ms'][stage]['median'])} |"
+                f" {_fmt(row['speedup_median'][stage], 2)} |"
+            )
+        numbers, verdict = _fidelity_cells(row)
+        line += f" {_fmt(row['peak_rss_mib'], 0)} | {numbers} | {verdict} |"
+        lines.append(line)
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The result as Markdown: setup, per-stage table, memory and load, targets."""
     cfg, system, compute = result["config"], result["system"], result["compute"]
@@ -143,6 +193,7 @@ def markdown(result: dict[str, Any]) -> str:
         if "limit" in t:
             met = {True: "yes", False: "no", None: "–"}[t["met"]]
             lines.append(f"| {name} | {_fmt(t['value'], 3)} | {t['limit']} | {met} |")
+    lines += precision_markdown(result)
     return "\n".join(lines) + "\n"
 
 
@@ -216,6 +267,21 @@ def console_summary(result: dict[str, Any]) -> str:
         f"import samedge {result['import']['cold_import_s'] * 1000:.0f} ms; import + "
         f"from_pretrained {result['import']['import_and_load_s']:.2f} s"
     )
+    rows = result.get("precision", [])
+    if len(rows) > 1:
+        lines.append(
+            f"{'precision':<42}"
+            + "".join(f"{stage + ' ms':>15}{'x':>6}" for stage in PRECISION_STAGES)
+            + "  fidelity mean/p1/min IoU"
+        )
+        for row in rows:
+            line = f"{row['label'][:41]:<42}"
+            for stage in PRECISION_STAGES:
+                speedup = row["speedup_median"][stage]
+                line += f"{row['stages_ms'][stage]['median']:>15.1f}"
+                line += f"{speedup:>6.2f}" if speedup is not None else f"{'–':>6}"
+            line += "  " + " ".join(_fidelity_cells(row))
+            lines.append(line)
     return "\n".join(lines)
 
 

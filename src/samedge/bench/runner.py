@@ -4,6 +4,9 @@ Both sides run in their own child process (:mod:`samedge.bench.worker`) that sta
 for the whole benchmark, so the model is loaded once and each repeat is a fresh pass over
 every image and prompt. Repeats alternate between the sides (samedge repeat 1, official
 repeat 1, samedge repeat 2, ...) so that drift in the machine's load affects both.
+Other precisions of the same model (``variants``, e.g. FP16 and INT8 folders made by
+``samedge quantize``) get a samedge child each, in the same alternation, and a row of
+:func:`precision_rows` with their speed-up over the first model and their fidelity.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class BenchConfig:
     images: list[Path]
     threads: int
     provider: str | None = None
+    #: :class:`samedge.runtime.session.ProviderSettings` fields (``to_dict()``).
+    provider_settings: dict[str, Any] = field(default_factory=dict)
     runs: int = 3
     repeats: int = 2
     prompts_per_image: int = 3
@@ -62,6 +67,7 @@ class BenchConfig:
     import_tries: int = 3
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    variants: list[str] = field(default_factory=list)
 
 
 def find_images(sources: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -142,8 +148,10 @@ def _child_env(threads: int) -> dict[str, str]:
 class Worker:
     """A :mod:`samedge.bench.worker` child process and its line protocol."""
 
-    def __init__(self, side: str, config: BenchConfig, model_folder: Path) -> None:
-        self.side = side
+    def __init__(
+        self, side: str, config: BenchConfig, model_folder: Path, label: str | None = None
+    ) -> None:
+        self.side = label or side
         self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         cmd = [
             sys.executable,
@@ -158,6 +166,8 @@ class Worker:
         ]
         if config.provider and side == "samedge":
             cmd += ["--provider", config.provider]
+        if config.provider_settings and side == "samedge":
+            cmd += ["--provider-settings", json.dumps(config.provider_settings)]
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
@@ -405,6 +415,70 @@ def evaluate_targets(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def check_variants(artifact: Any, variants: Sequence[Any]) -> None:
+    """Precisions are compared within one model.
+
+    Raises:
+        SamedgeError: a variant folder holds another model.
+    """
+    for variant in variants:
+        if variant.spec.name != artifact.spec.name:
+            raise SamedgeError(
+                f"{variant.folder} is {variant.spec.name}, not {artifact.spec.name}: every "
+                f"--model of one benchmark must be the same model (in other precisions)"
+            )
+
+
+def precision_label(precision: dict[str, str]) -> str:
+    """``fp32``, ``int8-dynamic``... when every component has it, else e.g.
+    ``encoder int8-static + decoder fp32``."""
+    values = set(precision.values())
+    if len(values) == 1:
+        return values.pop()
+    return " + ".join(f"{component} {value}" for component, value in precision.items())
+
+
+def precision_row(artifact: Any, side: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """One model folder's row of the precision comparison.
+
+    ``speedup_median``: the first (baseline) model's median over this one's, per stage
+    (above 1: faster). ``fidelity``: the fidelity report ``samedge quantize`` wrote into the
+    folder's manifest (``None`` for a folder without one, such as the fp32 export).
+    """
+    manifest = artifact.manifest
+    report = manifest.extra.get("fidelity")
+    fidelity = None
+    if report:
+        overall = report.get("stats", {}).get("all", {})
+        fidelity = {
+            "against": report.get("against"),
+            "dataset": report.get("dataset"),
+            "threshold": report.get("threshold"),
+            "passed": report.get("passed"),
+            "forced": report.get("forced"),
+            **{k: overall.get(k) for k in ("prompts", "mean_iou", "p1_iou", "min_iou")},
+        }
+    quantization = manifest.extra.get("quantization")
+    if quantization:
+        keys = ("precision", "components", "method", "num_calibration_images")
+        quantization = {k: quantization.get(k) for k in keys}
+    return {
+        "label": precision_label(manifest.precision),
+        "model_folder": str(artifact.folder),
+        "precision": manifest.precision,
+        "quantization": quantization,
+        "fidelity": fidelity,
+        "providers": side["providers"],
+        "load_s": side["load_s"],
+        "peak_rss_mib": side["peak_rss_mib"],
+        "stages_ms": side["stages_ms"],
+        "speedup_median": {
+            s: _ratio(baseline["stages_ms"][s]["median"], side["stages_ms"][s]["median"])
+            for s in STAGES
+        },
+    }
+
+
 def run_benchmark(
     config: BenchConfig,
     progress: Callable[[int], Callable[[], None]] | None = None,
@@ -419,9 +493,14 @@ def run_benchmark(
     from ..artifacts import resolve_model
 
     artifact = resolve_model(config.model, verify=False)
+    variants = [resolve_model(v, verify=False) for v in config.variants]
+    check_variants(artifact, variants)
     plan = make_plan(config)
     load_start = load_average()
     sides = ["samedge", "official"] if config.compare_torch else ["samedge"]
+    # (key, worker side, folder): the compared sides, then the other precisions
+    children = [(side, side, artifact.folder) for side in sides]
+    children += [(f"variant {i}", "samedge", v.folder) for i, v in enumerate(variants, 1)]
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -433,18 +512,24 @@ def run_benchmark(
             "precision": artifact.manifest.precision,
             "weights": artifact.manifest.weights,
             "provider_requested": config.provider or "cpu",
+            "provider_settings": config.provider_settings,
             "threads": config.threads,
             "runs": config.runs,
             "repeats": config.repeats,
             "prompts_per_image": config.prompts_per_image,
             "seed": config.seed,
             "compare_torch": config.compare_torch,
+            "variants": [
+                {"model_folder": str(v.folder), "precision": v.manifest.precision} for v in variants
+            ],
             "images": [{k: item[k] for k in ("name", "path", "height", "width")} for item in plan],
             "prompt_kinds": sorted(
                 {p["kind"] for item in plan for run in item["runs"] for p in run}
             ),
             "order": "alternating repeats: "
-            + ", ".join(f"{s} {r + 1}" for r in range(min(config.repeats, 2)) for s in sides)
+            + ", ".join(
+                f"{key} {r + 1}" for r in range(min(config.repeats, 2)) for key, _, _ in children
+            )
             + (", ..." if config.repeats > 2 else ""),
         },
         "system": system_info(),
@@ -458,24 +543,25 @@ def run_benchmark(
     else:
         result["compute"] = {"note": "compute floors skipped (--no-floors)"}
     result["import"] = import_times(artifact.folder, config.threads, config.import_tries)
-    total = config.repeats * config.runs * len(plan) * len(sides)
+    total = config.repeats * config.runs * len(plan) * len(children)
     tick = progress(total) if progress else None
     workers: dict[str, Worker] = {}
-    samples: dict[str, list[dict[str, list[float]]]] = {s: [] for s in sides}
+    samples: dict[str, list[dict[str, list[float]]]] = {key: [] for key, _, _ in children}
     infos: dict[str, dict[str, Any]] = {}
     rss: dict[str, int] = {}
     try:
-        for side in sides:
-            workers[side] = Worker(side, config, artifact.folder)
-            workers[side].send({"cmd": "load", "plan": plan})
-            infos[side] = workers[side].receive()
+        for key, side, folder in children:
+            label = side if key == side else f"samedge ({Path(folder).name})"
+            workers[key] = Worker(side, config, folder, label)
+            workers[key].send({"cmd": "load", "plan": plan})
+            infos[key] = workers[key].receive()
         for _ in range(config.repeats):
-            for side in sides:
-                workers[side].send({"cmd": "repeat"})
-                samples[side].append(workers[side].receive(tick)["samples"])
-        for side in sides:
-            workers[side].send({"cmd": "exit"})
-            rss[side] = int(workers[side].receive()["peak_rss_bytes"])
+            for key, _, _ in children:
+                workers[key].send({"cmd": "repeat"})
+                samples[key].append(workers[key].receive(tick)["samples"])
+        for key, _, _ in children:
+            workers[key].send({"cmd": "exit"})
+            rss[key] = int(workers[key].receive()["peak_rss_bytes"])
     finally:
         for worker in workers.values():
             worker.close()
@@ -505,5 +591,10 @@ def run_benchmark(
             "meaning": "samedge / official: below 1 means samedge is faster or smaller",
         }
     result["ratios"] = ratios
+    baseline = result["sides"]["samedge"]
+    result["precision"] = [precision_row(artifact, baseline, baseline)] + [
+        precision_row(v, _side_result(infos[key], samples[key], rss[key]), baseline)
+        for v, (key, _, _) in zip(variants, children[len(sides) :], strict=True)
+    ]
     result["targets"] = evaluate_targets(result)
     return result

@@ -94,13 +94,20 @@ def _prompt_arrays(p: BenchPrompt) -> dict[str, Any]:
 class SamedgeSide:
     """Times samedge's torch-free runtime."""
 
-    def __init__(self, model: str, threads: int, provider: str | None) -> None:
+    def __init__(
+        self,
+        model: str,
+        threads: int,
+        provider: str | None,
+        provider_settings: dict[str, Any] | None = None,
+    ) -> None:
         start = clock()
         from ..imageio import load_image
         from ..runtime.postprocess import select_masks, upscale_logits
         from ..runtime.predictor import Predictor
         from ..runtime.preprocess import preprocess
         from ..runtime.prompts import normalize_prompts
+        from ..runtime.session import ProviderSettings
 
         self.import_s = clock() - start
         self._load_image = load_image
@@ -109,7 +116,12 @@ class SamedgeSide:
         self._select = select_masks
         self._upscale = upscale_logits
         start = clock()
-        self.predictor = Predictor.from_pretrained(model, providers=provider, threads=threads)
+        self.predictor = Predictor.from_pretrained(
+            model,
+            providers=provider,
+            threads=threads,
+            provider_settings=ProviderSettings(**(provider_settings or {})),
+        )
         self.load_s = clock() - start
         self.spec = self.predictor.spec
 
@@ -301,7 +313,12 @@ def serve(args: argparse.Namespace, send: Callable[[dict[str, Any]], None]) -> N
         if cmd == "load":
             plan = _parse_plan(msg["plan"])
             side = (
-                SamedgeSide(args.model, args.threads, args.provider)
+                SamedgeSide(
+                    args.model,
+                    args.threads,
+                    args.provider,
+                    json.loads(args.provider_settings) if args.provider_settings else None,
+                )
                 if args.side == "samedge"
                 else OfficialSide(args.model, args.threads)
             )
@@ -338,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--provider")
+    parser.add_argument("--provider-settings", help="ProviderSettings fields as JSON")
     args = parser.parse_args(argv)
     # Answers go to the original stdout; anything the libraries print goes to stderr.
     channel = os.fdopen(os.dup(1), "w", buffering=1)

@@ -1,7 +1,9 @@
-"""``samedge bench --model NAME_or_DIR [--compare-torch] [--json out.json] ...``.
+"""``samedge bench --model NAME_or_DIR [--model DIR ...] [--compare-torch] [--json out.json]``.
 
 Per-stage latency, peak memory and compute floors of the samedge runtime, optionally side by
-side with the official PyTorch predictor in the same run (see ``docs/benchmarks.md``).
+side with the official PyTorch predictor in the same run, and with other precisions of the
+same model (more ``--model`` folders: fp32 / fp16 / int8 rows with speed-up and fidelity;
+see ``docs/benchmarks.md`` and ``docs/precision.md``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SamedgeError, require_extra
+from .options import add_provider_options, provider_settings
 
 #: Used when --images is not given (the project's real photos, beside a source checkout).
 DEFAULT_IMAGES = Path("..") / "shared" / "data" / "images"
@@ -35,13 +38,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and end to end over seeded prompts on a set of images; report min/median/mean/p90, "
         "peak RSS, model load and import time, and each stage's compute floor. With "
         "--compare-torch the official predictor runs on the same images and prompts in its "
-        "own process, alternating with samedge, and every figure gets a samedge/official ratio.",
+        "own process, alternating with samedge, and every figure gets a samedge/official ratio. "
+        "More --model folders (FP16/INT8 copies made by 'samedge quantize') are timed in the "
+        "same alternation and shown as precision rows: speed-up over the first --model and "
+        "the fidelity recorded in each folder's manifest.",
     )
-    parser.add_argument("--model", required=True, help="registered name or exported folder")
+    parser.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        metavar="NAME_or_DIR",
+        help="registered name or exported folder; repeat it to compare precisions of the same "
+        "model (the first is the baseline, e.g. --model tiny --model tiny-int8)",
+    )
     parser.add_argument("--provider", help="execution providers, e.g. cuda,cpu (default cpu)")
     parser.add_argument(
         "--threads", type=_positive, help="threads for both sides (default: all usable cores)"
     )
+    add_provider_options(parser)
     parser.add_argument(
         "--images",
         nargs="+",
@@ -94,9 +108,19 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def _command_line(args: argparse.Namespace) -> str:
     """The options that shape the result, as a ``samedge bench`` command line."""
-    parts = ["samedge", "bench", "--model", str(args.model)]
+    parts = ["samedge", "bench"]
+    for model in args.model:
+        parts += ["--model", str(model)]
     if args.provider:
         parts += ["--provider", args.provider]
+    if args.device_id:
+        parts += ["--device-id", str(args.device_id)]
+    if args.trt_cache:
+        parts += ["--trt-cache", str(args.trt_cache)]
+    if args.trt_fp16:
+        parts.append("--trt-fp16")
+    if args.openvino_device != "CPU":
+        parts += ["--openvino-device", args.openvino_device]
     if args.threads:
         parts += ["--threads", str(args.threads)]
     if args.images:
@@ -118,12 +142,21 @@ def _command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..artifacts import resolve_model
     from ..bench.report import console_summary, markdown, plot_png
-    from ..bench.runner import BenchConfig, check_official_weights, find_images, run_benchmark
+    from ..bench.runner import (
+        BenchConfig,
+        check_official_weights,
+        check_variants,
+        find_images,
+        run_benchmark,
+    )
     from ..outputs import OutputSet
     from ..runtime.session import default_threads
 
     _check_outputs(args)
-    artifact = resolve_model(args.model, verify=False)
+    artifact = resolve_model(args.model[0], verify=False)
+    others = [resolve_model(m, verify=False) for m in args.model[1:]]
+    check_variants(artifact, others)
+    variants = [str(v.folder) for v in others]
     if args.compare_torch:
         extra_module = "segment_anything" if artifact.spec.family == "sam" else "sam2"
         for module in ("torch", extra_module):
@@ -140,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         images=find_images(sources),
         threads=args.threads or default_threads(),
         provider=args.provider,
+        provider_settings=provider_settings(args).to_dict(),
         runs=args.runs,
         repeats=args.repeats,
         prompts_per_image=args.prompts_per_image,
@@ -148,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         floors=not args.no_floors,
         import_tries=args.import_tries,
         command=_command_line(args),
+        variants=variants,
     )
     bar = None
 
@@ -161,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"benchmarking {artifact.spec.name}: {len(config.images)} images x {config.runs} runs x "
         f"{config.prompts_per_image} prompts, {config.repeats} repeats, {config.threads} threads"
-        + (", against the official predictor" if config.compare_torch else ""),
+        + (", against the official predictor" if config.compare_torch else "")
+        + (f", {len(variants)} other precision(s)" if variants else ""),
         file=sys.stderr,
     )
     try:

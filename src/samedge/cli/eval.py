@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SamedgeError
-from .options import add_runtime_options
+from .options import add_runtime_options, provider_settings
 
 
 def _positive_int(text: str) -> int:
@@ -85,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         raise SamedgeError("--checkpoint is only used with --against torch")
     dataset = open_dataset(args.dataset, args.format, images=args.images)
     artifact = resolve_model(args.model)
-    predictor = Predictor(artifact, providers=args.provider, threads=args.threads)
+    predictor = Predictor(
+        artifact, args.provider, args.threads, provider_settings=provider_settings(args)
+    )
     reference = reference_name = None
     if args.against:
         reference, reference_name = load_reference(

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SamedgeError
-from .options import add_runtime_options
+from .options import add_runtime_options, provider_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
         raise SamedgeError(f"--png-dir {args.png_dir} exists and is not a folder")
     image = load_image(args.image)
     artifact = resolve_model(args.model)
-    predictor = Predictor(artifact, providers=args.provider, threads=args.threads)
+    predictor = Predictor(
+        artifact, args.provider, args.threads, provider_settings=provider_settings(args)
+    )
     generator = MaskGenerator(
         predictor,
         points_per_side=args.points_per_side,

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .options import add_runtime_options
+from .options import add_runtime_options, provider_settings
 
 #: Same as samedge.quantize's PRECISIONS / COMPONENTS / METHODS (a test checks), spelled out
 #: so that building the parser imports no quantisation code.
@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         force=args.force,
         providers=args.provider,
+        provider_settings=provider_settings(args),
         threads=args.threads,
     )
     result = quantize_model(

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import PromptError, SamedgeError
 from ..maskutils import mask_area, mask_to_box, rle_encode
-from .options import add_runtime_options
+from .options import add_runtime_options, provider_settings
 
 
 def _floats(text: str, count: tuple[int, ...], what: str) -> list[float]:
@@ -107,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if points is not None and boxes is not None:
         points, labels = points[None], labels[None]
-    predictor = Predictor(artifact, providers=args.provider, threads=args.threads)
+    predictor = Predictor(
+        artifact, args.provider, args.threads, provider_settings=provider_settings(args)
+    )
     start = time.perf_counter()
     embedding = predictor.encode(image)
     encoded = time.perf_counter()

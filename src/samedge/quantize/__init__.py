@@ -7,7 +7,8 @@
     >>> result.fidelity["all"]["mean_iou"]
 
 Modules: :mod:`.convert` (one ONNX graph to fp16 / int8), :mod:`.calibration` (calibration
-feeds from images, preprocessed exactly as at inference), :mod:`.model` (a whole model folder:
+feeds from images, preprocessed exactly as at inference), :mod:`.ranges` (static INT8
+activation ranges, one sample at a time with bounded memory), :mod:`.model` (a whole model folder:
 convert, measure fidelity against the fp32 parent, write the folder and its manifest).
 """
 
@@ -22,11 +23,13 @@ from .model import (
     QuantizeResult,
     quantize_model,
 )
+from .ranges import CalibrationOptions
 
 __all__ = [
     "COMPONENTS",
     "METHODS",
     "PRECISIONS",
+    "CalibrationOptions",
     "FidelityError",
     "QuantizeConfig",
     "QuantizeResult",

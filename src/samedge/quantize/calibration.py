@@ -3,11 +3,13 @@
 Encoder feeds are ``preprocess(image, spec)`` tensors. Decoder feeds are the fp32 parent's
 embeddings of the same images with a centre point, a box and a point pair per image, built
 by :func:`samedge.runtime.prompts.normalize_prompts`, so every calibrated tensor has the
-value range it has at inference.
+value range it has at inference. Both are generators: one image is read (and, for the
+decoder, encoded) at a time, so calibration memory does not grow with ``--num-images``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +44,11 @@ def file_hashes(paths: list[Path]) -> dict[str, Path]:
     return {sha256_file(p): p for p in paths}
 
 
-def encoder_feeds(images: list[Path], spec: Any) -> list[dict[str, np.ndarray]]:
+def encoder_feeds(images: list[Path], spec: Any) -> Iterator[dict[str, np.ndarray]]:
     """One ``{encoder input: (1,3,S,S) float32}`` dict per image."""
-    feeds = []
     for path in images:
         tensor, _ = preprocess(load_image(path), spec)
-        feeds.append({spec.encoder_inputs[0]: tensor})
-    return feeds
+        yield {spec.encoder_inputs[0]: tensor}
 
 
 def _prompt_sets(h: int, w: int) -> list[dict[str, Any]]:
@@ -62,7 +62,7 @@ def _prompt_sets(h: int, w: int) -> list[dict[str, Any]]:
 
 def decoder_feeds(
     images: list[Path], parent: Any, with_mask: bool = False
-) -> list[dict[str, np.ndarray]]:
+) -> Iterator[dict[str, np.ndarray]]:
     """Decoder input dicts: ``parent`` (an fp32 :class:`Predictor`) encodes each image and
     three prompt sets (centre point, box, positive+negative points) are added per image.
 
@@ -70,7 +70,6 @@ def decoder_feeds(
     prediction's best low-res logits as the mask input, as an interactive refinement sends.
     """
     spec = parent.spec
-    feeds = []
     for path in images:
         emb = parent.encode(path)
         h, w = emb.original_size
@@ -79,5 +78,4 @@ def decoder_feeds(
                 first = parent.predict(emb, **prompt, best_only=True)
                 prompt = {**prompt, "mask_input": first.low_res_logits[0]}
             p = normalize_prompts(spec, emb.original_size, emb.input_size, **prompt)
-            feeds.append(parent.decoder_feeds(emb, p)[1])
-    return feeds
+            yield parent.decoder_feeds(emb, p)[1]

@@ -6,15 +6,18 @@ unchanged :class:`samedge.runtime.predictor.Predictor`.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Mapping
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-#: Calibration methods of static INT8 (onnxruntime's ``CalibrationMethod``).
-METHODS = ("minmax", "entropy", "percentile")
+from .ranges import METHODS as METHODS
+from .ranges import CalibrationOptions, Samples, calibration_method, collect_ranges
 
 #: Operators that static INT8 quantises by default: the convolutions and matrix products
 #: that hold nearly all of SAM's FLOPs. Everything else stays fp32 between Q/DQ pairs.
@@ -39,82 +42,133 @@ def to_fp16(src: Path, dst: Path) -> None:
     onnx.save(converted, os.fspath(dst))
 
 
-def to_int8_dynamic(src: Path, dst: Path, ops: Iterable[str] = DYNAMIC_OPS) -> None:
+def to_int8_dynamic(
+    src: Path, dst: Path, ops: Iterable[str] = DYNAMIC_OPS, external_files: Sequence[Path] = ()
+) -> None:
     """INT8 weights, activations quantised at run time (QUInt8 weights: the faster kind
     on CPUs without VNNI, see docs/precision.md)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        os.fspath(src),
-        os.fspath(dst),
-        op_types_to_quantize=list(ops),
-        weight_type=QuantType.QUInt8,
-        per_channel=False,
-        extra_options={"MatMulConstBOnly": True},
-    )
+    with staged(src, external_files) as model:
+        quantize_dynamic(
+            model,
+            os.fspath(dst),
+            op_types_to_quantize=list(ops),
+            weight_type=QuantType.QUInt8,
+            per_channel=False,
+            extra_options={"MatMulConstBOnly": True},
+        )
 
 
-class _FeedReader:
-    """onnxruntime ``CalibrationDataReader`` over a list of input dicts."""
+@contextlib.contextmanager
+def staged(src: Path, files: Sequence[Path] = ()) -> Iterator[Path]:
+    """``src`` (and its external data ``files``) linked into a scratch folder.
 
-    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
-        self._feeds = iter(feeds)
+    onnxruntime's quantisation tools write a shape-inferred copy next to the model they read;
+    staging keeps that copy out of the parent model's folder (which may be read-only).
+    """
+    with tempfile.TemporaryDirectory(prefix="samedge-quantize-") as tmp:
+        for path in (src, *files):
+            link = Path(tmp) / path.name
+            try:
+                link.symlink_to(path.resolve())
+            except OSError:  # no symlinks (e.g. Windows without the privilege)
+                shutil.copy2(path, link)
+        yield Path(tmp) / src.name
 
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._feeds, None)
 
-    def rewind(self) -> None:  # pragma: no cover - not used by quantize_static
-        pass
+class _SampleReader:
+    """onnxruntime ``CalibrationDataReader`` over ``samples()``, one sample per call of its
+    calibrator (``CalibStridedMinMax`` = 1) for onnxruntime without a calibration cache."""
+
+    def __init__(self, samples: Samples) -> None:
+        self._all = list(samples())
+        self._it: Iterator[Mapping[str, np.ndarray]] = iter(self._all)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._it = iter(self._all[start_index:end_index])
+
+    def get_next(self) -> Mapping[str, np.ndarray] | None:
+        return next(self._it, None)
 
 
 def to_int8_static(
     src: Path,
     dst: Path,
-    feeds: list[dict[str, np.ndarray]],
-    method: str = "minmax",
+    samples: Samples,
+    calibration: CalibrationOptions | str = "minmax",
     ops: Iterable[str] = STATIC_OPS,
     per_channel: bool = True,
     reduce_range: bool = False,
     activation: str = "quint8",
     extra_options: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+    external_files: Sequence[Path] = (),
+    log: Any = None,
 ) -> None:
-    """Static INT8 in QDQ format, calibrated on ``feeds`` (one input dict per sample).
+    """Static INT8 in QDQ format, calibrated on ``samples``.
 
     Args:
-        method: ``minmax``, ``entropy`` or ``percentile`` (see :data:`METHODS`).
+        samples: called once per calibration pass; returns the input dicts (one per sample).
+        calibration: :class:`.ranges.CalibrationOptions`, or a method name with the default
+            options (see :data:`METHODS`).
         ops: operator types to quantise.
         per_channel: per-output-channel weight scales (better accuracy for Conv/MatMul).
         reduce_range: 7-bit weights, which avoids int16 overflow in the u8s8 kernels of CPUs
             without VNNI.
         activation: ``quint8`` or ``qint8`` activations; weights are always QInt8 (QDQ).
-    """
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+        threads: intra-op threads of the calibration runs.
+        external_files: external data files of ``src`` (graphs over 2 GB).
 
-    calib = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }[method]
-    # CalibMaxIntermediateOutputs would bound calibration memory, but onnxruntime 1.32
-    # drops the ranges it clears ("No data is collected"), so every sample's intermediate
-    # outputs are kept until the end: calibration memory grows with --num-images.
-    options: dict[str, Any] = {"CalibMovingAverage": method == "minmax"}
-    options.update(extra_options or {})
-    quantize_static(
-        os.fspath(src),
-        os.fspath(dst),
-        _FeedReader(feeds),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=list(ops),
-        per_channel=per_channel,
-        reduce_range=reduce_range,
-        activation_type=QuantType.QUInt8 if activation == "quint8" else QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=calib,
-        extra_options=options,
+    Ranges come from :func:`.ranges.collect_ranges` (one sample at a time, bounded memory)
+    and reach ``quantize_static`` through its calibration cache. onnxruntime releases
+    without that cache (``calibration_cache_path``) calibrate inside ``quantize_static``
+    one sample at a time instead: the same ranges for minmax and percentile, entropy with
+    onnxruntime's fixed 128 bins, and without the memory bounds of :mod:`.ranges`.
+    """
+    import inspect
+
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    options = (
+        calibration
+        if isinstance(calibration, CalibrationOptions)
+        else CalibrationOptions(method=calibration)
     )
+    ops = list(ops)
+    kwargs: dict[str, Any] = {
+        "quant_format": QuantFormat.QDQ,
+        "op_types_to_quantize": ops,
+        "per_channel": per_channel,
+        "reduce_range": reduce_range,
+        "activation_type": QuantType.QUInt8 if activation == "quint8" else QuantType.QInt8,
+        "weight_type": QuantType.QInt8,
+        "calibrate_method": calibration_method(options.method),
+    }
+    extra = {"CalibTensorRangeSymmetric": options.is_symmetric, **(extra_options or {})}
+    with staged(src, external_files) as model:
+        large = bool(external_files)
+        if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+            from onnxruntime.quantization.calibrate import save_tensors_data
+
+            workdir = model.parent
+            ranges = collect_ranges(model, samples, ops, options, workdir, threads, large, log)
+            cache = workdir / "ranges.json"
+            save_tensors_data(ranges, cache)
+            del ranges
+            quantize_static(
+                model, dst, None, calibration_cache_path=cache, extra_options=extra, **kwargs
+            )
+        else:
+            extra.update({"CalibStridedMinMax": 1, "CalibPercentile": options.percentile})
+            quantize_static(
+                model,
+                dst,
+                _SampleReader(samples),
+                use_external_data_format=large,
+                extra_options=extra,
+                **kwargs,
+            )

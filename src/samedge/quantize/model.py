@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ from ..artifacts import ModelArtifact, resolve_model
 from ..errors import SamedgeError, require_extra
 from ..manifest import COMPONENT_ROLES, MANIFEST_NAME, ROLES, FileEntry, Manifest, sha256_file
 from .calibration import decoder_feeds, encoder_feeds, file_hashes, list_images
-from .convert import METHODS as METHODS
 from .convert import to_fp16, to_int8_dynamic, to_int8_static
+from .ranges import METHODS as METHODS
+from .ranges import CalibrationOptions
 
 PRECISIONS = ("fp16", "int8-dynamic", "int8-static")
 COMPONENTS = ("encoder", "decoder", "both")
@@ -46,9 +48,14 @@ class QuantizeConfig:
         calibration: image folder for ``int8-static`` (must share no image with
             ``fidelity_data``).
         method: calibration method (:data:`METHODS`).
+        calibration_options: other fields of :class:`.ranges.CalibrationOptions`
+            (``symmetric``, ``num_bins``, ``num_quantized_bins``, ``percentile``,
+            ``budget_mb``).
         num_images: calibration images used (first N by name).
         threshold: minimum mean IoU (each protocol) against the parent.
         force: write the folder even below the threshold (recorded in the manifest).
+        providers, threads, provider_settings: how both models run for the fidelity check
+            (see :class:`samedge.runtime.predictor.Predictor`).
         static_options: extra keyword arguments of :func:`.convert.to_int8_static`.
     """
 
@@ -59,12 +66,26 @@ class QuantizeConfig:
     fidelity_limit: int = 20
     calibration: str | os.PathLike[str] | None = None
     method: str = "minmax"
+    calibration_options: dict[str, Any] = field(default_factory=dict)
     num_images: int = 16
     threshold: float = 0.95
     force: bool = False
     providers: Any = None
     threads: int | None = None
+    provider_settings: Any = None
     static_options: dict[str, Any] = field(default_factory=dict)
+
+    def calibration_settings(self) -> CalibrationOptions:
+        """The calibration options of ``int8-static``.
+
+        Raises:
+            SamedgeError: an unknown or invalid option.
+        """
+        try:
+            return CalibrationOptions(method=self.method, **self.calibration_options)
+        except (TypeError, ValueError) as exc:
+            options = self.calibration_options
+            raise SamedgeError(f"bad calibration options {options}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -91,6 +112,7 @@ def _check_config(cfg: QuantizeConfig) -> None:
         raise SamedgeError(f"unknown component '{cfg.component}': use {', '.join(COMPONENTS)}")
     if cfg.method not in METHODS:
         raise SamedgeError(f"unknown calibration method '{cfg.method}': use {', '.join(METHODS)}")
+    cfg.calibration_settings()
     if cfg.precision == "int8-static" and cfg.calibration is None:
         raise SamedgeError("--precision int8-static needs --calibration DIR (a folder of images)")
     if cfg.fidelity_data is None:
@@ -178,7 +200,7 @@ def quantize_model(
     if cfg.precision == "int8-static":
         calib_images = list_images(Path(cfg.calibration), cfg.num_images)  # type: ignore[arg-type]
         _disjoint(calib_images, cfg)
-    parent = Predictor(parent_art, cfg.providers, cfg.threads)
+    parent = Predictor(parent_art, cfg.providers, cfg.threads, cfg.provider_settings)
     components = ["encoder", "decoder"] if cfg.component == "both" else [cfg.component]
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -196,18 +218,30 @@ def quantize_model(
                 files[role] = _entries(stage, [e.path for e in entries])
                 continue
             dst = stage / f"{role}.onnx"
+            external = [parent_art.folder / e.path for e in entries[1:]]
             start = time.perf_counter()
             say(f"{role}: converting to {cfg.precision}")
             if cfg.precision == "fp16":
                 to_fp16(src, dst)
             elif cfg.precision == "int8-dynamic":
-                to_int8_dynamic(src, dst)
+                to_int8_dynamic(src, dst, external_files=external)
             else:
-                if role == "encoder":
-                    feeds = encoder_feeds(calib_images, parent.spec)
-                else:
-                    feeds = decoder_feeds(calib_images, parent, with_mask=role == "decoder_mask")
-                to_int8_static(src, dst, feeds, cfg.method, **cfg.static_options)
+
+                def samples(role: str = role) -> Iterator[dict[str, Any]]:
+                    if role == "encoder":
+                        return encoder_feeds(calib_images, parent.spec)
+                    return decoder_feeds(calib_images, parent, with_mask=role == "decoder_mask")
+
+                to_int8_static(
+                    src,
+                    dst,
+                    samples,
+                    cfg.calibration_settings(),
+                    threads=cfg.threads,
+                    external_files=external,
+                    log=lambda m, role=role: say(f"{role}: {m}"),
+                    **cfg.static_options,
+                )
             say(f"{role}: done in {time.perf_counter() - start:.0f} s")
             precision[component] = cfg.precision
             files[role] = _entries(stage, [dst.name])
@@ -215,6 +249,9 @@ def quantize_model(
             "precision": cfg.precision,
             "components": components,
             "method": cfg.method if cfg.precision == "int8-static" else None,
+            "calibration": (
+                cfg.calibration_settings().record() if cfg.precision == "int8-static" else None
+            ),
             "calibration_images": [p.name for p in calib_images],
             "num_calibration_images": len(calib_images),
             "static_options": dict(cfg.static_options),
@@ -233,7 +270,9 @@ def quantize_model(
         )
         (stage / MANIFEST_NAME).write_text(manifest.to_json())
         say("measuring fidelity against the fp32 parent")
-        candidate = Predictor(ModelArtifact.open(stage), cfg.providers, cfg.threads)
+        candidate = Predictor(
+            ModelArtifact.open(stage), cfg.providers, cfg.threads, cfg.provider_settings
+        )
         fidelity, passed = _fidelity(candidate, parent, cfg)
         if not passed and not cfg.force:
             worst = min(float(fidelity[p]["mean_iou"]) for p in FIDELITY_PROTOCOLS)

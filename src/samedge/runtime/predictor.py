@@ -13,14 +13,53 @@ import numpy as np
 from ..artifacts import ModelArtifact, resolve_model
 from ..errors import ArtifactError
 from ..imageio import ImageLike, load_image
-from ..specs import LOW_RES_SIZE, ModelSpec
+from ..specs import (
+    HAS_MASK_INPUT,
+    LOW_RES_SIZE,
+    MASK_INPUT,
+    POINT_COORDS,
+    POINT_LABELS,
+    ModelSpec,
+)
 from .postprocess import select_masks, upscale_logits
 from .preprocess import preprocess
 from .prompts import DecoderPrompts, normalize_prompts
-from .session import create_session, session_io
-from .types import ImageEmbedding, MaskPrediction
+from .session import (
+    ProviderSettings,
+    Shape,
+    binding_device,
+    create_session,
+    run_bound,
+    session_io,
+)
+from .types import DeviceTensors, ImageEmbedding, MaskPrediction
 
 log = logging.getLogger(__name__)
+
+
+def decoder_shape_profile(
+    inputs: Sequence[str], max_points: int = 32, max_batch: int = 64
+) -> dict[str, tuple[Shape, Shape, Shape]]:
+    """TensorRT ``(min, opt, max)`` shapes of the dynamic ones among a decoder graph's
+    ``inputs`` (``spec.decoder_inputs`` or ``spec.mask_decoder_inputs``).
+
+    The prompt batch ``B`` and point count ``N`` (points, box corners and padding point,
+    see :func:`samedge.runtime.prompts.normalize_prompts`) are dynamic: ``point_coords``
+    ``(B, N, 2)``, ``point_labels`` ``(B, N)``, ``mask_input`` ``(B, 1, 256, 256)``,
+    ``has_mask_input`` ``(B,)``; the per-image context inputs are static. Optimised for
+    one click (``B = 1``, ``N = 2``); up to ``max_batch`` prompt sets of ``max_points``.
+    """
+
+    def shapes(batch: int, points: int) -> dict[str, Shape]:
+        return {
+            POINT_COORDS: (batch, points, 2),
+            POINT_LABELS: (batch, points),
+            MASK_INPUT: (batch, 1, LOW_RES_SIZE, LOW_RES_SIZE),
+            HAS_MASK_INPUT: (batch,),
+        }
+
+    low, opt, high = shapes(1, 1), shapes(1, 2), shapes(max_batch, max_points)
+    return {n: (low[n], opt[n], high[n]) for n in inputs if n in low}
 
 
 class Predictor:
@@ -37,11 +76,22 @@ class Predictor:
         artifact: ModelArtifact,
         providers: str | Sequence[str] | None = None,
         threads: int | None = None,
+        provider_settings: ProviderSettings | None = None,
     ) -> None:
         self.artifact = artifact
         self.spec: ModelSpec = artifact.spec
         self._providers, self._threads = providers, threads
-        self._encoder = create_session(artifact.encoder_path, providers, threads)
+        self._settings = provider_settings or ProviderSettings()
+        # GPU providers bind inputs and outputs on the device; None: plain run on the CPU.
+        self._devices: dict[str, tuple[str, int] | None] = {}
+        self._encoder = create_session(
+            artifact.encoder_path,
+            providers,
+            threads,
+            settings=self._settings,
+            cache_name=self._cache_name("encoder"),
+        )
+        self._devices["encoder"] = binding_device(self._encoder, self._settings)
         # The decoder graphs' peak memory is small: keep their buffers in the arena for reuse.
         self._context = self._open("context", self.spec.context_inputs, self.spec.context_outputs)
         self._decoder = self._open("decoder", self.spec.decoder_inputs, self.spec.decoder_outputs)
@@ -58,11 +108,23 @@ class Predictor:
                 artifact.manifest.weights.get("seed"),
             )
 
+    def _cache_name(self, role: str) -> str:
+        """Engine cache subfolder of a graph: a new export never loads a stale engine."""
+        return f"{self.spec.name}-{role}-{self.artifact.manifest.files[role][0].sha256[:16]}"
+
     def _open(self, role: str, inputs: Sequence[str], outputs: Sequence[str]) -> Any:
+        settings = self._settings
         session = create_session(
-            self.artifact.path(role), self._providers, self._threads, arena=True
+            self.artifact.path(role),
+            self._providers,
+            self._threads,
+            arena=True,
+            settings=settings,
+            profile=decoder_shape_profile(inputs, settings.trt_max_points, settings.trt_max_batch),
+            cache_name=self._cache_name(role),
         )
         self._check_io(role, session, inputs, outputs)
+        self._devices[role] = binding_device(session, settings)
         return session
 
     def _check_io(
@@ -82,6 +144,7 @@ class Predictor:
         providers: str | Sequence[str] | None = None,
         threads: int | None = None,
         verify: bool = True,
+        provider_settings: ProviderSettings | None = None,
     ) -> Predictor:
         """Load an exported model by registry name (from the cache) or folder path.
 
@@ -91,8 +154,10 @@ class Predictor:
                 CPU is always the fallback.
             threads: intra-op threads per session (default: all usable cores).
             verify: check every file's sha256 against the manifest.
+            provider_settings: options of the GPU and accelerator providers (TensorRT
+                engine cache and FP16, CUDA device, OpenVINO device...).
         """
-        return cls(resolve_model(name_or_dir, verify=verify), providers, threads)
+        return cls(resolve_model(name_or_dir, verify=verify), providers, threads, provider_settings)
 
     @property
     def providers(self) -> dict[str, str]:
@@ -118,17 +183,45 @@ class Predictor:
         self, tensor: np.ndarray, input_size: tuple[int, int], original_size: tuple[int, int]
     ) -> ImageEmbedding:
         """Run the encoder on the output of :func:`samedge.runtime.preprocess.preprocess`."""
-        outputs = self._encoder.run(
-            list(self.spec.encoder_outputs), {self.spec.encoder_inputs[0]: tensor}
-        )
+        spec, devices = self.spec, self._devices
+        feeds = {spec.encoder_inputs[0]: tensor}
+        if devices["encoder"] is None and devices["context"] is None:
+            outputs = self._encoder.run(list(spec.encoder_outputs), feeds)
+            context = self._run_context(outputs[0], tuple(outputs[1:]))
+            on_device = None
+        else:
+            outputs, context, on_device = self._encode_on_device(feeds)
         return ImageEmbedding(
-            model=self.spec.name,
+            model=spec.name,
             image_embeddings=outputs[0],
             high_res_features=tuple(outputs[1:]),
             original_size=(int(original_size[0]), int(original_size[1])),
             input_size=input_size,
-            context=tuple(self._run_context(outputs[0], tuple(outputs[1:]))),
+            context=tuple(context),
+            on_device=on_device,
         )
+
+    def _encode_on_device(
+        self, feeds: dict[str, Any]
+    ) -> tuple[list[np.ndarray], list[np.ndarray], DeviceTensors | None]:
+        """Encoder and context with IOBinding: the encoder's outputs stay on the GPU for the
+        context graph, and the context's for the decoder, when those run on the same GPU;
+        host copies are made for the :class:`ImageEmbedding`."""
+        spec, devices = self.spec, self._devices
+        enc_out, ctx_out = list(spec.encoder_outputs), list(spec.context_outputs)
+        if devices["encoder"] is None:
+            outputs, kept = self._encoder.run(enc_out, feeds), {}
+        else:
+            keep = enc_out if devices["context"] == devices["encoder"] else []
+            outputs, kept = run_bound(self._encoder, feeds, enc_out, devices["encoder"], keep)
+        ctx_feeds: dict[str, Any] = dict(zip(spec.context_inputs, outputs, strict=True))
+        ctx_feeds.update(kept)
+        if devices["context"] is None:
+            return outputs, self._context.run(ctx_out, ctx_feeds), None
+        keep = ctx_out if devices["decoder"] == devices["context"] else []
+        context, ctx_kept = run_bound(self._context, ctx_feeds, ctx_out, devices["context"], keep)
+        on_device = DeviceTensors(devices["context"], ctx_kept) if ctx_kept else None
+        return outputs, context, on_device
 
     def _run_context(
         self, image_embeddings: np.ndarray, high_res: tuple[np.ndarray, ...]
@@ -176,7 +269,15 @@ class Predictor:
             float32 ``(B, 4)``, and SAM 2's ``object_score_logits`` ``(B,)`` (else ``None``).
         """
         role, feeds = self.decoder_feeds(embedding, prompts)
-        outputs = self._session(role).run(list(self.spec.decoder_outputs), feeds)
+        session, names = self._session(role), list(self.spec.decoder_outputs)
+        device = self._devices[role]
+        if device is None:
+            outputs = session.run(names, feeds)
+        else:
+            kept = embedding.on_device
+            if kept is not None and kept.device == device:
+                feeds.update(kept.values)  # the context is already on the GPU: no copy
+            outputs, _ = run_bound(session, feeds, names, device)
         obj = outputs[2][:, 0] if self.spec.has_object_score else None
         return outputs[0], outputs[1], obj
 

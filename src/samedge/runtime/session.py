@@ -8,11 +8,15 @@ the graph is reported (and logged once) so a silent fallback is always visible.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import ArtifactError
 
@@ -111,6 +115,9 @@ def create_session(
     optimized_model_path: str | os.PathLike[str] | None = None,
     spin: bool | None = None,
     arena: bool | None = None,
+    settings: ProviderSettings | None = None,
+    profile: ShapeProfile | None = None,
+    cache_name: str | None = None,
 ) -> Any:
     """An ``onnxruntime.InferenceSession`` for ``path``.
 
@@ -122,6 +129,9 @@ def create_session(
         spin: let worker threads busy-wait (``None``: :func:`spinning_enabled`).
         arena: keep ONNX Runtime's CPU memory arena (``None``: :func:`arena_enabled`);
             worth it for graphs with a small memory peak such as the prompt decoder.
+        settings, profile, cache_name: options of the accelerated providers (see
+            :func:`provider_options`); the engine cache folders of the providers that are
+            available are created.
 
     Raises:
         ArtifactError: the file is not a loadable ONNX model.
@@ -143,8 +153,20 @@ def create_session(
     if optimized_model_path is not None:
         options.optimized_model_filepath = os.fspath(optimized_model_path)
     chosen = resolve_providers(providers)
+    per_provider = [provider_options(name, settings, profile, cache_name) for name in chosen]
+    for opts in per_provider:
+        for key in ("trt_engine_cache_path", "cache_dir"):
+            if key in opts:
+                Path(opts[key]).mkdir(parents=True, exist_ok=True)
+    if "DmlExecutionProvider" in chosen:  # DirectML cannot run with memory patterns
+        options.enable_mem_pattern = False
     try:
-        session = ort.InferenceSession(os.fspath(path), sess_options=options, providers=chosen)
+        session = ort.InferenceSession(
+            os.fspath(path),
+            sess_options=options,
+            providers=chosen,
+            provider_options=per_provider,
+        )
     except Exception as exc:  # onnxruntime raises several unrelated exception types
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(
@@ -156,6 +178,31 @@ def create_session(
         log.warning("%s requested, but %s runs %s", chosen[0], actual, Path(path).name)
     log.info("%s runs on %s with %d threads", Path(path).name, actual, options.intra_op_num_threads)
     return session
+
+
+def calibration_session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
+    """A CPU session that runs a graph whose intermediate tensors were made outputs.
+
+    For INT8 calibration (:mod:`samedge.quantize.ranges`): graph optimisations are off, so
+    every observed tensor keeps its name and value; nodes run in priority-based order, so a
+    node that reduces an observed tensor (``ReduceMin``/``ReduceMax``) runs as soon as the
+    tensor exists and the tensor is freed early (in the default order such leaf nodes ran
+    last and kept every tensor alive: 5.1 GB instead of 2.2 GB for one SAM 2.1 tiny image);
+    no memory arena, so the peak is returned to the system after each run.
+    """
+    ort = _ort()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(
+        os.fspath(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
 
 
 def session_io(session: Any) -> tuple[list[str], list[str]]:
@@ -247,62 +294,177 @@ def unavailable_reason(
     return f"{name} is not available: it needs {package} (installed: {have})"
 
 
+#: Providers that keep tensors in GPU memory: the predictor binds their inputs and outputs
+#: (IOBinding) so that an image embedding stays on the GPU between encode and decode.
+DEVICE_PROVIDERS = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda"}
+
+#: ``Shape`` is one tensor shape; a profile maps input names to (min, opt, max) shapes.
+Shape = tuple[int, ...]
+ShapeProfile = Mapping[str, tuple[Shape, Shape, Shape]]
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """Options of the accelerated execution providers; each provider reads its own and the
+    CPU provider none.
+
+    Attributes:
+        device_id: GPU index (CUDA, TensorRT, DirectML).
+        trt_cache: TensorRT engine and timing cache folder (``None``:
+            ``<samedge home>/engines/tensorrt``); engines take minutes to build the first
+            time and then load from here. Each graph gets its own subfolder.
+        trt_fp16: let TensorRT build FP16 engines from fp32 graphs.
+        trt_max_points, trt_max_batch: the largest prompt-point count (points, box corners
+            and padding point) and prompt batch of the decoder's TensorRT shape profile.
+        cudnn_conv_algo_search: ``HEURISTIC`` (default), ``EXHAUSTIVE`` (slower first run,
+            sometimes faster convolutions) or ``DEFAULT``.
+        openvino_device: OpenVINO ``device_type``: ``CPU``, ``GPU``, ``NPU``, ``AUTO``...
+        io_binding: bind inputs and outputs on the GPU for CUDA and TensorRT (keeps the
+            image embedding on the device between encode and decode).
+    """
+
+    device_id: int = 0
+    trt_cache: str | os.PathLike[str] | None = None
+    trt_fp16: bool = False
+    trt_max_points: int = 32
+    trt_max_batch: int = 64
+    cudnn_conv_algo_search: str = "HEURISTIC"
+    openvino_device: str = "CPU"
+    io_binding: bool = True
+
+    def __post_init__(self) -> None:
+        if self.device_id < 0:
+            raise ValueError(f"device_id must be >= 0, got {self.device_id}")
+        if self.trt_max_points < 2 or self.trt_max_batch < 1:
+            raise ValueError("trt_max_points must be >= 2 and trt_max_batch >= 1")
+        if self.cudnn_conv_algo_search not in ("HEURISTIC", "EXHAUSTIVE", "DEFAULT"):
+            raise ValueError(
+                f"cudnn_conv_algo_search must be HEURISTIC, EXHAUSTIVE or DEFAULT, "
+                f"got {self.cudnn_conv_algo_search}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (the inverse of ``ProviderSettings(**d)``)."""
+        data = dataclasses.asdict(self)
+        if data["trt_cache"] is not None:
+            data["trt_cache"] = os.fspath(data["trt_cache"])
+        return data
+
+    def engine_dir(self, provider: str) -> Path:
+        """The cache folder of ``provider`` (``tensorrt`` or ``openvino``)."""
+        if provider == "tensorrt" and self.trt_cache is not None:
+            return Path(self.trt_cache)
+        from ..hub import samedge_home
+
+        return samedge_home() / "engines" / provider
+
+
+def _profile_text(profile: ShapeProfile, which: int) -> str:
+    return ",".join(
+        f"{name}:{'x'.join(str(d) for d in shapes[which])}" for name, shapes in profile.items()
+    )
+
+
 def provider_options(
     provider: str,
-    cache_dir: str | os.PathLike[str] | None = None,
-    fp16: bool = False,
-    device_id: int = 0,
-    decoder_profile: tuple[int, int, int] | None = None,
-    point_inputs: Sequence[str] = ("point_coords", "point_labels"),
+    settings: ProviderSettings | None = None,
+    profile: ShapeProfile | None = None,
+    cache_name: str | None = None,
 ) -> dict[str, str]:
     """ONNX Runtime provider options for ``provider`` (short or full name).
 
+    A pure function: it creates no folder (see :func:`create_session`).
+
     Args:
-        cache_dir: TensorRT engine and timing cache folder (engines build once, then load).
-        fp16: let TensorRT build FP16 engines.
-        device_id: GPU index (CUDA, TensorRT).
-        decoder_profile: ``(min, opt, max)`` number of prompt points of the decoder, turned
-            into TensorRT shape profiles for ``point_inputs`` (batch 1).
+        settings: the options (default :class:`ProviderSettings`).
+        profile: TensorRT shape profile of the graph's dynamic inputs, input name ->
+            ``(min, opt, max)`` shapes (see
+            :func:`samedge.runtime.predictor.decoder_shape_profile`).
+        cache_name: subfolder of the engine caches for this graph, so that two graphs never
+            share an engine file.
 
     Returns:
-        the options dict to pass as ``providers=[(name, options), ...]``; empty for
-        providers without options here.
+        the options to pass with the provider to ``InferenceSession``; empty for the CPU.
     """
+    settings = settings or ProviderSettings()
     name = PROVIDER_NAMES.get(provider.strip().lower(), provider.strip())
+
+    def cache(kind: str) -> str:
+        folder = settings.engine_dir(kind)
+        return os.fspath(folder / cache_name if cache_name else folder)
+
     if name == "CUDAExecutionProvider":
         return {
-            "device_id": str(device_id),
-            "cudnn_conv_algo_search": "HEURISTIC",
+            "device_id": str(settings.device_id),
+            "cudnn_conv_algo_search": settings.cudnn_conv_algo_search,
             "arena_extend_strategy": "kSameAsRequested",
+            "do_copy_in_default_stream": "1",
         }
-    if name != "TensorrtExecutionProvider":
-        return {}
-    options = {"device_id": str(device_id), "trt_fp16_enable": "True" if fp16 else "False"}
-    if cache_dir is not None:
-        folder = os.fspath(cache_dir)
-        options.update(
-            {
-                "trt_engine_cache_enable": "True",
-                "trt_engine_cache_path": folder,
-                "trt_timing_cache_enable": "True",
-                "trt_timing_cache_path": folder,
-            }
-        )
-    if decoder_profile is not None:
-        lo, opt, hi = decoder_profile
-        if not 1 <= lo <= opt <= hi:
-            raise ValueError(f"decoder profile needs 1 <= min <= opt <= max, got {decoder_profile}")
+    if name == "TensorrtExecutionProvider":
+        options = {
+            "device_id": str(settings.device_id),
+            "trt_fp16_enable": "True" if settings.trt_fp16 else "False",
+            "trt_engine_cache_enable": "True",
+            "trt_engine_cache_path": cache("tensorrt"),
+            "trt_timing_cache_enable": "True",
+            "trt_timing_cache_path": cache("tensorrt"),
+        }
+        if profile:
+            for which, key in enumerate(("min", "opt", "max")):
+                options[f"trt_profile_{key}_shapes"] = _profile_text(profile, which)
+        return options
+    if name == "OpenVINOExecutionProvider":
+        return {"device_type": settings.openvino_device, "cache_dir": cache("openvino")}
+    if name == "DmlExecutionProvider":
+        return {"device_id": str(settings.device_id)}
+    if name == "CoreMLExecutionProvider":
+        return {"ModelFormat": "MLProgram", "MLComputeUnits": "ALL"}
+    return {}
 
-        def shapes(n: int) -> str:
-            return ",".join(
-                f"{inp}:1x{n}x2" if "coords" in inp else f"{inp}:1x{n}" for inp in point_inputs
-            )
 
-        options.update(
-            {
-                "trt_profile_min_shapes": shapes(lo),
-                "trt_profile_opt_shapes": shapes(opt),
-                "trt_profile_max_shapes": shapes(hi),
-            }
-        )
-    return options
+def binding_device(
+    session: Any, settings: ProviderSettings | None = None
+) -> tuple[str, int] | None:
+    """``(device, id)`` where ``session`` keeps its tensors when that is a GPU (CUDA or
+    TensorRT runs it and ``settings.io_binding``), else ``None`` (plain ``session.run``)."""
+    settings = settings or ProviderSettings()
+    device = DEVICE_PROVIDERS.get(session.get_providers()[0])
+    if device is None or not settings.io_binding:
+        return None
+    return device, settings.device_id
+
+
+def run_bound(
+    session: Any,
+    feeds: Mapping[str, Any],
+    outputs: Sequence[str],
+    device: tuple[str, int],
+    keep: Sequence[str] = (),
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """One run through IOBinding.
+
+    Args:
+        feeds: input name -> NumPy array (copied to the device once) or an onnxruntime
+            ``OrtValue`` already there (bound as it is, no copy).
+        outputs: output names, in the order returned.
+        device: ``("cuda", id)`` (``("cpu", 0)`` runs the same code on the CPU).
+        keep: outputs that also stay on the device.
+
+    Returns:
+        the outputs as NumPy arrays, and the ``keep`` outputs as ``OrtValue`` on the device.
+    """
+    ort = _ort()
+    binding = session.io_binding()
+    for name, value in feeds.items():
+        if isinstance(value, ort.OrtValue):
+            binding.bind_ortvalue_input(name, value)
+        else:
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+    for name in outputs:
+        where = device if name in keep else ("cpu", 0)
+        binding.bind_output(name, where[0], where[1])
+    session.run_with_iobinding(binding)
+    host = binding.copy_outputs_to_cpu()
+    values = binding.get_outputs()
+    kept = {name: value for name, value in zip(outputs, values, strict=True) if name in keep}
+    return list(host), kept

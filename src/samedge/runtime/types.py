@@ -9,7 +9,9 @@ Conventions used everywhere in samedge:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +20,19 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     array = np.ascontiguousarray(array)
     array.setflags(write=False)
     return array
+
+
+@dataclass(frozen=True, eq=False)
+class DeviceTensors:
+    """Copies of an embedding's decoder context that stay in GPU memory (CUDA, TensorRT).
+
+    Attributes:
+        device: ``(device, id)``, e.g. ``("cuda", 0)``.
+        values: context tensor name -> onnxruntime ``OrtValue`` on that device.
+    """
+
+    device: tuple[str, int]
+    values: Mapping[str, Any]
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,6 +50,8 @@ class ImageEmbedding:
         context: the decoder's per-image tensors (``spec.context_outputs``, from
             ``context.onnx``), computed once here instead of once per prompt; empty means
             the predictor computes them on each decode.
+        on_device: the context kept on the GPU by a CUDA/TensorRT predictor, so that
+            decoding does not copy it there again; ``None`` on the CPU.
     """
 
     model: str
@@ -43,6 +60,7 @@ class ImageEmbedding:
     original_size: tuple[int, int]
     input_size: tuple[int, int]
     context: tuple[np.ndarray, ...] = ()
+    on_device: DeviceTensors | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.image_embeddings.ndim != 4 or self.image_embeddings.shape[0] != 1:
