@@ -87,3 +87,34 @@ def test_counts_multiply_adds_of_every_heavy_operator(tmp_path: Path) -> None:
 def test_gemm_peak_is_a_plausible_rate() -> None:
     peak = gemm_peak(1, size=256, tries=2)
     assert 1e8 < peak < 1e13
+
+
+def test_fused_attention_counts_its_two_products(tmp_path: Path) -> None:
+    """ONNX Runtime's MultiHeadAttention (SAM 2 encoders): Q K^T and P V, per head."""
+    batch, s_q, s_kv, dim = 2, 10, 24, 32
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "MultiHeadAttention", ["q", "k", "v"], ["o"], domain="com.microsoft", num_heads=4
+            )
+        ],
+        "mha",
+        [
+            helper.make_tensor_value_info("q", TensorProto.FLOAT, [batch, s_q, dim]),
+            helper.make_tensor_value_info("k", TensorProto.FLOAT, [batch, s_kv, dim]),
+            helper.make_tensor_value_info("v", TensorProto.FLOAT, [batch, s_kv, dim]),
+        ],
+        [helper.make_tensor_value_info("o", TensorProto.FLOAT, [batch, s_q, dim])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    path = tmp_path / "mha.onnx"
+    onnx.save(model, path)
+    feeds = {
+        "q": np.zeros((batch, s_q, dim), np.float32),
+        "k": np.zeros((batch, s_kv, dim), np.float32),
+        "v": np.zeros((batch, s_kv, dim), np.float32),
+    }
+    # Per head h (4 heads of 8): 2 x (s_q x s_kv x 8) for the scores and again for P V.
+    assert count_flops(path, feeds) == 2 * 2 * batch * s_q * s_kv * dim

@@ -3,9 +3,9 @@
 A stage's *compute floor* is the time it could not go below on this machine even with
 perfect kernels: ``FLOPs / peak``, where FLOPs count the multiply-adds of the graph's
 matrix products and convolutions (``MatMul``, ``Gemm``, ``Conv``, ``ConvTranspose``,
-``Einsum``; one multiply-add = 2 FLOPs) and ``peak`` is the best fp32 matrix-multiply rate
-measured on this machine with the benchmark's thread count. Element-wise work (softmax,
-normalisation, activations) is left out, so the floor is a lower bound.
+``Einsum``, ONNX Runtime's fused ``MultiHeadAttention``; one multiply-add = 2 FLOPs) and
+``peak`` is the best fp32 matrix-multiply rate measured on this machine with the
+benchmark's thread count. Element-wise work (softmax, normalisation, activations) is left out, so the floor is a lower bound.
 
 Counting walks the graph with the ``onnx`` package's reference evaluator (no ONNX Runtime
 session) with the heavy operators replaced by shape-only versions, so every shape is exact
@@ -147,6 +147,17 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
                 return (np.einsum(eq, *small),)
             raise ValueError(f"cannot count Einsum '{eq}' on large inputs")
 
+    class MultiHeadAttention(OpRun):
+        """ONNX Runtime's fused attention (SAM 2 encoders): ``Q K^T`` and ``P V``."""
+
+        op_domain = "com.microsoft"
+
+        def _run(self, q, k, v, *rest, num_heads=None, **attrs):  # type: ignore[no-untyped-def]
+            batch, s_q, d_qk = q.shape
+            s_kv, d_v = k.shape[1], v.shape[2]
+            counter[0] += batch * s_q * s_kv * (d_qk + d_v)
+            return (_zeros((batch, s_q, d_v), q.dtype),)
+
     class MaxPool(OpRun):
         op_domain = ""
 
@@ -208,7 +219,8 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
         "Exp": np.exp,
         "Tanh": np.tanh,
     }
-    ops: list[type] = [MatMul, Gemm, Conv, ConvTranspose, Einsum, MaxPool, Resize]
+    ops: list[type] = [MatMul, Gemm, Conv, ConvTranspose, Einsum, MultiHeadAttention]
+    ops += [MaxPool, Resize]
     ops += [elementwise(name, fn) for name, fn in unary.items()]
     return ops
 
