@@ -5,7 +5,8 @@ perfect kernels: ``FLOPs / peak``, where FLOPs count the multiply-adds of the gr
 matrix products and convolutions (``MatMul``, ``Gemm``, ``Conv``, ``ConvTranspose``,
 ``Einsum``, ONNX Runtime's fused ``MultiHeadAttention``; one multiply-add = 2 FLOPs) and
 ``peak`` is the best fp32 matrix-multiply rate measured on this machine with the
-benchmark's thread count. Element-wise work (softmax, normalisation, activations) is left out, so the floor is a lower bound.
+benchmark's thread count. Element-wise work (softmax, normalisation, activations) is left
+out, so the floor is a lower bound.
 
 Counting walks the graph with the ``onnx`` package's reference evaluator (no ONNX Runtime
 session) with the heavy operators replaced by shape-only versions, so every shape is exact
