@@ -211,7 +211,7 @@ def test_everything_returns_masks_and_downloads(engine: Engine) -> None:
     areas = [m["area"] for m in record["masks"]]
     assert areas == sorted(areas, reverse=True)
     timings = record["timings_ms"]  # encode vs decode, as for every other action
-    assert timings["encode"] > 0 and timings["decode"] > 0
+    assert timings["encode"] >= 0 and timings["decode"] > 0  # 0: embedding already cached
     assert timings["encode"] + timings["decode"] <= timings["generate"]
     assert "encode" in result.message and "decode" in result.message
     # The second run (like a click after it) takes the embedding from the session cache.
