@@ -128,6 +128,8 @@ def test_generator_reuses_a_given_whole_image_embedding(export_test_model):
     assert fresh.stats["encode_s"] > 0 and reused.stats["encode_s"] == 0
     a, b = reused.records(), fresh.records()
     assert len(a) == len(b) > 0
-    assert all(np.array_equal(x["segmentation"], y["segmentation"]) for x, y in zip(a, b, strict=True))
+    assert all(
+        np.array_equal(x["segmentation"], y["segmentation"]) for x, y in zip(a, b, strict=True)
+    )
     with pytest.raises(SamedgeError, match=r"embedding is of a 800x534 image .* not of this"):
         generator.generate_masks(image[:100], embedding=embedding)
