@@ -22,7 +22,7 @@ from .engine import Choice, Engine, EverythingParams
 from .gaze import GazeService
 from .gaze_tab import gaze_tab
 from .state import LoadedImage, Prompts
-from .ui import upload_fields, user_errors
+from .ui import fraction_slider, upload_fields, user_errors
 from .uploads import MB
 
 INTRO = """# samedge — Segment Anything on ordinary machines
@@ -362,31 +362,12 @@ def _everything_tab(
             label="Points per side",
             elem_id="everything-points",
         )
-        iou = gr.Slider(
-            0.0,
-            1.0,
-            value=defaults.pred_iou_thresh,
-            step=0.01,
-            label="IoU threshold",
-            elem_id="everything-iou",
-        )
+        iou = fraction_slider(defaults.pred_iou_thresh, "IoU threshold", "everything-iou")
     with gr.Row():
-        stab = gr.Slider(
-            0.0,
-            1.0,
-            value=defaults.stability_score_thresh,
-            step=0.01,
-            label="Stability threshold",
-            elem_id="everything-stability",
+        stab = fraction_slider(
+            defaults.stability_score_thresh, "Stability threshold", "everything-stability"
         )
-        nms = gr.Slider(
-            0.0,
-            1.0,
-            value=defaults.box_nms_thresh,
-            step=0.01,
-            label="Box NMS threshold",
-            elem_id="everything-nms",
-        )
+        nms = fraction_slider(defaults.box_nms_thresh, "Box NMS threshold", "everything-nms")
     run = gr.Button("Segment everything", variant="primary", elem_id="run-everything")
     canvas = gr.Image(
         label="All masks",

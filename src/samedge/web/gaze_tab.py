@@ -15,7 +15,7 @@ import gradio as gr
 from ..errors import SamedgeError
 from .engine import Choice
 from .gaze import GazeService, GazeSettings
-from .ui import UNEXPECTED, upload_fields
+from .ui import UNEXPECTED, fraction_slider, upload_fields
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +128,8 @@ def gaze_tab(service: GazeService, model_dd: Any, precision_dd: Any, provider_dd
         )
     with gr.Row():
         mode = gr.Radio(MODES, value=defaults.mode, label="Prompts for SAM", elem_id="gaze-mode")
-        min_iou = gr.Slider(
-            0.0,
-            1.0,
-            value=defaults.min_iou,
-            step=0.05,
-            label="Minimum predicted IoU of the chosen mask",
-            elem_id="gaze-min-iou",
+        min_iou = fraction_slider(
+            defaults.min_iou, "Minimum predicted IoU of the chosen mask", "gaze-min-iou", step=0.05
         )
     picture = gr.Image(
         label="Mask, chosen box (red), face (green), gaze (yellow)",

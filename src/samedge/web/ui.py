@@ -37,3 +37,8 @@ def upload_fields(value: Any) -> tuple[str | None, str | None]:
     if isinstance(value, dict):
         return value.get("path"), value.get("orig_name")
     return getattr(value, "path", None), getattr(value, "orig_name", None)
+
+
+def fraction_slider(value: float, label: str, elem_id: str, step: float = 0.01) -> Any:
+    """A slider over [0, 1] (thresholds and IoU limits)."""
+    return gr.Slider(0.0, 1.0, value=value, step=step, label=label, elem_id=elem_id)
