@@ -108,3 +108,31 @@ def test_prompt_sequences_follow_the_official_order(name: str) -> None:
     np.testing.assert_allclose(p.point_coords[0, labels.index(1)], [102.4, 51.2])
     only = normalize_prompts(spec, (500, 1000), (512, 1024), points=[[1, 1]], labels=[0])
     assert only.point_labels[0].tolist() == [0, -1]
+
+
+def test_large_batches_decode_in_cpu_sized_calls(predictor: Predictor, photo: Path) -> None:
+    """Five prompt sets (more than CPU_DECODE_BATCH, one with a mask prompt) give what
+    five separate calls give."""
+    from samedge.runtime.predictor import CPU_DECODE_BATCH
+
+    emb = predictor.encode(photo)
+    points = np.array([[[100, 100]], [[400, 300]], [[700, 50]], [[20, 500]], [[650, 400]]])
+    mask = np.full((256, 256), -2.0, np.float32)
+    mask[60:120, 80:160] = 3.0
+    prompts = normalize_prompts(
+        predictor.spec, emb.original_size, emb.input_size, points=points, labels=np.ones((5, 1))
+    )
+    masked = normalize_prompts(
+        predictor.spec, emb.original_size, emb.input_size, points=[[400, 300]], labels=[1],
+        mask_input=mask,
+    )  # fmt: skip
+    assert prompts.batch > CPU_DECODE_BATCH
+    low, iou, obj = predictor.decode(emb, prompts)
+    assert low.shape == (5, 4, 256, 256) and iou.shape == (5, 4) and obj.shape == (5,)
+    for i in range(5):
+        one = predictor.decode(emb, prompts.rows(i, i + 1))
+        np.testing.assert_allclose(low[i : i + 1], one[0], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(iou[i : i + 1], one[1], rtol=0, atol=1e-5)
+    # A mask prompt goes to decoder_mask.onnx and changes the result.
+    refined = predictor.decode(emb, masked)
+    assert not np.allclose(refined[0][0], low[1], atol=1e-3)

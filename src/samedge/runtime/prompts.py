@@ -29,6 +29,15 @@ class DecoderPrompts:
     def batch(self) -> int:
         return int(self.point_coords.shape[0])
 
+    def rows(self, start: int, stop: int) -> DecoderPrompts:
+        """Prompt sets ``start:stop``."""
+        return DecoderPrompts(
+            self.point_coords[start:stop],
+            self.point_labels[start:stop],
+            self.mask_input[start:stop],
+            self.has_mask_input[start:stop],
+        )
+
 
 def _as_array(value: object, name: str, dtype: type = np.float64) -> np.ndarray:
     try:
