@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,9 @@ def test_large_batches_decode_in_cpu_sized_calls(predictor: Predictor, photo: Pa
         one = predictor.decode(emb, prompts.rows(i, i + 1))
         np.testing.assert_allclose(low[i : i + 1], one[0], rtol=0, atol=1e-4)
         np.testing.assert_allclose(iou[i : i + 1], one[1], rtol=0, atol=1e-5)
+    # An embedding without the decoder context (built by hand) decodes the same.
+    bare = dataclasses.replace(emb, context=())
+    np.testing.assert_allclose(predictor.decode(bare, prompts)[0], low, rtol=0, atol=1e-5)
     # A mask prompt goes to decoder_mask.onnx and changes the result.
     refined = predictor.decode(emb, masked)
     assert not np.allclose(refined[0][0], low[1], atol=1e-3)

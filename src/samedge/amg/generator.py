@@ -160,6 +160,11 @@ class _Candidates:
     def __len__(self) -> int:
         return len(self.iou)
 
+    def nms(self, threshold: float) -> _Candidates:
+        """The candidates that survive box NMS at ``threshold`` (highest predicted IoU first)."""
+        keep = box_nms(np.array(self.boxes).reshape(-1, 4), np.array(self.iou), threshold)
+        return self.take(keep)
+
     def take(self, keep: np.ndarray) -> _Candidates:
         idx = [int(i) for i in keep]
         return _Candidates(
@@ -373,10 +378,7 @@ class MaskGenerator:
 
         if not self.fast or self.fast_stride == 1:
             cands = self._run_points(embedding, points, crop, image.shape[:2], stats, bar)
-            keep = box_nms(
-                np.array(cands.boxes).reshape(-1, 4), np.array(cands.iou), self.box_nms_thresh
-            )
-            return cands.take(keep), embedding.input_size
+            return cands.nms(self.box_nms_thresh), embedding.input_size
 
         coarse = _coarse_indices(len(grid), self.fast_stride)
         cands = self._run_points(embedding, points[coarse], crop, image.shape[:2], stats, bar)
@@ -403,10 +405,7 @@ class MaskGenerator:
             bar.refresh()
         more = self._run_points(embedding, points[rest], crop, image.shape[:2], stats, bar)
         cands.extend(more)
-        keep = box_nms(
-            np.array(cands.boxes).reshape(-1, 4), np.array(cands.iou), self.box_nms_thresh
-        )
-        return cands.take(keep), embedding.input_size
+        return cands.nms(self.box_nms_thresh), embedding.input_size
 
     def _run_points(
         self,

@@ -27,7 +27,7 @@ import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -92,21 +92,22 @@ def _export_graph(
     input_names: list[str],
     output_names: list[str],
     dynamic_axes: dict[str, dict[int, str]] | None,
-    fused_attention: bool = False,
+    attention: Literal["fused", "chunked"] | None = None,
 ) -> list[Path]:
     """Trace ``module`` to ``path``; returns the files written (graph [+ external data]).
 
-    ``fused_attention``: SAM 2's ``scaled_dot_product_attention`` becomes ONNX Runtime's
-    fused ``MultiHeadAttention``; SAM 1's global attention is traced in query chunks (see
-    :mod:`samedge.export.attention`).
+    ``attention``: ``"fused"``: SAM 2's ``scaled_dot_product_attention`` becomes ONNX
+    Runtime's fused ``MultiHeadAttention``; ``"chunked"``: SAM 1's global attention is
+    traced in query chunks (see :mod:`samedge.export.attention`).
     """
     staging = path.parent / f".{path.stem}-staging"
     staging.mkdir()
     staged = staging / path.name
-    sam2 = any(m.__class__.__module__.startswith("sam2") for m in module.modules())
     fused: Any = contextlib.nullcontext()
-    if fused_attention:
-        fused = fused_sdpa(OPSET) if sam2 else chunked_attention()
+    if attention == "fused":
+        fused = fused_sdpa(OPSET)
+    elif attention == "chunked":
+        fused = chunked_attention()
     with torch.no_grad(), warnings.catch_warnings(), fused:
         # The TorchScript exporter is chosen deliberately (see module docstring).
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -121,7 +122,7 @@ def _export_graph(
             opset_version=OPSET,
             do_constant_folding=True,
             dynamo=False,
-            custom_opsets=CONTRIB_OPSET if fused_attention and sam2 else None,
+            custom_opsets=CONTRIB_OPSET if attention == "fused" else None,
         )
     files = [path]
     extra = [p for p in staging.iterdir() if p != staged]
@@ -249,7 +250,7 @@ def _export_into(
             list(spec.encoder_inputs),
             list(spec.encoder_outputs),
             None,
-            fused_attention=True,
+            attention="fused" if spec.family == "sam2" else "chunked",
         ),
         "context": _export_graph(
             context,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -277,6 +278,9 @@ class Predictor:
             (prompt sets are independent, so the results are the same).
         """
         if self._devices["decoder"] is None and prompts.batch > CPU_DECODE_BATCH:
+            if not embedding.context:  # computed once for all the calls, not once per call
+                context = self._run_context(embedding.image_embeddings, embedding.high_res_features)
+                embedding = dataclasses.replace(embedding, context=tuple(context))
             parts = [
                 self.decode(embedding, prompts.rows(i, i + CPU_DECODE_BATCH))
                 for i in range(0, prompts.batch, CPU_DECODE_BATCH)
