@@ -8,11 +8,13 @@ the FLOP count), e.g.:
 
 It prints and stores (JSON):
 * the measured fp32 GEMM peak (NumPy and ONNX Runtime MatMul loops, same thread count);
-* the decoder's GFLOP per prompt, counted from the ONNX graph (MatMul, Gemm, Conv,
-  ConvTranspose at batch 1);
+* the decoder's GFLOP per prompt: of the graph samedge runs (``decoder.onnx``, counted on
+  the ONNX graph by ``samedge.bench.flops``) and of the official decoder (PyTorch's
+  ``FlopCounterMode`` on the official modules);
 * wall time of the official generator, samedge exact and samedge fast in the same process,
   same image and thread count, with samedge's encode / decode / post-processing split;
-* the decoder compute floor (GFLOP/prompt x prompts / peak) and samedge's ratio to it;
+* the decoder compute floor (GFLOP/prompt x prompts / peak) and samedge's ratio to it, for
+  both FLOP counts;
 * how many official masks samedge's masks match at IoU >= 0.95 (exact) and >= 0.9 (fast).
 
 This is a measurement script, not a test.
@@ -86,11 +88,36 @@ def gemm_peak_ort(threads: int, n: int = 1024, seconds: float = 3.0) -> float:
     return best
 
 
-def decoder_gflops(spec, batch: int = 4) -> float:
-    """GFLOP of the exported decoder graph per prompt (one point + padding).
+def onnx_decoder_gflops(predictor) -> float:
+    """GFLOP per prompt of ``decoder.onnx``, the graph that decodes the grid's points (one
+    point per prompt set, as the generator sends them)."""
+    import numpy as np
 
-    Counted with PyTorch's ``FlopCounterMode`` on samedge's export wrapper (the module the
-    ONNX graph is traced from) with ``batch`` prompts, divided by ``batch``.
+    from samedge.bench.flops import count_flops
+    from samedge.runtime.prompts import normalize_prompts
+    from samedge.runtime.types import ImageEmbedding
+
+    spec = predictor.spec
+    context = tuple(np.zeros(s, np.float32) for s in spec.context_shapes)
+    embedding = ImageEmbedding(
+        model=spec.name,
+        image_embeddings=np.zeros((1, *spec.embedding_shape), np.float32),
+        high_res_features=tuple(np.zeros((1, *s), np.float32) for s in spec.high_res_shapes),
+        original_size=(spec.image_size, spec.image_size),
+        input_size=(spec.image_size, spec.image_size),
+        context=context,
+    )
+    size = (spec.image_size, spec.image_size)
+    prompts = normalize_prompts(spec, size, size, points=[[10.0, 20.0]], labels=[1])
+    role, feeds = predictor.decoder_feeds(embedding, prompts)
+    return count_flops(predictor.artifact.path(role), feeds) / 1e9
+
+
+def decoder_gflops(spec, batch: int = 4) -> float:
+    """GFLOP of the official decoder per prompt (one point + padding).
+
+    Counted with PyTorch's ``FlopCounterMode`` on samedge's reference wrapper of the official
+    prompt encoder and mask decoder, with ``batch`` prompts, divided by ``batch``.
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -177,7 +204,8 @@ def main() -> int:
     out["gemm_peak_numpy_gflops"] = round(gemm_peak_numpy(), 1)
     out["gemm_peak_ort_gflops"] = round(gemm_peak_ort(args.threads), 1)
     peak = max(out["gemm_peak_numpy_gflops"], out["gemm_peak_ort_gflops"])
-    out["decoder_gflop_per_prompt"] = round(decoder_gflops(spec), 3)
+    out["decoder_gflop_per_prompt"] = round(onnx_decoder_gflops(predictor), 3)
+    out["official_decoder_gflop_per_prompt"] = round(decoder_gflops(spec), 3)
     print(json.dumps(out, indent=1), flush=True)
 
     runs = {}
@@ -188,6 +216,7 @@ def main() -> int:
         wall = time.perf_counter() - t
         st = result.stats
         floor = out["decoder_gflop_per_prompt"] * st["prompts"] / peak
+        official_floor = out["official_decoder_gflop_per_prompt"] * st["prompts"] / peak
         runs[mode] = result
         out[mode] = {
             "wall_s": round(wall, 2),
@@ -200,6 +229,8 @@ def main() -> int:
             "decoder_floor_s": round(floor, 2),
             "decode_over_floor": round(st["decode_s"] / floor, 2),
             "decode_plus_post_over_floor": round((st["decode_s"] + st["post_s"]) / floor, 2),
+            "official_flop_floor_s": round(official_floor, 2),
+            "decode_over_official_flop_floor": round(st["decode_s"] / official_floor, 2),
         }
         print(mode, json.dumps(out[mode]), flush=True)
 

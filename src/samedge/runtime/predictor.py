@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ from .session import (
     Shape,
     binding_device,
     create_session,
+    default_threads,
     run_bound,
     session_io,
 )
@@ -63,10 +65,13 @@ def decoder_shape_profile(
     return {n: (low[n], opt[n], high[n]) for n in inputs if n in low}
 
 
-#: Prompt sets per decoder call on the CPU. Measured (SAM 2.1 tiny, 2 threads, quiet): 25.9,
-#: 24.3, 26.3, 28.0, 29.8 and 30.0 ms per prompt at 1, 2, 4, 8, 16 and 64 per call: larger
-#: calls' working sets fall out of the cache. GPU providers get the whole batch at once.
-CPU_DECODE_BATCH = 2
+#: On the CPU, several prompt sets are decoded one per call, on as many Python threads as
+#: the predictor has intra-op threads, each call running single-threaded: no thread wake-ups
+#: between the decoder's ~500 operators and each core's cache holds one prompt's working
+#: set. Measured (SAM 2.1 tiny, quiet 2-core machine, ms per prompt): one 2-thread session
+#: 25.9 / 24.3 / 26.3 / 30.0 at 1 / 2 / 4 / 64 prompt sets per call, two single-threaded
+#: calls side by side 19.6. GPU providers get the whole batch in one call.
+CPU_DECODE_BATCH = 1
 
 
 class Predictor:
@@ -107,6 +112,11 @@ class Predictor:
         )
         # The mask-prompt decoder is opened on first use: most work never needs it.
         self._mask_decoder: Any = None
+        # Batched CPU decoding (see CPU_DECODE_BATCH): single-threaded sessions per role and
+        # a pool of threads that run them, made on first use.
+        self._workers = self._threads or default_threads()
+        self._serial: dict[str, Any] = {}
+        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         if artifact.random_weights:
             log.warning(
@@ -119,12 +129,15 @@ class Predictor:
         """Engine cache subfolder of a graph: a new export never loads a stale engine."""
         return f"{self.spec.name}-{role}-{self.artifact.manifest.files[role][0].sha256[:16]}"
 
-    def _open(self, role: str, inputs: Sequence[str], outputs: Sequence[str]) -> Any:
+    def _open(
+        self, role: str, inputs: Sequence[str], outputs: Sequence[str], threads: int | None = None
+    ) -> Any:
+        """A decoder-side session; ``threads`` given: a CPU session with that many threads."""
         settings = self._settings
         session = create_session(
             self.artifact.path(role),
-            self._providers,
-            self._threads,
+            self._providers if threads is None else "cpu",
+            threads or self._threads,
             arena=True,
             settings=settings,
             profile=decoder_shape_profile(inputs, settings.trt_max_points, settings.trt_max_batch),
@@ -256,7 +269,19 @@ class Predictor:
             return "decoder_mask", dict(zip(self.spec.mask_decoder_inputs, values, strict=True))
         return "decoder", dict(zip(self.spec.decoder_inputs, values, strict=True))
 
-    def _session(self, role: str) -> Any:
+    def _session(self, role: str, serial: bool = False) -> Any:
+        """The session of a decoder graph; ``serial``: a single-threaded one for the
+        parallel calls of a batch (the same session when the predictor has one thread)."""
+        if serial and self._workers > 1:
+            with self._lock:
+                if role not in self._serial:
+                    inputs = self.spec.decoder_inputs
+                    if role == "decoder_mask":
+                        inputs = self.spec.mask_decoder_inputs
+                    self._serial[role] = self._open(
+                        role, inputs, self.spec.decoder_outputs, threads=1
+                    )
+                return self._serial[role]
         if role == "decoder":
             return self._decoder
         with self._lock:
@@ -266,6 +291,15 @@ class Predictor:
                 )
             return self._mask_decoder
 
+    def _map(self, function: Any, items: Sequence[Any]) -> list[Any]:
+        """``[function(item) ...]`` on the decoding threads, in order."""
+        if self._workers == 1:
+            return [function(item) for item in items]
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="samedge-decode")
+        return list(self._pool.map(function, items))
+
     def decode(
         self, embedding: ImageEmbedding, prompts: DecoderPrompts
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -274,25 +308,33 @@ class Predictor:
         Returns:
             ``low_res`` float32 ``(B, 4, 256, 256)`` logits of all mask tokens, ``iou``
             float32 ``(B, 4)``, and SAM 2's ``object_score_logits`` ``(B,)`` (else ``None``).
-            On the CPU, more than :data:`CPU_DECODE_BATCH` prompt sets run as several calls
-            (prompt sets are independent, so the results are the same).
+            On the CPU, more than :data:`CPU_DECODE_BATCH` prompt sets run as several
+            single-threaded calls in parallel (prompt sets are independent, so the results
+            are the same).
         """
         if self._devices["decoder"] is None and prompts.batch > CPU_DECODE_BATCH:
             if not embedding.context:  # computed once for all the calls, not once per call
                 context = self._run_context(embedding.image_embeddings, embedding.high_res_features)
                 embedding = dataclasses.replace(embedding, context=tuple(context))
-            parts = [
-                self.decode(embedding, prompts.rows(i, i + CPU_DECODE_BATCH))
-                for i in range(0, prompts.batch, CPU_DECODE_BATCH)
-            ]
+            parts = self._map(
+                lambda i: self._decode_call(
+                    embedding, prompts.rows(i, i + CPU_DECODE_BATCH), serial=True
+                ),
+                range(0, prompts.batch, CPU_DECODE_BATCH),
+            )
             objs = [p[2] for p in parts]
             return (
                 np.concatenate([p[0] for p in parts]),
                 np.concatenate([p[1] for p in parts]),
                 None if objs[0] is None else np.concatenate(objs),  # type: ignore[arg-type]
             )
+        return self._decode_call(embedding, prompts)
+
+    def _decode_call(
+        self, embedding: ImageEmbedding, prompts: DecoderPrompts, serial: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         role, feeds = self.decoder_feeds(embedding, prompts)
-        session, names = self._session(role), list(self.spec.decoder_outputs)
+        session, names = self._session(role, serial), list(self.spec.decoder_outputs)
         device = self._devices[role]
         if device is None:
             outputs = session.run(names, feeds)
