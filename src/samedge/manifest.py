@@ -13,7 +13,9 @@ from .errors import ArtifactError
 MANIFEST_NAME = "samedge.json"
 FORMAT = "samedge-model"
 #: 2: the decoder is split into context.onnx, decoder.onnx and decoder_mask.onnx.
-FORMAT_VERSION = 2
+#: 3: the context holds the keys with the positional encoding and the first block's
+#: transposed keys; the decoders never project the image side (see samedge.export.wrappers).
+FORMAT_VERSION = 3
 #: The graphs (file roles) that make up each component a precision applies to.
 COMPONENT_ROLES: dict[str, tuple[str, ...]] = {
     "encoder": ("encoder",),
@@ -92,8 +94,8 @@ class Manifest:
                 )
             if version < FORMAT_VERSION:
                 raise ArtifactError(
-                    f"{path} was written by an older samedge (format {version}, before the "
-                    f"decoder context graph); re-export the model with 'samedge export "
+                    f"{path} was written by an older samedge (format {version}; this one "
+                    f"reads format {FORMAT_VERSION}); re-export the model with 'samedge export "
                     f"{data.get('model', 'MODEL')} --out {folder}'"
                 )
             files = {

@@ -27,7 +27,7 @@ LOW_RES_MASKS = "low_res_masks"
 IOU_PREDICTIONS = "iou_predictions"
 OBJECT_SCORE_LOGITS = "object_score_logits"
 # The decoder's per-image context (see samedge.export.wrappers.DecoderContext).
-CONTEXT = ("ctx_keys", "ctx_k", "ctx_v", "ctx_q")
+CONTEXT = ("ctx_keys", "ctx_keys_pe", "ctx_k_t", "ctx_v")
 CONTEXT_HIGH_RES = ("ctx_feat_s1", "ctx_feat_s0")
 
 LOW_RES_SIZE = 256  # side of the decoder's low-resolution mask logits
@@ -125,8 +125,9 @@ class ModelSpec:
         over ``C / 2`` channels)."""
         c, h, w = self.embedding_shape
         hw, heads = h * w, 8
-        attn = (1, heads, hw, c // 2 // heads)
-        shapes: tuple[tuple[int, ...], ...] = ((1, hw, c), attn, attn, attn)
+        d = c // 2 // heads
+        shapes: tuple[tuple[int, ...], ...] = ((1, hw, c), (1, hw, c), (1, heads, d, hw))
+        shapes += ((1, heads, hw, d),)
         if self.high_res_shapes:
             (c0, _, _), (c1, _, _) = self.high_res_shapes
             shapes += ((1, hw, 4, c1), (1, hw, 16, c0))

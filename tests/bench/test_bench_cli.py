@@ -84,12 +84,13 @@ def test_bench_json_is_complete_and_consistent(bench_run: tuple[dict[str, Any], 
     compute = result["compute"]
     assert compute["gemm_peak_gflops"] == max(compute["gemm_peak_samples_gflops"]) > 0
     assert len(compute["gemm_peak_samples_gflops"]) == 2
-    # SAM 2.1 tiny: ~292 GFLOP encoder (+ the decoder's per-image context), ~2.8 GFLOP per
-    # decoder call (the official decoder does ~3.7, of which ~0.8 is per-image work that
-    # samedge runs once in the context graph); random weights do not change the cost. The
-    # floors are FLOPs over the measured peak.
+    # SAM 2.1 tiny: ~292 GFLOP encoder (+ the decoder's per-image context), ~2 GFLOP per
+    # decoder call of a few points (the official decoder does ~3.7: samedge runs the
+    # per-image work once in the context graph and never projects the image side per
+    # prompt); random weights do not change the cost. The floors are FLOPs over the
+    # measured peak.
     assert 250 < compute["encoder_gflop"] < 350
-    assert 2.5 < compute["decoder_gflop_per_prompt"] < 3.2
+    assert 1.7 < compute["decoder_gflop_per_prompt"] < 2.5
     peak = compute["gemm_peak_gflops"]
     assert compute["floor_ms"]["encoder"] == pytest.approx(
         1000 * compute["encoder_gflop"] / peak, rel=2e-3

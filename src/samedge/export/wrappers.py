@@ -11,10 +11,18 @@ not exported but is the reference that the exported pair must match (the export'
 gate). :class:`DecoderContext` + :class:`FastDecoder` compute the same function with the
 same weights, reorganised for a CPU:
 
-* the per-image part of the first transformer block (the image side's key, value and query
+* the per-image part of the first transformer block (the image side's key and value
   projections, the positional encoding, the no-mask embedding) runs once per image instead
   of once per prompt; a mask prompt adds its contribution through the mask embedding's
   last (linear) layer folded into those projections, 16 instead of 256 input channels;
+* the other cross-attentions never project the 64 x 64 image side: a prompt has only
+  ``T`` tokens (about 8), so each head's token queries (or keys) are multiplied into the
+  image-side projection weights first, giving ``heads x T`` rows of ``C`` weights that
+  meet the image features once (see :meth:`FastDecoder._attend_image` and
+  :meth:`FastDecoder._attend_tokens`): about 0.9 fewer GFLOP per prompt of one click and
+  no per-head transposes of image-sized tensors. The cost grows with ``T``: measured on
+  SAM 2.1 tiny (2 threads), a prompt of 1 point decodes in 21.9 instead of 28.3 ms, of 12
+  points in the same time as projecting the image side, of 24 points 20 % slower;
 * the image side never gets repeated per prompt: batch-1 tensors broadcast;
 * linear layers run on 2-D views (one GEMM with the bias fused, no separate add);
 * the transposed convolutions of the upscaling (kernel 2, stride 2, so one GEMM per pixel)
@@ -167,6 +175,11 @@ def _attend(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) 
     return _linear(_merge_heads(weights @ v), out.weight, out.bias)
 
 
+def _per_head(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """A projection's ``(heads * d, C)`` weight as ``(heads, d, C)``: each head's rows."""
+    return weight.reshape(heads, -1, weight.shape[-1])
+
+
 def _convt_matrix(conv: nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
     """A kernel-2, stride-2 transposed convolution as ``(4 * out, in)`` [a, b, out] + bias."""
     w = conv.weight  # (in, out, 2, 2)
@@ -213,22 +226,22 @@ class DecoderContext(_DecoderParts):
 
     Outputs (``spec.context_outputs``), float32, batch 1, ``HW`` = 64 x 64 pixels:
         ``ctx_keys`` ``(1, HW, C)``: image embedding + no-mask embedding, channels last;
-        ``ctx_k``, ``ctx_v`` ``(1, heads, HW, d)``: first block's token-to-image keys and
-        values; ``ctx_q`` ``(1, heads, HW, d)``: its image-to-token queries, pre-scaled;
+        ``ctx_keys_pe`` ``(1, HW, C)``: the same + the positional encoding;
+        ``ctx_k_t`` ``(1, heads, d, HW)``: first block's token-to-image keys, transposed;
+        ``ctx_v`` ``(1, heads, HW, d)``: its values;
         SAM 2 only: ``ctx_feat_s1`` ``(1, HW, 4, C/4)`` and ``ctx_feat_s0``
         ``(1, HW, 16, C/8)``, the high-res features in the upscaling's phase layout.
     """
 
     def forward(self, image_embeddings: torch.Tensor, *high_res: torch.Tensor):
         keys = image_embeddings.flatten(2).transpose(1, 2) + self.no_mask()
-        pe = self.dense_pe()
-        layer = self.transformer.layers[0]
-        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+        keys_pe = keys + self.dense_pe()
+        t2i = self.transformer.layers[0].cross_attn_token_to_image
         out = [
             keys,
-            _project(t2i.k_proj, keys + pe, self.heads),
+            keys_pe,
+            _project(t2i.k_proj, keys_pe, self.heads).transpose(-1, -2),
             _project(t2i.v_proj, keys, self.heads),
-            _project(i2t.q_proj, keys + pe, self.heads, _scale(i2t)),
         ]
         if high_res:
             side = self.side
@@ -267,7 +280,8 @@ class FastDecoder(_DecoderParts):
     def _mask_contribution(
         self, mask_input: torch.Tensor, has_mask: torch.Tensor
     ) -> list[torch.Tensor]:
-        """A mask prompt's change to the keys and to the first block's k, v and q.
+        """A mask prompt's change to the keys (with or without the positional encoding: the
+        same) and to the first block's transposed keys and values.
 
         The official mask embedding is ``conv1x1(h)`` of 16-channel features ``h`` and
         replaces the no-mask embedding. Its difference from the no-mask embedding reaches
@@ -275,17 +289,16 @@ class FastDecoder(_DecoderParts):
         their weights multiplied out: 16 input channels per pixel instead of 256.
         """
         conv3 = self.prompt_encoder.mask_downscaling[-1]
-        layer = self.transformer.layers[0]
-        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+        t2i = self.transformer.layers[0].cross_attn_token_to_image
         w3 = conv3.weight.reshape(conv3.weight.shape[0], -1)  # (C, 16)
         b3 = conv3.bias - self.no_mask().reshape(-1)
         h = self._mask_features(mask_input)
         gate = has_mask.reshape(-1, 1, 1)
-        out = [_linear(h, w3, b3) * gate]
-        for proj, scale in ((t2i.k_proj, 1.0), (t2i.v_proj, 1.0), (i2t.q_proj, _scale(i2t))):
-            delta = _linear(h, proj.weight @ w3, proj.weight @ b3) * gate
-            out.append(_split_heads(delta, self.heads) * scale)
-        return out
+        k, v = (
+            _split_heads(_linear(h, proj.weight @ w3, proj.weight @ b3) * gate, self.heads)
+            for proj in (t2i.k_proj, t2i.v_proj)
+        )
+        return [_linear(h, w3, b3) * gate, k.transpose(-1, -2), v]
 
     def _tokens(self, coords: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Output tokens + point embeddings ``(B, T, C)``, and the index of the IoU token."""
@@ -297,14 +310,60 @@ class FastDecoder(_DecoderParts):
         tokens = torch.cat(parts, 0).unsqueeze(0).expand(sparse.shape[0], -1, -1)
         return torch.cat((tokens, sparse), 1), len(parts) - 2
 
+    def _attend_image(
+        self, attn: nn.Module, q_in: torch.Tensor, x_k_t: torch.Tensor, x_v: torch.Tensor
+    ) -> torch.Tensor:
+        """Token-to-image attention without projecting the image: ``(B, T, C)``.
+
+        ``q_in`` ``(B, T, C)`` token queries; ``x_k_t`` ``(B, C, HW)`` image keys input,
+        transposed; ``x_v`` ``(B, HW, C)`` image values input. Per head, ``q k^T`` =
+        ``(q W_k) x_k^T``: the ``T`` queries are multiplied into the key weights first (the
+        key bias adds the same score to every image position of a query, which the softmax
+        cancels). The values' weights apply after the attention (``P (x_v W_v^T + b) =
+        (P x_v) W_v^T + b``, since each row of ``P`` sums to 1).
+        """
+        h = self.heads
+        q = _project(attn.q_proj, q_in, h, _scale(attn))  # (B, h, T, d)
+        b, _, t, _ = q.shape
+        c = x_v.shape[-1]
+        qk = (q @ _per_head(attn.k_proj.weight, h)).reshape(b, h * t, c)
+        weights = torch.softmax(qk @ x_k_t, dim=-1)  # (B, hT, HW)
+        pooled = (weights @ x_v).reshape(b, h, t, c)
+        wv = _per_head(attn.v_proj.weight, h).transpose(1, 2)  # (h, C, d)
+        out = pooled @ wv + attn.v_proj.bias.reshape(h, 1, -1)
+        return _linear(_merge_heads(out), attn.out_proj.weight, attn.out_proj.bias)
+
+    def _attend_tokens(
+        self, attn: nn.Module, x_q: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor
+    ) -> torch.Tensor:
+        """Image-to-token attention without projecting the image: ``(B, HW, C)``.
+
+        ``x_q`` ``(B, HW, C)`` image queries input; ``k_in``, ``v_in`` ``(B, T, C)`` token
+        keys and values inputs. Per head, ``q k^T = x_q (W_q^T k^T) + b_q k^T``: the keys
+        are multiplied into the query weights, and the values into the output projection's
+        weights, so the image side meets two ``(C, heads x T)`` matrices instead of two
+        ``C x C/2`` projections, and the heads are never split out of it.
+        """
+        h, scale = self.heads, _scale(attn)
+        k = _project(attn.k_proj, k_in, h, scale)  # (B, h, T, d)
+        v = _project(attn.v_proj, v_in, h)
+        b, _, t, _ = k.shape
+        hw, c = x_q.shape[1:]
+        kq = (k @ _per_head(attn.q_proj.weight, h)).reshape(b, h * t, c)
+        bias = (k @ attn.q_proj.bias.reshape(h, -1, 1)).reshape(b, 1, h * t)
+        vo = (v @ _per_head(attn.out_proj.weight.t(), h)).reshape(b, h * t, c)
+        scores = (x_q @ kq.transpose(1, 2) + bias).reshape(b, hw, h, t)  # (B, HW, h, T)
+        weights = torch.softmax(scores, dim=-1).reshape(b, hw, h * t)
+        return weights @ vo + attn.out_proj.bias
+
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         n_high = len(self.spec.high_res_shapes)
-        keys, k_img, v_img, q_img = args[:4]
+        keys, keys_pe, k_img, v_img = args[:4]
         feats = args[4 : 4 + n_high]
         coords, labels = args[4 + n_high : 6 + n_high]
         if self.with_mask:
-            delta, dk, dv, dq = self._mask_contribution(*args[6 + n_high :])
-            keys, k_img, v_img, q_img = keys + delta, k_img + dk, v_img + dv, q_img + dq
+            delta, dk, dv = self._mask_contribution(*args[6 + n_high :])
+            keys, keys_pe, k_img, v_img = keys + delta, keys_pe + delta, k_img + dk, v_img + dv
         tokens, s = self._tokens(coords, labels)
         pe = self.dense_pe()
         h = self.heads
@@ -320,22 +379,21 @@ class FastDecoder(_DecoderParts):
                 _project(sa.v_proj, queries, h),
             )
             queries = layer.norm1(attn if layer.skip_first_layer_pe else queries + attn)
-            if i > 0:  # the first block's image side comes from the context
-                k_pe = keys + pe
-                k_img = _project(t2i.k_proj, k_pe, h)
-                v_img = _project(t2i.v_proj, keys, h)
-                q_img = _project(i2t.q_proj, k_pe, h, _scale(i2t))
-            q_tok = _project(t2i.q_proj, queries + tokens, h, _scale(t2i))
-            queries = layer.norm2(queries + _attend(t2i, q_tok, k_img, v_img))
+            if i == 0:  # the first block's image keys and values come from the context
+                q_tok = _project(t2i.q_proj, queries + tokens, h, _scale(t2i))
+                weights = torch.softmax(q_tok @ k_img, dim=-1)  # (B, h, T, HW)
+                out = t2i.out_proj
+                attn = _linear(_merge_heads(weights @ v_img), out.weight, out.bias)
+            else:
+                keys_pe = keys + pe
+                attn = self._attend_image(t2i, queries + tokens, keys_pe.transpose(1, 2), keys)
+            queries = layer.norm2(queries + attn)
             queries = layer.norm3(queries + layer.mlp(queries))
-            x = queries + tokens
-            attn = _attend(i2t, q_img, _project(i2t.k_proj, x, h), _project(i2t.v_proj, queries, h))
+            attn = self._attend_tokens(i2t, keys_pe, queries + tokens, queries)
             keys = layer.norm4(keys + attn)
         fin = self.transformer.final_attn_token_to_image
-        q_tok = _project(fin.q_proj, queries + tokens, h, _scale(fin))
-        k_img = _project(fin.k_proj, keys + pe, h)
-        v_img = _project(fin.v_proj, keys, h)
-        queries = self.transformer.norm_final_attn(queries + _attend(fin, q_tok, k_img, v_img))
+        attn = self._attend_image(fin, queries + tokens, (keys + pe).transpose(1, 2), keys)
+        queries = self.transformer.norm_final_attn(queries + attn)
         masks = self._masks(
             queries[:, s + 1 : s + 1 + self.mask_decoder.num_mask_tokens], keys, feats
         )
