@@ -7,7 +7,12 @@ import pytest
 
 from samedge.imageio import load_image
 from samedge.registry import get_spec
-from samedge.runtime.postprocess import select_masks, stability_score, upscale_logits
+from samedge.runtime.postprocess import (
+    select_masks,
+    stability_score,
+    upscale_logits,
+    upscale_masks,
+)
 from samedge.runtime.preprocess import preprocess
 
 from .conftest import PARITY_PHOTOS, requires_export, shared_path
@@ -83,6 +88,10 @@ def test_upscale_matches_official(torch_mod, name: str, size: tuple[int, int]) -
     # agreement is ~2e-5 of the logit range, far below anything that moves a mask edge.
     np.testing.assert_allclose(ours, expected, rtol=0, atol=5e-5 * np.abs(expected).max())
     assert np.mean((ours > 0) != (expected > 0)) < 1e-5
+    # The binary path (one scratch buffer, thresholded in place) gives exactly those masks.
+    masks = upscale_masks(low, spec, input_size, size, threshold=0.5)
+    assert masks.shape == (2, 3, h, w) and masks.dtype == bool
+    np.testing.assert_array_equal(masks, ours > 0.5)
 
 
 def test_single_mask_selection_follows_sam2_stability_rule() -> None:

@@ -42,7 +42,7 @@ import numpy as np
 from ..errors import SamedgeError
 from ..imageio import ImageLike, load_image
 from ..maskutils import rle_encode
-from ..runtime.postprocess import select_masks, upscale_logits
+from ..runtime.postprocess import select_masks, upscale_logits, upscale_masks
 from ..runtime.prompts import normalize_prompts
 from ..runtime.types import ImageEmbedding
 from ..specs import LOW_RES_SIZE
@@ -520,7 +520,7 @@ class MaskGenerator:
     def _full_mask(
         self, logits: np.ndarray, input_size: tuple[int, int], crop_size: tuple[int, int]
     ) -> np.ndarray:
-        return upscale_logits(logits, self.spec, input_size, crop_size) > self.mask_threshold
+        return upscale_masks(logits, self.spec, input_size, crop_size, self.mask_threshold)
 
     # ------------------------------------------------------------------ all crops
 

@@ -103,7 +103,7 @@ class SamedgeSide:
     ) -> None:
         start = clock()
         from ..imageio import load_image
-        from ..runtime.postprocess import select_masks, upscale_logits
+        from ..runtime.postprocess import select_masks, upscale_masks
         from ..runtime.predictor import Predictor
         from ..runtime.preprocess import preprocess
         from ..runtime.prompts import normalize_prompts
@@ -114,7 +114,7 @@ class SamedgeSide:
         self._preprocess = preprocess
         self._normalize = normalize_prompts
         self._select = select_masks
-        self._upscale = upscale_logits
+        self._upscale = upscale_masks
         start = clock()
         self.predictor = Predictor.from_pretrained(
             model,
@@ -160,8 +160,7 @@ class SamedgeSide:
             low_res, iou, _ = predictor.decode(emb, prepared)
             d1 = clock()
             logits, _ = self._select(low_res, iou, spec, p.multimask)
-            full = self._upscale(logits, spec, emb.input_size, emb.original_size)
-            _ = full > spec.mask_threshold
+            self._upscale(logits, spec, emb.input_size, emb.original_size, spec.mask_threshold)
             d2 = clock()
             out["decoder"].append(d1 - d0)
             out["postprocess"].append(d2 - d1)

@@ -23,7 +23,7 @@ from ..specs import (
     POINT_LABELS,
     ModelSpec,
 )
-from .postprocess import select_masks, upscale_logits
+from .postprocess import select_masks, upscale_masks
 from .preprocess import preprocess
 from .prompts import DecoderPrompts, normalize_prompts
 from .session import (
@@ -393,11 +393,14 @@ class Predictor:
             rows = np.arange(len(scores))
             pick = np.argmax(scores, axis=1)
             logits, scores = logits[rows, pick][:, None], scores[rows, pick][:, None]
-        full = upscale_logits(logits, self.spec, embedding.input_size, embedding.original_size)
-        if self.spec.low_res_clamp is not None:
-            logits = np.clip(logits, -self.spec.low_res_clamp, self.spec.low_res_clamp)
+        spec = self.spec
+        masks = upscale_masks(
+            logits, spec, embedding.input_size, embedding.original_size, spec.mask_threshold
+        )
+        if spec.low_res_clamp is not None:
+            logits = np.clip(logits, -spec.low_res_clamp, spec.low_res_clamp)
         return MaskPrediction(
-            masks=full > self.spec.mask_threshold,
+            masks=masks,
             scores=np.ascontiguousarray(scores, dtype=np.float32),
             low_res_logits=np.ascontiguousarray(logits, dtype=np.float32),
             object_score_logits=obj,
