@@ -145,6 +145,21 @@ def test_compare_torch_reports_both_sides_and_ratios(
         assert isinstance(targets[name]["met"], bool), name
     assert isinstance(targets["encoder_vs_floor"]["met"], bool)
     assert result["config"]["order"].startswith("alternating repeats: samedge 1, official 1")
+    # The official decoder's arithmetic, counted in its own process: SAM 2.1 tiny's decoder
+    # does ~3.6 GFLOP per prompt, more than samedge's graph (which hoists and reassociates).
+    compute = result["compute"]
+    official_gflop = compute["official_decoder"]["decoder_gflop_per_prompt"]
+    assert 3.2 < official_gflop < 4.2
+    assert official_gflop > compute["decoder_gflop_per_prompt"]
+    assert set(compute["official_decoder"]["decoder_gflop_by_kind"]) == set(
+        result["config"]["prompt_kinds"]
+    )
+    floor = compute["floor_ms"]["official_decoder"]
+    assert floor == pytest.approx(1000 * official_gflop / compute["gemm_peak_gflops"], rel=2e-3)
+    click = result["sides"]["samedge"]["stages_ms"]["click"]["median"]
+    assert targets["click_vs_official_decoder_floor"]["value"] == pytest.approx(
+        click / floor, abs=2e-3
+    )
 
 
 def _run_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

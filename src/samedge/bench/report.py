@@ -105,6 +105,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"- fp32 GEMM peak {compute['gemm_peak_gflops']} GFLOP/s ({compute['gemm_threads']}"
             f" threads); encoder {compute.get('encoder_gflop', '–')} GFLOP, decoder "
             f"{compute.get('decoder_gflop_per_prompt', '–')} GFLOP per prompt"
+            + _official_decoder_note(compute)
         )
     if result.get("command"):
         lines.append(f"- command: `{result['command']}`")
@@ -236,6 +237,18 @@ def plot_png(result: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+def _official_decoder_note(compute: dict[str, Any]) -> str:
+    """The official decoder's FLOPs and floor, when they were counted."""
+    official = compute.get("official_decoder")
+    floor = compute.get("floor_ms", {}).get("official_decoder")
+    if not official or floor is None:
+        return ""
+    return (
+        f" (the official decoder: {official['decoder_gflop_per_prompt']} GFLOP, floor "
+        f"{floor:.1f} ms)"
+    )
+
+
 def console_summary(result: dict[str, Any]) -> str:
     """A short plain-text summary for the terminal."""
     sides = result["sides"]
@@ -255,6 +268,9 @@ def console_summary(result: dict[str, Any]) -> str:
         floor = floors.get(stage)
         line += f"{floor:>10.1f}" if floor else f"{'–':>10}"
         lines.append(line)
+    note = _official_decoder_note(result["compute"])
+    if note:
+        lines.append(f"click floor{note}")
     lines.append(f"samedge providers: {sides['samedge']['providers']}")
     rss = f"peak RSS: samedge {sides['samedge']['peak_rss_mib']:.0f} MiB"
     if compare:

@@ -273,6 +273,28 @@ class OfficialSide:
             multimask_output=p.multimask,
         )
 
+    def decoder_flops(self, plan: list[tuple[str, list[list[BenchPrompt]]]]) -> dict[str, Any]:
+        """FLOPs of the official ``predict`` of every prompt of the plan on the image set last,
+        counted by PyTorch's ``FlopCounterMode`` (matrix products and convolutions, as the
+        ONNX count): the arithmetic the official prompt encoder + mask decoder do per click."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        # The counter's module tracker hooks outputs that require grad: none should here.
+        for param in self.predictor.model.parameters():
+            param.requires_grad_(False)
+        flops, by_kind = [], {}
+        for _, runs in plan:
+            for run in runs:
+                for p in run:
+                    with self.torch.no_grad(), FlopCounterMode(display=False) as counter:
+                        self._predict(p)
+                    flops.append(counter.get_total_flops())
+                    by_kind[p.kind] = round(flops[-1] / 1e9, 4)
+        return {
+            "decoder_gflop_per_prompt": round(sum(flops) / len(flops) / 1e9, 4),
+            "decoder_gflop_by_kind": dict(sorted(by_kind.items())),
+        }
+
     def image(self, path: str, prompts: list[BenchPrompt], out: dict[str, list[float]]) -> None:
         t0 = clock()
         rgb = self._load_image(path)
@@ -344,7 +366,10 @@ def serve(args: argparse.Namespace, send: Callable[[dict[str, Any]], None]) -> N
                     send({"progress": 1})
             send({"samples": samples})
         elif cmd == "exit":
-            send({"peak_rss_bytes": peak_rss_bytes()})
+            reply: dict[str, Any] = {"peak_rss_bytes": peak_rss_bytes()}
+            if msg.get("count_flops") and isinstance(side, OfficialSide):
+                reply["flops"] = side.decoder_flops(plan)  # after the peak was read
+            send(reply)
             return
 
 
