@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     out.append(
         f"effective: {s.default_threads()} intra-op threads, spinning "
         f"{'on' if s.spinning_enabled() else 'off'}, memory arena "
-        f"{'on' if s.arena_enabled() else 'off'}"
+        f"{s.arena_mode()}"
     )
     out.append("== conflicts")
     conflicts = s.provider_conflicts(installed)

@@ -29,10 +29,12 @@ from .prompts import DecoderPrompts, normalize_prompts
 from .session import (
     ProviderSettings,
     Shape,
+    arena_mode,
     binding_device,
     create_session,
     default_threads,
     run_bound,
+    run_options,
     session_io,
 )
 from .types import DeviceTensors, ImageEmbedding, MaskPrediction
@@ -100,9 +102,14 @@ class Predictor:
             artifact.encoder_path,
             providers,
             threads,
+            mem_pattern=False,
             settings=self._settings,
             cache_name=self._cache_name("encoder"),
         )
+        # SAMEDGE_ORT_ARENA=shrink: the encoder's arena goes back to the system after a run.
+        self._encoder_options = None
+        if arena_mode() == "shrink":
+            self._encoder_options = run_options({"memory.enable_memory_arena_shrinkage": "cpu:0"})
         self._devices["encoder"] = binding_device(self._encoder, self._settings)
         # The decoder graphs' peak memory is small: keep their buffers in the arena for reuse.
         self._context = self._open("context", self.spec.context_inputs, self.spec.context_outputs)
@@ -206,7 +213,7 @@ class Predictor:
         spec, devices = self.spec, self._devices
         feeds = {spec.encoder_inputs[0]: tensor}
         if devices["encoder"] is None and devices["context"] is None:
-            outputs = self._encoder.run(list(spec.encoder_outputs), feeds)
+            outputs = self._encoder.run(list(spec.encoder_outputs), feeds, self._encoder_options)
             context = self._run_context(outputs[0], tuple(outputs[1:]))
             on_device = None
         else:
@@ -230,7 +237,7 @@ class Predictor:
         spec, devices = self.spec, self._devices
         enc_out, ctx_out = list(spec.encoder_outputs), list(spec.context_outputs)
         if devices["encoder"] is None:
-            outputs, kept = self._encoder.run(enc_out, feeds), {}
+            outputs, kept = self._encoder.run(enc_out, feeds, self._encoder_options), {}
         else:
             keep = enc_out if devices["context"] == devices["encoder"] else []
             outputs, kept = run_bound(self._encoder, feeds, enc_out, devices["encoder"], keep)
