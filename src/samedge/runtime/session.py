@@ -121,14 +121,6 @@ def arena_enabled() -> bool:
     return arena_mode() != "off"
 
 
-#: ONNX Runtime graph fusions samedge turns off. ``BiasGeluFusion`` merges an ``Add`` and
-#: the ``Gelu`` after it into one ``BiasGelu``, whose CPU kernel measured 3x slower than the
-#: two operators it replaces in the static INT8 SAM 2.1 tiny encoder (whose matrix products
-#: cannot fuse their bias): 276 ms against 92 ms + the add; the encoder ran 1.19x instead of
-#: 1.12x faster than fp32. fp32 graphs fuse their biases into ``Gemm`` and never had it.
-DISABLED_OPTIMIZERS = ["BiasGeluFusion"]
-
-
 def create_session(
     path: str | os.PathLike[str],
     providers: str | Sequence[str] | None = None,
@@ -190,7 +182,6 @@ def create_session(
             sess_options=options,
             providers=chosen,
             provider_options=per_provider,
-            disabled_optimizers=DISABLED_OPTIMIZERS,
         )
     except Exception as exc:  # onnxruntime raises several unrelated exception types
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
