@@ -140,3 +140,35 @@ def test_large_batches_decode_in_cpu_sized_calls(predictor: Predictor, photo: Pa
     # A mask prompt goes to decoder_mask.onnx and changes the result.
     refined = predictor.decode(emb, masked)
     assert not np.allclose(refined[0][0], low[1], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("setting", "arena", "shrink"),
+    [(None, True, False), ("on", True, False), ("shrink", True, True), ("0", False, False)],
+)
+def test_memory_arena_follows_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+    export_test_model: Any,
+    photo: Path,
+    setting: str | None,
+    arena: bool,
+    shrink: bool,
+) -> None:
+    """SAMEDGE_ORT_ARENA: the encoder keeps ONNX Runtime's arena (never memory-pattern
+    planning, whose pre-allocated block is larger than the live tensors) unless it is 0;
+    ``shrink`` returns the arena after every image. Encodings are the same either way."""
+    if setting is None:
+        monkeypatch.delenv("SAMEDGE_ORT_ARENA", raising=False)
+    else:
+        monkeypatch.setenv("SAMEDGE_ORT_ARENA", setting)
+    p = Predictor.from_pretrained(export_test_model("sam2.1_hiera_tiny"), threads=2)
+    options = p._encoder.get_session_options()
+    assert options.enable_cpu_mem_arena is arena and options.enable_mem_pattern is False
+    assert (p._encoder_options is not None) is shrink
+    if setting == "shrink":  # two images through a shrinking arena, against no arena
+        monkeypatch.setenv("SAMEDGE_ORT_ARENA", "0")
+        plain = Predictor.from_pretrained(export_test_model("sam2.1_hiera_tiny"), threads=2)
+        for _ in range(2):
+            np.testing.assert_allclose(
+                p.encode(photo).image_embeddings, plain.encode(photo).image_embeddings, atol=1e-5
+            )
