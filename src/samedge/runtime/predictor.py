@@ -113,7 +113,7 @@ class Predictor:
         self._devices["encoder"] = binding_device(self._encoder, self._settings)
         # The decoder graphs' peak memory is small: keep their buffers in the arena for reuse.
         self._context = self._open("context", self.spec.context_inputs, self.spec.context_outputs)
-        self._decoder = self._open("decoder", self.spec.decoder_inputs, self.spec.decoder_outputs)
+        self._decoder = self._open("decoder", self._inputs("decoder"), self.spec.decoder_outputs)
         self._check_io(
             "encoder", self._encoder, self.spec.encoder_inputs, self.spec.encoder_outputs
         )
@@ -151,8 +151,13 @@ class Predictor:
             cache_name=self._cache_name(role),
         )
         self._check_io(role, session, inputs, outputs)
-        self._devices[role] = binding_device(session, settings)
+        if threads is None:  # the serial CPU sessions never bind on a device
+            self._devices[role] = binding_device(session, settings)
         return session
+
+    def _inputs(self, role: str) -> tuple[str, ...]:
+        """Input names of a decoder graph."""
+        return self.spec.mask_decoder_inputs if role == "decoder_mask" else self.spec.decoder_inputs
 
     def _check_io(
         self, role: str, session: Any, inputs: Sequence[str], outputs: Sequence[str]
@@ -282,20 +287,15 @@ class Predictor:
         if serial and self._workers > 1:
             with self._lock:
                 if role not in self._serial:
-                    inputs = self.spec.decoder_inputs
-                    if role == "decoder_mask":
-                        inputs = self.spec.mask_decoder_inputs
                     self._serial[role] = self._open(
-                        role, inputs, self.spec.decoder_outputs, threads=1
+                        role, self._inputs(role), self.spec.decoder_outputs, threads=1
                     )
                 return self._serial[role]
         if role == "decoder":
             return self._decoder
         with self._lock:
             if self._mask_decoder is None:
-                self._mask_decoder = self._open(
-                    "decoder_mask", self.spec.mask_decoder_inputs, self.spec.decoder_outputs
-                )
+                self._mask_decoder = self._open(role, self._inputs(role), self.spec.decoder_outputs)
             return self._mask_decoder
 
     def _map(self, function: Any, items: Sequence[Any]) -> list[Any]:
@@ -342,7 +342,7 @@ class Predictor:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         role, feeds = self.decoder_feeds(embedding, prompts)
         session, names = self._session(role, serial), list(self.spec.decoder_outputs)
-        device = self._devices[role]
+        device = None if serial else self._devices[role]  # serial calls run on the CPU
         if device is None:
             outputs = session.run(names, feeds)
         else:
