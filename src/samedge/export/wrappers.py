@@ -165,12 +165,13 @@ def _project(layer: nn.Linear, x: torch.Tensor, heads: int, scale: float = 1.0) 
     return out * scale if scale != 1.0 else out
 
 
-def _attend(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """The official ``Attention`` after its projections (``q`` already scaled).
+def _attend(attn: nn.Module, q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The official ``Attention`` after its projections (``q`` already scaled, keys given
+    transposed: ``(B, heads, d, S)``, as the context stores the first block's image keys).
 
     Batch dimensions broadcast, so per-image tensors of batch 1 are never repeated.
     """
-    weights = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
+    weights = torch.softmax(q @ k_t, dim=-1)
     out = attn.out_proj
     return _linear(_merge_heads(weights @ v), out.weight, out.bias)
 
@@ -375,15 +376,13 @@ class FastDecoder(_DecoderParts):
             attn = _attend(
                 sa,
                 _project(sa.q_proj, x, h, _scale(sa)),
-                _project(sa.k_proj, x, h),
+                _project(sa.k_proj, x, h).transpose(-1, -2),
                 _project(sa.v_proj, queries, h),
             )
             queries = layer.norm1(attn if layer.skip_first_layer_pe else queries + attn)
             if i == 0:  # the first block's image keys and values come from the context
                 q_tok = _project(t2i.q_proj, queries + tokens, h, _scale(t2i))
-                weights = torch.softmax(q_tok @ k_img, dim=-1)  # (B, h, T, HW)
-                out = t2i.out_proj
-                attn = _linear(_merge_heads(weights @ v_img), out.weight, out.bias)
+                attn = _attend(t2i, q_tok, k_img, v_img)
             else:
                 keys_pe = keys + pe
                 attn = self._attend_image(t2i, queries + tokens, keys_pe.transpose(1, 2), keys)
