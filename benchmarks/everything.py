@@ -91,26 +91,14 @@ def gemm_peak_ort(threads: int, n: int = 1024, seconds: float = 3.0) -> float:
 def onnx_decoder_gflops(predictor) -> float:
     """GFLOP per prompt of ``decoder.onnx``, the graph that decodes the grid's points (one
     point per prompt set, as the generator sends them)."""
-    import numpy as np
-
     from samedge.bench.flops import count_flops
-    from samedge.runtime.prompts import normalize_prompts
-    from samedge.runtime.types import ImageEmbedding
+    from samedge.bench.prompts import BenchPrompt
+    from samedge.bench.runner import decoder_feeds
 
     spec = predictor.spec
-    context = tuple(np.zeros(s, np.float32) for s in spec.context_shapes)
-    embedding = ImageEmbedding(
-        model=spec.name,
-        image_embeddings=np.zeros((1, *spec.embedding_shape), np.float32),
-        high_res_features=tuple(np.zeros((1, *s), np.float32) for s in spec.high_res_shapes),
-        original_size=(spec.image_size, spec.image_size),
-        input_size=(spec.image_size, spec.image_size),
-        context=context,
-    )
-    size = (spec.image_size, spec.image_size)
-    prompts = normalize_prompts(spec, size, size, points=[[10.0, 20.0]], labels=[1])
-    role, feeds = predictor.decoder_feeds(embedding, prompts)
-    return count_flops(predictor.artifact.path(role), feeds) / 1e9
+    point = BenchPrompt("point", [[10.0, 20.0]], [1], None, multimask=True)
+    feeds = decoder_feeds(spec, point, (spec.image_size, spec.image_size))
+    return count_flops(predictor.artifact.decoder_path, feeds) / 1e9
 
 
 def decoder_gflops(spec, batch: int = 4) -> float:

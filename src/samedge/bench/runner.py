@@ -411,8 +411,10 @@ def evaluate_targets(result: dict[str, Any]) -> dict[str, Any]:
         _ratio(ours["click"]["median"], floors.get("official_decoder")),
         TARGETS["click_vs_floor"],
     )
-    floor_key = "click_vs_official_decoder_floor" if "official_decoder" in floors else None
-    met = [out[k]["met"] for k in ("click_vs_official", floor_key or "click_vs_floor")]
+    floor_key = (
+        "click_vs_official_decoder_floor" if "official_decoder" in floors else "click_vs_floor"
+    )
+    met = [out[k]["met"] for k in ("click_vs_official", floor_key)]
     out["click"] = {
         "met": False if False in met else (None if None in met else True),
         "rule": "click within its limit against the official predictor and against the "
