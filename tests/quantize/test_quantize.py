@@ -7,6 +7,7 @@ the two sets are disjoint (the rule docs/precision.md states).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from samedge.quantize import (
     QuantizeConfig,
     quantize_model,
 )
+from samedge.quantize.convert import STATIC_OP_CHOICES, STATIC_OPS
 from samedge.runtime.predictor import Predictor
 
 from ..conftest import shared_path
@@ -65,6 +67,8 @@ def test_cli_choices_match_the_library() -> None:
     assert cli_quantize.PRECISIONS == PRECISIONS
     assert cli_quantize.COMPONENTS == COMPONENTS
     assert cli_quantize.METHODS == METHODS
+    assert cli_quantize.INT8_OPS == STATIC_OP_CHOICES
+    assert cli_quantize.INT8_OPS_DEFAULT == STATIC_OPS
 
 
 @pytest.mark.slow
@@ -137,8 +141,25 @@ def test_int8_static_decoder_calibrated_on_images(parent, grabcut, calib, tmp_pa
     assert q["calibration_images"] == ["cars.jpg"]
     import onnx
 
+    assert q["int8_ops"] == ["MatMul", "Gemm"]
     graph = onnx.load(out / "decoder.onnx").graph
     assert any(n.op_type == "QuantizeLinear" for n in graph.node)  # QDQ format
+    # Linear layers became Gemm on dequantised weights; their outputs stay float (no
+    # QuantizeLinear after a Gemm); products of two activations stay fp32 MatMuls.
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    gemms = [n for n in graph.node if n.op_type == "Gemm"]
+    assert gemms and all(made_by.get(n.input[1]) == "DequantizeLinear" for n in gemms)
+    assert not any(
+        n.op_type == "QuantizeLinear" and made_by.get(n.input[0]) == "Gemm" for n in graph.node
+    )
+    weights = {t.name for t in graph.initializer}
+    weights |= {n.output[0] for n in graph.node if n.op_type == "Constant"} | {
+        n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights
+    }
+    products = [n for n in graph.node if n.op_type == "MatMul" and not set(n.input) & weights]
+    assert products and not any(
+        made_by.get(i) == "DequantizeLinear" for n in products for i in n.input
+    )
     assert {i.name for i in graph.input} == set(
         Predictor.from_pretrained(parent).spec.decoder_inputs
     )
@@ -188,3 +209,23 @@ def test_cli_errors_are_one_line(parent, grabcut, tmp_path, capsys) -> None:
         ]
     )
     assert code == 2 and "already exists and is not empty" in capsys.readouterr().err
+    for extra, message in (
+        (["--precision", "int8-static", "--int8-ops", "Conv,Einsum"], "unknown operator Einsum"),
+        (["--precision", "fp16", "--int8-ops", "Conv"], "--int8-ops applies to"),
+    ):
+        with pytest.raises(SystemExit) if "Einsum" in extra[-1] else contextlib.nullcontext():
+            code = main(
+                [
+                    "quantize",
+                    str(parent),
+                    *extra,
+                    "--fidelity",
+                    str(grabcut),
+                    "--calibration",
+                    str(grabcut),
+                    "--out",
+                    str(tmp_path / "ops"),
+                ]
+            )
+        err = capsys.readouterr().err
+        assert message in err and not (tmp_path / "ops").exists()

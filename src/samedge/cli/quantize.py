@@ -14,6 +14,8 @@ from .options import add_runtime_options, provider_settings
 PRECISIONS = ("fp16", "int8-dynamic", "int8-static")
 COMPONENTS = ("encoder", "decoder", "both")
 METHODS = ("minmax", "entropy", "percentile")
+INT8_OPS = ("Conv", "MatMul", "Gemm")
+INT8_OPS_DEFAULT = ("MatMul", "Gemm")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +54,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--num-images", type=int, default=16, help="calibration images used (default 16)"
     )
     parser.add_argument(
+        "--int8-ops",
+        type=_op_list,
+        default=None,
+        metavar="OPS",
+        help=f"operator types int8-static quantises, comma-separated from {','.join(INT8_OPS)} "
+        f"(default {','.join(INT8_OPS_DEFAULT)}: the linear layers; see docs/precision.md)",
+    )
+    parser.add_argument(
         "--threshold", type=float, default=0.95, help="minimum mean IoU vs fp32 (default 0.95)"
     )
     parser.add_argument(
@@ -59,6 +69,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_runtime_options(parser)
     parser.set_defaults(func=run)
+
+
+def _op_list(text: str) -> tuple[str, ...]:
+    ops = tuple(dict.fromkeys(op.strip() for op in text.split(",") if op.strip()))
+    unknown = [op for op in ops if op not in INT8_OPS]
+    if unknown or not ops:
+        raise argparse.ArgumentTypeError(
+            f"unknown operator {', '.join(unknown) or '(none)'}: choose from {', '.join(INT8_OPS)}"
+        )
+    return ops
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         providers=args.provider,
         provider_settings=provider_settings(args),
         threads=args.threads,
+        static_options={} if args.int8_ops is None else {"ops": args.int8_ops},
     )
     result = quantize_model(
         args.model, args.out, cfg, log=lambda m: print(f"samedge: {m}", file=sys.stderr)

@@ -8,7 +8,8 @@
 
 Modules: :mod:`.convert` (one ONNX graph to fp16 / int8), :mod:`.calibration` (calibration
 feeds from images, preprocessed exactly as at inference), :mod:`.ranges` (static INT8
-activation ranges, one sample at a time with bounded memory), :mod:`.model` (a whole model folder:
+activation ranges, one sample at a time with bounded memory), :mod:`.graph` (rewrites before
+quantisation: linear layers as ``Gemm``), :mod:`.model` (a whole model folder:
 convert, measure fidelity against the fp32 parent, write the folder and its manifest).
 """
 

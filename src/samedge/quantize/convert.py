@@ -16,12 +16,19 @@ from typing import Any
 
 import numpy as np
 
+from .graph import linear_layers_as_gemm
 from .ranges import METHODS as METHODS
 from .ranges import CalibrationOptions, Samples, calibration_method, collect_ranges
 
-#: Operators that static INT8 quantises by default: the convolutions and matrix products
-#: that hold nearly all of SAM's FLOPs. Everything else stays fp32 between Q/DQ pairs.
-STATIC_OPS = ("Conv", "MatMul", "Gemm")
+#: Operators that static INT8 may quantise (``samedge quantize --int8-ops``).
+STATIC_OP_CHOICES = ("Conv", "MatMul", "Gemm")
+
+#: What static INT8 quantises by default: the weight products (linear layers), which hold
+#: nearly all of the encoders' FLOPs outside attention. Convolutions stay fp32: in SAM's
+#: ViT-B they are a few percent of the time but quantising them cost most of the fidelity
+#: (mean IoU 0.945 -> 0.991 without them, docs/precision.md). Products of two activations
+#: (attention scores) stay fp32 too: as integer products they were no faster.
+STATIC_OPS = ("MatMul", "Gemm")
 
 #: Operators that dynamic INT8 quantises (activations are quantised per call).
 DYNAMIC_OPS = ("MatMul", "Gemm")
@@ -77,6 +84,37 @@ def staged(src: Path, files: Sequence[Path] = ()) -> Iterator[Path]:
         yield Path(tmp) / src.name
 
 
+def _prepare_graph(path: Path, linear_as_gemm: bool, log: Any = None) -> list[str]:
+    """Ready the staged graph ``path`` for static quantisation; returns the nodes to leave
+    in fp32: every ``MatMul`` of two activations (no weight operand).
+
+    With ``linear_as_gemm`` the graph's linear layers are rewritten as ``Gemm``
+    (:func:`.graph.linear_layers_as_gemm`). ``path`` is a link to the parent's file: it is
+    replaced by the rewritten copy, never written through. External data stays where it
+    is; only nodes and small shape constants change.
+    """
+    import onnx
+
+    proto = onnx.load(os.fspath(path), load_external_data=False)
+    changed = False
+    if linear_as_gemm:
+        count = linear_layers_as_gemm(proto)
+        changed = count > 0
+        if log is not None:
+            log(f"{count} linear layers written as Gemm")
+    weights = {t.name for t in proto.graph.initializer}
+    excluded = []
+    for i, node in enumerate(proto.graph.node):
+        if node.op_type == "MatMul" and not set(node.input) & weights:
+            if not node.name:
+                node.name, changed = f"samedge/matmul_{i}", True
+            excluded.append(node.name)
+    if changed:
+        path.unlink()
+        onnx.save(proto, os.fspath(path))
+    return excluded
+
+
 class _SampleReader:
     """onnxruntime ``CalibrationDataReader`` over ``samples()``, one sample per call of its
     calibrator (``CalibStridedMinMax`` = 1) for onnxruntime without a calibration cache."""
@@ -105,6 +143,7 @@ def to_int8_static(
     reduce_range: bool = False,
     activation: str = "quint8",
     extra_options: Mapping[str, Any] | None = None,
+    linear_as_gemm: bool = True,
     threads: int | None = None,
     external_files: Sequence[Path] = (),
     log: Any = None,
@@ -115,11 +154,16 @@ def to_int8_static(
         samples: called once per calibration pass; returns the input dicts (one per sample).
         calibration: :class:`.ranges.CalibrationOptions`, or a method name with the default
             options (see :data:`METHODS`).
-        ops: operator types to quantise.
+        ops: operator types to quantise (see :data:`STATIC_OPS`); a ``MatMul`` of two
+            activations is never quantised.
         per_channel: per-output-channel weight scales (better accuracy for Conv/MatMul).
         reduce_range: 7-bit weights, which avoids int16 overflow in the u8s8 kernels of CPUs
             without VNNI.
         activation: ``quint8`` or ``qint8`` activations; weights are always QInt8 (QDQ).
+        linear_as_gemm: rewrite ``MatMul`` + bias ``Add`` pairs as ``Gemm`` first
+            (:func:`.graph.linear_layers_as_gemm`) and leave those products' outputs in
+            float: each becomes one ``QGemm`` with its bias, instead of an integer product,
+            a requantisation, a dequantisation and an fp32 bias addition.
         threads: intra-op threads of the calibration runs.
         external_files: external data files of ``src`` (graphs over 2 GB).
 
@@ -148,9 +192,13 @@ def to_int8_static(
         "weight_type": QuantType.QInt8,
         "calibrate_method": calibration_method(options.method),
     }
-    extra = {"CalibTensorRangeSymmetric": options.is_symmetric, **(extra_options or {})}
+    extra: dict[str, Any] = {"CalibTensorRangeSymmetric": options.is_symmetric}
+    if linear_as_gemm:
+        extra["OpTypesToExcludeOutputQuantization"] = ["Gemm"]
+    extra.update(extra_options or {})
     with staged(src, external_files) as model:
         large = bool(external_files)
+        kwargs["nodes_to_exclude"] = _prepare_graph(model, linear_as_gemm, log)
         if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
             from onnxruntime.quantization.calibrate import save_tensors_data
 

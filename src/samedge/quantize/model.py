@@ -21,7 +21,7 @@ from ..artifacts import ModelArtifact, resolve_model
 from ..errors import SamedgeError, require_extra
 from ..manifest import COMPONENT_ROLES, MANIFEST_NAME, ROLES, FileEntry, Manifest, sha256_file
 from .calibration import decoder_feeds, encoder_feeds, file_hashes, list_images
-from .convert import to_fp16, to_int8_dynamic, to_int8_static
+from .convert import STATIC_OP_CHOICES, STATIC_OPS, to_fp16, to_int8_dynamic, to_int8_static
 from .ranges import METHODS as METHODS
 from .ranges import CalibrationOptions
 
@@ -113,6 +113,15 @@ def _check_config(cfg: QuantizeConfig) -> None:
     if cfg.method not in METHODS:
         raise SamedgeError(f"unknown calibration method '{cfg.method}': use {', '.join(METHODS)}")
     cfg.calibration_settings()
+    ops = cfg.static_options.get("ops")
+    if ops is not None and cfg.precision != "int8-static":
+        raise SamedgeError("--int8-ops applies to --precision int8-static only")
+    unknown = sorted(set(ops or ()) - set(STATIC_OP_CHOICES))
+    if unknown:
+        raise SamedgeError(
+            f"unknown operator {', '.join(unknown)} for int8-static: use "
+            f"{', '.join(STATIC_OP_CHOICES)}"
+        )
     if cfg.precision == "int8-static" and cfg.calibration is None:
         raise SamedgeError("--precision int8-static needs --calibration DIR (a folder of images)")
     if cfg.fidelity_data is None:
@@ -255,6 +264,11 @@ def quantize_model(
             "calibration_images": [p.name for p in calib_images],
             "num_calibration_images": len(calib_images),
             "static_options": dict(cfg.static_options),
+            "int8_ops": (
+                list(cfg.static_options.get("ops", STATIC_OPS))
+                if cfg.precision == "int8-static"
+                else None
+            ),
         }
         parent_info = {
             "folder": str(parent_art.folder),
