@@ -15,7 +15,9 @@ FORMAT = "samedge-model"
 #: 2: the decoder is split into context.onnx, decoder.onnx and decoder_mask.onnx.
 #: 3: the context holds the keys with the positional encoding and the first block's
 #: transposed keys; the decoders never project the image side (see samedge.export.wrappers).
-FORMAT_VERSION = 3
+#: 4: the context's SAM 2 high-res features include the upscaling's biases, and a
+#: single-prompt decoder call adds them inside its products (samedge.export.graph).
+FORMAT_VERSION = 4
 #: The graphs (file roles) that make up each component a precision applies to.
 COMPONENT_ROLES: dict[str, tuple[str, ...]] = {
     "encoder": ("encoder",),

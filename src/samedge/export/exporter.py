@@ -2,7 +2,8 @@
 
 The graphs: ``encoder.onnx`` (image -> embedding), ``context.onnx`` (the decoder's per-image
 work), ``decoder.onnx`` (point and box prompts) and ``decoder_mask.onnx`` (prompts with a
-mask input); see :mod:`samedge.export.wrappers`.
+mask input); see :mod:`samedge.export.wrappers` (and :mod:`samedge.export.graph` for
+the one rewrite applied to the traced decoders).
 
 Nothing is written to the output folder until every graph has been run in ONNX Runtime on
 fixed inputs and matched the PyTorch model within tolerance. Work happens in a temporary
@@ -39,6 +40,7 @@ from ..runtime.session import create_session
 from ..specs import HAS_MASK_INPUT, MASK_INPUT, POINT_COORDS, POINT_LABELS, ModelSpec
 from .attention import CONTRIB_OPSET, chunked_attention, fused_sdpa
 from .build import build_model
+from .graph import rewrite_file, single_prompt_addends
 from .wrappers import DecoderContext, FastDecoder, ImageEncoder, PromptDecoder
 
 log = logging.getLogger(__name__)
@@ -281,6 +283,7 @@ def _export_into(
             list(spec.decoder_outputs),
             {k: v for k, v in dynamic_axes.items() if k in inputs or k in spec.decoder_outputs},
         )
+        rewrite_file(work / f"{role}.onnx", lambda m: single_prompt_addends(m, POINT_COORDS))
     parity = _parity(spec, model, encoder, image, features, work, threads)
     return {"files": files, "parity": parity}
 

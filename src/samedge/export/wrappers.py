@@ -144,6 +144,19 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.
     return out.reshape(*shape[:-1], out.shape[-1])
 
 
+def _linear_onto(x: torch.Tensor, weight: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """``x @ weight.T + base`` for ``x`` ``(B, rows, K)`` and a per-image ``base`` of batch 1
+    (``rows * N`` values): one Gemm whose addend is ``base`` repeated over the batch.
+
+    The graph repeats ``base`` with an ``Expand``; for one prompt set that copy is
+    needless, and :func:`samedge.export.graph.single_prompt_addends` gives those Gemms a
+    branch that adds ``base`` directly.
+    """
+    b, rows, k = x.shape
+    addend = base.reshape(1, rows, -1).expand(b, -1, -1).reshape(b * rows, -1)
+    return torch.addmm(addend, x.reshape(b * rows, k), weight.t()).reshape(b, rows, -1)
+
+
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """``(b, n, c)`` -> ``(b, heads, n, c / heads)``, as the official ``_separate_heads``."""
     b, n, c = x.shape
@@ -231,7 +244,9 @@ class DecoderContext(_DecoderParts):
         ``ctx_k_t`` ``(1, heads, d, HW)``: first block's token-to-image keys, transposed;
         ``ctx_v`` ``(1, heads, HW, d)``: its values;
         SAM 2 only: ``ctx_feat_s1`` ``(1, HW, 4, C/4)`` and ``ctx_feat_s0``
-        ``(1, HW, 16, C/8)``, the high-res features in the upscaling's phase layout.
+        ``(1, HW, 16, C/8)``, the high-res features in the upscaling's phase layout, plus
+        the bias of the transposed convolution they are added to (so the decoder adds
+        one tensor where the official module adds a bias and then the feature).
     """
 
     def forward(self, image_embeddings: torch.Tensor, *high_res: torch.Tensor):
@@ -248,8 +263,10 @@ class DecoderContext(_DecoderParts):
             side = self.side
             feat_s0, feat_s1 = high_res
             c1, c0 = feat_s1.shape[1], feat_s0.shape[1]
-            s1 = feat_s1.reshape(c1, side, 2, side, 2).permute(1, 3, 2, 4, 0)
+            dc1, _, _, dc2, _ = self.mask_decoder.output_upscaling
+            s1 = feat_s1.reshape(c1, side, 2, side, 2).permute(1, 3, 2, 4, 0) + dc1.bias
             s0 = feat_s0.reshape(c0, side, 2, 2, side, 2, 2).permute(1, 4, 2, 5, 3, 6, 0)
+            s0 = s0 + dc2.bias
             out += [s1.reshape(1, side * side, 4, c1), s0.reshape(1, side * side, 16, c0)]
         return tuple(out)
 
@@ -343,7 +360,10 @@ class FastDecoder(_DecoderParts):
         keys and values inputs. Per head, ``q k^T = x_q (W_q^T k^T) + b_q k^T``: the keys
         are multiplied into the query weights, and the values into the output projection's
         weights, so the image side meets two ``(C, heads x T)`` matrices instead of two
-        ``C x C/2`` projections, and the heads are never split out of it.
+        ``C x C/2`` projections, and the heads are never split out of it. The output
+        projection's bias is spread over the value rows (``b / heads`` on each): every
+        head's attention weights sum to 1, so the product adds exactly ``b``, and the
+        image-sized tensor is not passed over a second time to add it.
         """
         h, scale = self.heads, _scale(attn)
         k = _project(attn.k_proj, k_in, h, scale)  # (B, h, T, d)
@@ -353,9 +373,10 @@ class FastDecoder(_DecoderParts):
         kq = (k @ _per_head(attn.q_proj.weight, h)).reshape(b, h * t, c)
         bias = (k @ attn.q_proj.bias.reshape(h, -1, 1)).reshape(b, 1, h * t)
         vo = (v @ _per_head(attn.out_proj.weight.t(), h)).reshape(b, h * t, c)
+        vo = vo + attn.out_proj.bias / h
         scores = (x_q @ kq.transpose(1, 2) + bias).reshape(b, hw, h, t)  # (B, HW, h, T)
         weights = torch.softmax(scores, dim=-1).reshape(b, hw, h * t)
-        return weights @ vo + attn.out_proj.bias
+        return weights @ vo
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         n_high = len(self.spec.high_res_shapes)
@@ -416,14 +437,16 @@ class FastDecoder(_DecoderParts):
         c1, c2 = dc1.out_channels, dc2.out_channels
         side, bsz = self.side, mask_tokens.shape[0]
         hw = side * side
-        x = _linear(keys, *_convt_matrix(dc1)).reshape(bsz, hw, 4, c1)
-        if feats:
-            x = x + feats[0]
+        w1, b1 = _convt_matrix(dc1)
+        w2, b2 = _convt_matrix(dc2)
+        if feats:  # SAM 2: the features (biases included) are each product's addend
+            x = _linear_onto(keys, w1, feats[0]).reshape(bsz, hw, 4, c1)
+        else:
+            x = _linear(keys, w1, b1).reshape(bsz, hw, 4, c1)
         x = act1(F.layer_norm(x, (c1,), ln1.weight, ln1.bias, ln1.eps))
-        x = _linear(x.reshape(bsz, hw * 4, c1), *_convt_matrix(dc2)).reshape(bsz, hw, 16, c2)
-        if feats:
-            x = x + feats[1]
-        x = act2(x)
+        x = x.reshape(bsz, hw * 4, c1)
+        x = _linear_onto(x, w2, feats[1]) if feats else _linear(x, w2, b2)
+        x = act2(x.reshape(bsz, hw, 16, c2))
         hyper = torch.stack(
             [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], 1
         )
