@@ -30,7 +30,7 @@ def single_prompt_addends(model: Any, batch_input: str) -> int:
     Modifies ``model`` (an ``onnx.ModelProto``) in place; returns the number of ``Gemm``
     nodes rewritten.
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     graph = model.graph
     producer = {out: node for node in graph.node for out in node.output}
@@ -72,17 +72,13 @@ def single_prompt_addends(model: Any, batch_input: str) -> int:
             ),
         ]
 
-        def branch(name: str, nodes: list[Any], result: str) -> Any:
-            info = helper.make_tensor_value_info(result, TensorProto.FLOAT, [None, None])
-            return helper.make_graph(nodes, name, [], [info])
-
         node = helper.make_node(
             "If",
             [cond],
             [out],
             name=f"{gemm.name or stem}/single_prompt",
-            then_branch=branch(f"{stem}/one_prompt", then_nodes, f"{stem}/then"),
-            else_branch=branch(f"{stem}/prompts", else_nodes, f"{stem}/else"),
+            then_branch=_branch(f"{stem}/one_prompt", then_nodes, f"{stem}/then"),
+            else_branch=_branch(f"{stem}/prompts", else_nodes, f"{stem}/else"),
         )
         at = list(graph.node).index(gemm)
         graph.node.insert(at, node)
@@ -90,6 +86,14 @@ def single_prompt_addends(model: Any, batch_input: str) -> int:
             graph.node.remove(old)
         rewritten += 1
     return rewritten
+
+
+def _branch(name: str, nodes: list[Any], result: str) -> Any:
+    """An ``If`` branch: ``nodes`` reading the outer graph, one 2-D float output."""
+    from onnx import TensorProto, helper
+
+    info = helper.make_tensor_value_info(result, TensorProto.FLOAT, [None, None])
+    return helper.make_graph(nodes, name, [], [info])
 
 
 def _attrs(node: Any) -> dict[str, Any]:
