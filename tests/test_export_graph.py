@@ -1,4 +1,5 @@
-"""The single-prompt branch added to exported decoders keeps every batch size's output."""
+"""Graph rewrites applied after export keep every output: the single-prompt branch of the
+decoders (all batch sizes) and merged pointwise convolutions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 pytest.importorskip("torch")  # samedge.export is the [export] extra
 
-from samedge.export.graph import single_prompt_addends
+from samedge.export.graph import fold_pointwise_convs, single_prompt_addends
 
 
 def _model() -> onnx.ModelProto:
@@ -67,3 +68,52 @@ def test_single_prompt_branch_matches_the_repeated_addend() -> None:
         np.testing.assert_allclose(_run(rewritten, x, base), expected, rtol=1e-6, atol=1e-6)
     # a second pass finds nothing left to rewrite
     assert single_prompt_addends(rewritten, "x") == 0
+
+
+def _conv_chain(second_kernel: int = 1) -> onnx.ModelProto:
+    """``Conv1x1(5 -> 7) -> Conv(7 -> 3, kernel second_kernel)`` on ``(1, 5, 6, 6)``."""
+    rng = np.random.default_rng(2)
+    k = second_kernel
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((7, 5, 1, 1)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.standard_normal(7).astype(np.float32), "b1"),
+        numpy_helper.from_array(rng.standard_normal((3, 7, k, k)).astype(np.float32), "w2"),
+        numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "b2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["mid"], kernel_shape=[1, 1]),
+        helper.make_node("Conv", ["mid", "w2", "b2"], ["y"], kernel_shape=[k, k]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "convs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, None, None])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _run_x(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
+
+
+def test_two_pointwise_convolutions_fold_into_one() -> None:
+    model = _conv_chain()
+    folded = onnx.ModelProto()
+    folded.CopyFrom(model)
+    assert fold_pointwise_convs(folded) == 1
+    onnx.checker.check_model(folded)
+    assert [n.op_type for n in folded.graph.node] == ["Conv"]
+    # the two original weights are gone, only the merged (3, 5, 1, 1) pair is left
+    shapes = sorted(tuple(t.dims) for t in folded.graph.initializer)
+    assert shapes == [(3,), (3, 5, 1, 1)]
+    x = np.random.default_rng(3).standard_normal((1, 5, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(_run_x(folded, x), _run_x(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_spatial_convolution_is_not_folded() -> None:
+    model = _conv_chain(second_kernel=3)
+    assert fold_pointwise_convs(model) == 0
+    assert [n.op_type for n in model.graph.node] == ["Conv", "Conv"]

@@ -15,6 +15,17 @@ had. The model code is the official one, and the export's parity gate compares t
 with the unmodified torch model. ``MultiHeadAttention`` is an ONNX Runtime contrib op (CPU
 and CUDA kernels); providers that lack it run that node on the CPU.
 
+Also for SAM 2, :func:`separate_qkv` traces each Hiera attention's packed ``qkv`` projection
+as three products (the same weights, in row blocks): ONNX Runtime then neither writes the
+packed ``(tokens, 3 x C)`` tensor (144 MB in SAM 2.1 tiny's first pooling block) nor splits
+it into three copies.
+
+:func:`banded_blocks` traces Hiera's first, full-resolution blocks (256 x 256 tokens for a
+1024-pixel image) in horizontal bands of whole attention windows: every step of such a
+block (layer norms, windowed attention, the MLP) works within a window or a token, so the
+bands are the same arithmetic, but only one band's intermediate tensors (the MLP's
+4 x wider hidden layer above all) exist at a time.
+
 SAM 1 (ViT) encoders compute attention by hand with decomposed relative-position terms,
 which that op cannot take without materialising the bias. For them :func:`chunked_attention`
 traces the global-attention blocks (64 x 64 tokens, 12-16 heads: 0.8-1.1 GB of scores per
@@ -83,6 +94,87 @@ def fused_sdpa(opset: int) -> Iterator[None]:
     finally:
         F.scaled_dot_product_attention = _SDPA
         torch.onnx.unregister_custom_op_symbolic("samedge::mha", opset)
+
+
+def _separate_qkv_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """``sam2``'s ``MultiScaleAttention.forward`` with the query, key and value projections
+    as three products. Official: ``qkv(x)`` viewed as ``(B, HW, 3, heads, d)`` and unbound
+    on the third axis, so the queries are output channels ``[0, C)`` of ``qkv``, the keys
+    ``[C, 2C)`` and the values ``[2C, 3C)``: the same arithmetic on row blocks of its weight.
+    """
+    from sam2.modeling.backbones.hieradet import do_pool
+
+    b, h, w, _ = x.shape
+    c, heads = self.dim_out, self.num_heads
+    weight, bias = self.qkv.weight, self.qkv.bias
+    rows = [slice(i * c, (i + 1) * c) for i in range(3)]
+    q, k, v = (F.linear(x, weight[r], bias[r]) for r in rows)
+    if self.q_pool:
+        q = do_pool(q, self.q_pool)
+        h, w = q.shape[1:3]
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(b, -1, heads, c // heads).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+    return self.proj(out.transpose(1, 2).reshape(b, h, w, -1))
+
+
+@contextmanager
+def separate_qkv() -> Iterator[None]:
+    """Within the block, SAM 2 (Hiera) attention projects queries, keys and values apart."""
+    from sam2.modeling.backbones.hieradet import MultiScaleAttention
+
+    official = MultiScaleAttention.forward
+    MultiScaleAttention.forward = _separate_qkv_forward
+    try:
+        yield
+    finally:
+        MultiScaleAttention.forward = official
+
+
+#: Hiera blocks with more tokens than this run in bands of about this many tokens.
+BAND_TOKENS = 8192
+_BLOCK_FORWARD: list[Any] = []
+
+
+def band_rows(block: Any, height: int, width: int) -> int | None:
+    """Rows per band for a Hiera ``MultiScaleBlock`` on ``height x width`` tokens, or
+    ``None`` where it runs whole.
+
+    A band is a whole number of attention windows tall (of pooling strides times windows
+    for a block that pools its queries), so each window, and each pooled output row, lies
+    in one band. Blocks with global attention, with at most :data:`BAND_TOKENS` tokens, or
+    whose windows do not tile the image exactly, run whole.
+    """
+    window = block.window_size
+    step = window * (block.q_stride[0] if block.q_stride else 1)
+    if window == 0 or height * width <= BAND_TOKENS or height % step or width % window:
+        return None
+    rows = max(step, BAND_TOKENS // width // step * step)
+    return None if height % rows else rows
+
+
+def _banded_block_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """``sam2``'s ``MultiScaleBlock.forward`` on horizontal bands of ``x`` ``(B, H, W, C)``."""
+    official = _BLOCK_FORWARD[0]
+    rows = band_rows(self, x.shape[1], x.shape[2])
+    if rows is None:
+        return official(self, x)
+    return torch.cat([official(self, x[:, r : r + rows]) for r in range(0, x.shape[1], rows)], 1)
+
+
+@contextmanager
+def banded_blocks() -> Iterator[None]:
+    """Within the block, large windowed Hiera blocks run in bands (see the module doc)."""
+    from sam2.modeling.backbones.hieradet import MultiScaleBlock
+
+    _BLOCK_FORWARD[:] = [MultiScaleBlock.forward]
+    MultiScaleBlock.forward = _banded_block_forward
+    try:
+        yield
+    finally:
+        MultiScaleBlock.forward = _BLOCK_FORWARD[0]
 
 
 #: Global attention of SAM 1 encoders is traced in this many query chunks. Measured on ViT-B

@@ -2,8 +2,9 @@
 
 The graphs: ``encoder.onnx`` (image -> embedding), ``context.onnx`` (the decoder's per-image
 work), ``decoder.onnx`` (point and box prompts) and ``decoder_mask.onnx`` (prompts with a
-mask input); see :mod:`samedge.export.wrappers` (and :mod:`samedge.export.graph` for
-the one rewrite applied to the traced decoders).
+mask input); see :mod:`samedge.export.wrappers`, :mod:`samedge.export.attention` for how
+the encoders' attention is traced, and :mod:`samedge.export.graph` for the rewrites
+applied to the traced graphs.
 
 Nothing is written to the output folder until every graph has been run in ONNX Runtime on
 fixed inputs and matched the PyTorch model within tolerance. Work happens in a temporary
@@ -38,9 +39,15 @@ from ..errors import ExportError
 from ..manifest import COMPONENT_ROLES, MANIFEST_NAME, FileEntry, Manifest, sha256_file
 from ..runtime.session import create_session
 from ..specs import HAS_MASK_INPUT, MASK_INPUT, POINT_COORDS, POINT_LABELS, ModelSpec
-from .attention import CONTRIB_OPSET, chunked_attention, fused_sdpa
+from .attention import (
+    CONTRIB_OPSET,
+    banded_blocks,
+    chunked_attention,
+    fused_sdpa,
+    separate_qkv,
+)
 from .build import build_model
-from .graph import rewrite_file, single_prompt_addends
+from .graph import fold_pointwise_convs, rewrite_file, single_prompt_addends
 from .wrappers import DecoderContext, FastDecoder, ImageEncoder, PromptDecoder
 
 log = logging.getLogger(__name__)
@@ -99,17 +106,20 @@ def _export_graph(
     """Trace ``module`` to ``path``; returns the files written (graph [+ external data]).
 
     ``attention``: ``"fused"``: SAM 2's ``scaled_dot_product_attention`` becomes ONNX
-    Runtime's fused ``MultiHeadAttention``; ``"chunked"``: SAM 1's global attention is
+    Runtime's fused ``MultiHeadAttention``, after separate query, key and value
+    projections; ``"chunked"``: SAM 1's global attention is
     traced in query chunks (see :mod:`samedge.export.attention`).
     """
     staging = path.parent / f".{path.stem}-staging"
     staging.mkdir()
     staged = staging / path.name
-    fused: Any = contextlib.nullcontext()
+    fused: Any = contextlib.ExitStack()
     if attention == "fused":
-        fused = fused_sdpa(OPSET)
+        fused.enter_context(fused_sdpa(OPSET))
+        fused.enter_context(separate_qkv())
+        fused.enter_context(banded_blocks())
     elif attention == "chunked":
-        fused = chunked_attention()
+        fused.enter_context(chunked_attention())
     with torch.no_grad(), warnings.catch_warnings(), fused:
         # The TorchScript exporter is chosen deliberately (see module docstring).
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -263,6 +273,8 @@ def _export_into(
             None,
         ),
     }
+    if spec.family == "sam2":  # the neck's lateral convolutions + conv_s0 / conv_s1
+        rewrite_file(work / "encoder.onnx", fold_pointwise_convs)
     batch_axes = {0: "batch"}
     dynamic_axes = {
         POINT_COORDS: {0: "batch", 1: "num_points"},
