@@ -90,9 +90,11 @@ def test_int8_dynamic_encoder_is_a_mixed_artifact(parent, grabcut, tmp_path) -> 
     # the fp32 decoder is the parent's file, byte for byte
     assert data["files"]["decoder"] == parent_manifest["files"]["decoder"]
     assert data["files"]["encoder"][0]["sha256"] != parent_manifest["files"]["encoder"][0]["sha256"]
+    # the parent's files it was made from: the graph and its weights file
     assert data["extra"]["parent"]["files"]["encoder"] == [
-        parent_manifest["files"]["encoder"][0]["sha256"]
+        entry["sha256"] for entry in parent_manifest["files"]["encoder"]
     ]
+    assert len(data["extra"]["parent"]["files"]["encoder"]) == 2
     fid = data["extra"]["fidelity"]
     assert fid["passed"] is True and fid["forced"] is False and fid["threshold"] == 0.5
     for protocol in ("all", "center", "box"):

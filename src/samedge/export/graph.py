@@ -209,12 +209,25 @@ def _attrs(node: Any) -> dict[str, Any]:
 
 
 def rewrite_file(path: Path, rewrite: Callable[[Any], int]) -> int:
-    """Apply ``rewrite`` to the graph at ``path`` (no external data) and check it."""
+    """Apply ``rewrite`` to the graph at ``path`` and check it; a graph whose weights are
+    in ``<name>.data`` keeps them there (the file is written anew)."""
     import onnx
 
-    model = onnx.load(os.fspath(path))
+    data = path.with_name(path.name + ".data")
+    model = onnx.load(os.fspath(path))  # external weights are read into the model
     count = rewrite(model)
     if count:
         onnx.checker.check_model(model)
-        onnx.save(model, os.fspath(path))
+        if data.exists():
+            data.unlink()  # onnx appends to an existing data file
+            onnx.save(
+                model,
+                os.fspath(path),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=data.name,
+                size_threshold=1024,
+            )
+        else:
+            onnx.save(model, os.fspath(path))
     return count

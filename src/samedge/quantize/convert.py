@@ -69,19 +69,24 @@ def to_int8_dynamic(
 
 @contextlib.contextmanager
 def staged(src: Path, files: Sequence[Path] = ()) -> Iterator[Path]:
-    """``src`` (and its external data ``files``) linked into a scratch folder.
+    """``src`` (and its external data: ``files``, and ``<src>.data`` when there is one)
+    linked into a scratch folder.
 
     onnxruntime's quantisation tools write a shape-inferred copy next to the model they read;
-    staging keeps that copy out of the parent model's folder (which may be read-only).
+    staging keeps that copy out of the parent model's folder (which may be read-only). The
+    graph is a symbolic link; external data files are copied, because onnx refuses to read
+    weights through a symbolic or hard link.
     """
     with tempfile.TemporaryDirectory(prefix="samedge-quantize-") as tmp:
-        for path in (src, *files):
-            link = Path(tmp) / path.name
-            try:
-                link.symlink_to(path.resolve())
-            except OSError:  # no symlinks (e.g. Windows without the privilege)
-                shutil.copy2(path, link)
-        yield Path(tmp) / src.name
+        link = Path(tmp) / src.name
+        try:
+            link.symlink_to(src.resolve())
+        except OSError:  # no symlinks (e.g. Windows without the privilege)
+            shutil.copy2(src, link)
+        data = src.with_name(src.name + ".data")  # the exporter's external data file
+        for path in {*files, *([data] if data.exists() else [])}:
+            shutil.copy2(path, Path(tmp) / path.name)
+        yield link
 
 
 def _prepare_graph(path: Path, linear_as_gemm: bool, log: Any = None) -> list[str]:
