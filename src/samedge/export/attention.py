@@ -96,6 +96,20 @@ def fused_sdpa(opset: int) -> Iterator[None]:
         torch.onnx.unregister_custom_op_symbolic("samedge::mha", opset)
 
 
+@contextmanager
+def _replaced_forward(cls: Any, forward: Any, official: list[Any] | None = None) -> Iterator[None]:
+    """Within the block, ``cls.forward`` is ``forward``; ``official`` (when given) holds the
+    original for ``forward`` to call. The original is restored on exit."""
+    original = cls.forward
+    if official is not None:
+        official[:] = [original]
+    cls.forward = forward
+    try:
+        yield
+    finally:
+        cls.forward = original
+
+
 def _separate_qkv_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
     """``sam2``'s ``MultiScaleAttention.forward`` with the query, key and value projections
     as three products. Official: ``qkv(x)`` viewed as ``(B, HW, 3, heads, d)`` and unbound
@@ -125,12 +139,8 @@ def separate_qkv() -> Iterator[None]:
     """Within the block, SAM 2 (Hiera) attention projects queries, keys and values apart."""
     from sam2.modeling.backbones.hieradet import MultiScaleAttention
 
-    official = MultiScaleAttention.forward
-    MultiScaleAttention.forward = _separate_qkv_forward
-    try:
+    with _replaced_forward(MultiScaleAttention, _separate_qkv_forward):
         yield
-    finally:
-        MultiScaleAttention.forward = official
 
 
 #: Hiera blocks with more tokens than this run in bands of about this many tokens.
@@ -169,12 +179,8 @@ def banded_blocks() -> Iterator[None]:
     """Within the block, large windowed Hiera blocks run in bands (see the module doc)."""
     from sam2.modeling.backbones.hieradet import MultiScaleBlock
 
-    _BLOCK_FORWARD[:] = [MultiScaleBlock.forward]
-    MultiScaleBlock.forward = _banded_block_forward
-    try:
+    with _replaced_forward(MultiScaleBlock, _banded_block_forward, _BLOCK_FORWARD):
         yield
-    finally:
-        MultiScaleBlock.forward = _BLOCK_FORWARD[0]
 
 
 #: Global attention of SAM 1 encoders is traced in this many query chunks. Measured on ViT-B
@@ -220,9 +226,5 @@ def chunked_attention() -> Iterator[None]:
     """Within the block, SAM 1 global attention runs (and traces) in query chunks."""
     from segment_anything.modeling.image_encoder import Attention
 
-    _VIT_FORWARD[:] = [Attention.forward]
-    Attention.forward = _chunked_vit_forward
-    try:
+    with _replaced_forward(Attention, _chunked_vit_forward, _VIT_FORWARD):
         yield
-    finally:
-        Attention.forward = _VIT_FORWARD[0]
