@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -47,7 +48,7 @@ from .attention import (
     separate_qkv,
 )
 from .build import build_model
-from .graph import fold_pointwise_convs, rewrite_file, single_prompt_addends
+from .graph import fold_pointwise_convs, single_prompt_addends
 from .wrappers import DecoderContext, FastDecoder, ImageEncoder, PromptDecoder
 
 log = logging.getLogger(__name__)
@@ -106,13 +107,16 @@ def _export_graph(
     output_names: list[str],
     dynamic_axes: dict[str, dict[int, str]] | None,
     attention: Literal["fused", "chunked"] | None = None,
+    rewrite: Callable[[Any], int] | None = None,
 ) -> list[Path]:
     """Trace ``module`` to ``path``; returns the files written (graph [+ external data]).
 
     ``attention``: ``"fused"``: SAM 2's ``scaled_dot_product_attention`` becomes ONNX
     Runtime's fused ``MultiHeadAttention``, after separate query, key and value
     projections; ``"chunked"``: SAM 1's global attention is
-    traced in query chunks (see :mod:`samedge.export.attention`).
+    traced in query chunks (see :mod:`samedge.export.attention`). ``rewrite``: applied to
+    the traced graph (an ``onnx.ModelProto``, see :mod:`samedge.export.graph`) before it
+    is written.
     """
     staging = path.parent / f".{path.stem}-staging"
     staging.mkdir()
@@ -140,27 +144,31 @@ def _export_graph(
             dynamo=False,
             custom_opsets=CONTRIB_OPSET if attention == "fused" else None,
         )
-    files = [path]
-    extra = [p for p in staging.iterdir() if p != staged]
-    if extra or staged.stat().st_size > EXTERNAL_DATA_THRESHOLD:
-        import onnx
-
-        proto = onnx.load(str(staged))
-        data_name = path.name + ".data"
-        onnx.save_model(
-            proto,
-            str(path),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location=data_name,
-            size_threshold=1024,
-        )
-        files.append(path.parent / data_name)
-    else:
-        os.replace(staged, path)
-    shutil.rmtree(staging)
     import onnx
 
+    files = [path]
+    extra = [p for p in staging.iterdir() if p != staged]
+    external = bool(extra) or staged.stat().st_size > EXTERNAL_DATA_THRESHOLD
+    if rewrite is None and not external:
+        os.replace(staged, path)
+    else:
+        proto = onnx.load(str(staged))
+        if rewrite is not None:
+            rewrite(proto)
+        if external:
+            data_name = path.name + ".data"
+            onnx.save_model(
+                proto,
+                str(path),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=data_name,
+                size_threshold=1024,
+            )
+            files.append(path.parent / data_name)
+        else:
+            onnx.save_model(proto, str(path))
+    shutil.rmtree(staging)
     onnx.checker.check_model(str(path))
     return files
 
@@ -267,6 +275,8 @@ def _export_into(
             list(spec.encoder_outputs),
             None,
             attention="fused" if spec.family == "sam2" else "chunked",
+            # SAM 2: the neck's lateral convolutions + conv_s0 / conv_s1
+            rewrite=fold_pointwise_convs if spec.family == "sam2" else None,
         ),
         "context": _export_graph(
             context,
@@ -277,8 +287,6 @@ def _export_into(
             None,
         ),
     }
-    if spec.family == "sam2":  # the neck's lateral convolutions + conv_s0 / conv_s1
-        rewrite_file(work / "encoder.onnx", fold_pointwise_convs)
     batch_axes = {0: "batch"}
     dynamic_axes = {
         POINT_COORDS: {0: "batch", 1: "num_points"},
@@ -298,8 +306,8 @@ def _export_into(
             inputs,
             list(spec.decoder_outputs),
             {k: v for k, v in dynamic_axes.items() if k in inputs or k in spec.decoder_outputs},
+            rewrite=lambda m: single_prompt_addends(m, POINT_COORDS),
         )
-        rewrite_file(work / f"{role}.onnx", lambda m: single_prompt_addends(m, POINT_COORDS))
     parity = _parity(spec, model, encoder, image, features, work, threads)
     return {"files": files, "parity": parity}
 

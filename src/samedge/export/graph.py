@@ -9,10 +9,7 @@ convolutions in a row (from two different modules) into one.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -206,28 +203,3 @@ def _attrs(node: Any) -> dict[str, Any]:
     from onnx import helper
 
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def rewrite_file(path: Path, rewrite: Callable[[Any], int]) -> int:
-    """Apply ``rewrite`` to the graph at ``path`` and check it; a graph whose weights are
-    in ``<name>.data`` keeps them there (the file is written anew)."""
-    import onnx
-
-    data = path.with_name(path.name + ".data")
-    model = onnx.load(os.fspath(path))  # external weights are read into the model
-    count = rewrite(model)
-    if count:
-        onnx.checker.check_model(model)
-        if data.exists():
-            data.unlink()  # onnx appends to an existing data file
-            onnx.save(
-                model,
-                os.fspath(path),
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location=data.name,
-                size_threshold=1024,
-            )
-        else:
-            onnx.save(model, os.fspath(path))
-    return count
