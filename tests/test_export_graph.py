@@ -46,9 +46,9 @@ def _model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _run(model: onnx.ModelProto, x: np.ndarray, base: np.ndarray) -> np.ndarray:
+def _run(model: onnx.ModelProto, **feeds: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": x, "base": base})[0]
+    return session.run(None, feeds)[0]
 
 
 def test_single_prompt_branch_matches_the_repeated_addend() -> None:
@@ -63,9 +63,9 @@ def test_single_prompt_branch_matches_the_repeated_addend() -> None:
     base = rng.standard_normal((1, 4, 5)).astype(np.float32)
     for batch in (1, 3):
         x = rng.standard_normal((batch, 4, 3)).astype(np.float32)
-        expected = _run(model, x, base)
+        expected = _run(model, x=x, base=base)
         assert expected.shape == (4 * batch, 5)
-        np.testing.assert_allclose(_run(rewritten, x, base), expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(_run(rewritten, x=x, base=base), expected, rtol=1e-6, atol=1e-6)
     # a second pass finds nothing left to rewrite
     assert single_prompt_addends(rewritten, "x") == 0
 
@@ -94,11 +94,6 @@ def _conv_chain(second_kernel: int = 1) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _run_x(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": x})[0]
-
-
 def test_two_pointwise_convolutions_fold_into_one() -> None:
     model = _conv_chain()
     folded = onnx.ModelProto()
@@ -110,7 +105,7 @@ def test_two_pointwise_convolutions_fold_into_one() -> None:
     shapes = sorted(tuple(t.dims) for t in folded.graph.initializer)
     assert shapes == [(3,), (3, 5, 1, 1)]
     x = np.random.default_rng(3).standard_normal((1, 5, 6, 6)).astype(np.float32)
-    np.testing.assert_allclose(_run_x(folded, x), _run_x(model, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_run(folded, x=x), _run(model, x=x), rtol=1e-5, atol=1e-5)
 
 
 def test_a_spatial_convolution_is_not_folded() -> None:
