@@ -143,8 +143,14 @@ def test_large_batches_decode_in_cpu_sized_calls(predictor: Predictor, photo: Pa
 
 
 @pytest.mark.parametrize(
-    ("setting", "arena", "shrink"),
-    [(None, True, False), ("on", True, False), ("shrink", True, True), ("0", False, False)],
+    ("setting", "arena", "shrink", "shared"),
+    [
+        (None, True, False, True),
+        ("on", True, False, True),
+        ("private", True, False, False),
+        ("shrink", True, True, False),
+        ("0", False, False, False),
+    ],
 )
 def test_memory_arena_follows_the_setting(
     monkeypatch: pytest.MonkeyPatch,
@@ -153,10 +159,14 @@ def test_memory_arena_follows_the_setting(
     setting: str | None,
     arena: bool,
     shrink: bool,
+    shared: bool,
 ) -> None:
     """SAMEDGE_ORT_ARENA: the encoder keeps ONNX Runtime's arena (never memory-pattern
     planning, whose pre-allocated block is larger than the live tensors) unless it is 0;
-    ``shrink`` returns the arena after every image. Encodings are the same either way."""
+    ``shrink`` returns the arena after every image. By default the encoder and the decoder
+    graphs take their buffers from one shared arena; ``private`` gives each its own, and the
+    encoder never shares an arena it shrinks or does not have. Encodings are the same
+    either way."""
     if setting is None:
         monkeypatch.delenv("SAMEDGE_ORT_ARENA", raising=False)
     else:
@@ -165,6 +175,16 @@ def test_memory_arena_follows_the_setting(
     options = p._encoder.get_session_options()
     assert options.enable_cpu_mem_arena is arena and options.enable_mem_pattern is False
     assert (p._encoder_options is not None) is shrink
+
+    def shares(session: Any) -> bool:
+        entries = session.get_session_options()
+        try:
+            return entries.get_session_config_entry("session.use_env_allocators") == "1"
+        except RuntimeError:  # the entry was never set
+            return False
+
+    assert shares(p._encoder) is shared
+    assert shares(p._decoder) is (setting != "private")
     if setting == "shrink":  # two images through a shrinking arena, against no arena
         monkeypatch.setenv("SAMEDGE_ORT_ARENA", "0")
         plain = Predictor.from_pretrained(export_test_model("sam2.1_hiera_tiny"), threads=2)

@@ -98,6 +98,9 @@ class Predictor:
         self._settings = provider_settings or ProviderSettings()
         # GPU providers bind inputs and outputs on the device; None: plain run on the CPU.
         self._devices: dict[str, tuple[str, int] | None] = {}
+        # SAMEDGE_ORT_ARENA=shrink: the encoder's own arena goes back to the system after a
+        # run; otherwise every session shares one arena (see create_session).
+        shrink = arena_mode() == "shrink"
         self._encoder = create_session(
             artifact.encoder_path,
             providers,
@@ -105,10 +108,10 @@ class Predictor:
             mem_pattern=False,
             settings=self._settings,
             cache_name=self._cache_name("encoder"),
+            shared_arena=False if shrink else None,
         )
-        # SAMEDGE_ORT_ARENA=shrink: the encoder's arena goes back to the system after a run.
         self._encoder_options = None
-        if arena_mode() == "shrink":
+        if shrink:
             self._encoder_options = run_options({"memory.enable_memory_arena_shrinkage": "cpu:0"})
         self._devices["encoder"] = binding_device(self._encoder, self._settings)
         # The decoder graphs' peak memory is small: keep their buffers in the arena for reuse.

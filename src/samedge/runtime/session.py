@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,24 +102,54 @@ def spinning_enabled() -> bool:
 def arena_mode() -> str:
     """How ONNX Runtime's CPU memory arena is used: ``SAMEDGE_ORT_ARENA``.
 
-    ``on`` (default, also ``1``): freed buffers are kept for reuse. ``shrink``: the same, and
-    the encoder's arena is returned to the system after every image. ``off`` (``0``): every
-    buffer comes from ``malloc``. Measured on SAM 2.1 tiny's encoder (fresh processes,
-    2 threads; memory-pattern planning off): off 1.81-1.87 s, peak 0.96-1.09 GB, 0.67-0.78
-    GB resident after the run (glibc's heap keeps what it was given); on 1.62-1.64 s, peak
-    0.72-0.73 GB, which stays resident; shrink 1.69-1.80 s, peak 0.76 GB, 0.37 GB after.
-    SAM ViT-B: off 5.46 s, peak 1.47 GB; on 5.32 s, 1.52 GB; shrink 5.56 s, 1.57 GB.
+    ``on`` (default, also ``1``): freed buffers are kept for reuse, in one arena that every
+    samedge session of the process shares (see :func:`create_session`). ``private``: each
+    session keeps its own arena (ONNX Runtime's default). ``shrink``: the encoder's own arena
+    is returned to the system after every image; the decoder graphs share one. ``off``
+    (``0``): the encoder takes every buffer from ``malloc``.
+
+    Measured on SAM 2.1 tiny's encoder (fresh processes, 2 threads; memory-pattern planning
+    off): off 1.81-1.87 s, peak 0.96-1.09 GB, 0.67-0.78 GB resident after the run (glibc's
+    heap keeps what it was given); an arena 1.62-1.64 s, peak 0.72-0.73 GB, which stays
+    resident; shrink 1.69-1.80 s, peak 0.76 GB, 0.37 GB after. SAM ViT-B: off 5.46 s, peak
+    1.47 GB; arena 5.32 s, 1.52 GB; shrink 5.56 s, 1.57 GB. Shared against private arenas
+    (5 photos, 3 clicks each): peak 566-572 vs 664-666 MB (SAM 2.1 tiny), 1499 vs 1542 MB
+    (ViT-B), encoder and click times the same.
     """
     value = os.environ.get("SAMEDGE_ORT_ARENA", "on").strip().lower()
     if value in ("0", "off"):
         return "off"
-    return "shrink" if value == "shrink" else "on"
+    return value if value in ("shrink", "private") else "on"
 
 
 def arena_enabled() -> bool:
     """Whether ONNX Runtime keeps freed CPU buffers in its memory arena (see
     :func:`arena_mode`)."""
     return arena_mode() != "off"
+
+
+_shared_arena_lock = threading.Lock()
+_shared_arena_registered = False
+
+
+def _share_cpu_arena(options: Any) -> None:
+    """Make ``options``' session take its CPU buffers from the process-wide arena.
+
+    ONNX Runtime gives every session its own arena, and buffers freed in one are never
+    reused by another: the decoder graphs grew their arenas beside the encoder's, whose
+    hundreds of MB were idle once the image was encoded. The arena is registered with ONNX
+    Runtime's environment on first use (once per process; default growth settings).
+    """
+    global _shared_arena_registered
+    ort = _ort()
+    with _shared_arena_lock:
+        if not _shared_arena_registered:
+            info = ort.OrtMemoryInfo(
+                "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+            )
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
+            _shared_arena_registered = True
+    options.add_session_config_entry("session.use_env_allocators", "1")
 
 
 def create_session(
@@ -132,6 +163,7 @@ def create_session(
     settings: ProviderSettings | None = None,
     profile: ShapeProfile | None = None,
     cache_name: str | None = None,
+    shared_arena: bool | None = None,
 ) -> Any:
     """An ``onnxruntime.InferenceSession`` for ``path``.
 
@@ -149,6 +181,9 @@ def create_session(
         settings, profile, cache_name: options of the accelerated providers (see
             :func:`provider_options`); the engine cache folders of the providers that are
             available are created.
+        shared_arena: with the arena kept, take CPU buffers from the one arena all samedge
+            sessions of the process share (``None``: unless ``SAMEDGE_ORT_ARENA=private``),
+            so a buffer one graph freed serves the next graph's run.
 
     Raises:
         ArtifactError: the file is not a loadable ONNX model.
@@ -163,6 +198,10 @@ def create_session(
     keep_arena = arena_enabled() if arena is None else arena
     options.enable_cpu_mem_arena = keep_arena
     options.enable_mem_pattern = keep_arena and (mem_pattern is None or mem_pattern)
+    if shared_arena is None:
+        shared_arena = arena_mode() != "private"
+    if keep_arena and shared_arena:
+        _share_cpu_arena(options)
     spinning = spinning_enabled() if spin is None else spin
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
