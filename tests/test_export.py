@@ -27,11 +27,14 @@ def test_export_writes_verified_graphs_and_manifest(export_test_model: Any, name
         "context.onnx",  # under the external-data threshold
         "decoder.onnx",
         "decoder.onnx.data",
+        "decoder_head.onnx",  # decoder.onnx in two graphs, for segment everything
+        "decoder_head.onnx.data",
         "decoder_mask.onnx",
         "decoder_mask.onnx.data",
         "encoder.onnx",
         "encoder.onnx.data",
         "samedge.json",
+        "upscaler.onnx",
     ]
     manifest = Manifest.read(folder)
     assert manifest.model == name and manifest.opset == 17
@@ -54,6 +57,13 @@ def test_export_writes_verified_graphs_and_manifest(export_test_model: Any, name
         dims = inputs["point_coords"].type.tensor_type.shape.dim
         assert [d.dim_param for d in dims[:2]] == ["batch", "num_points"]  # B, N dynamic
         assert [o.name for o in decoder.graph.output] == list(spec.decoder_outputs)
+    for graph, names, outputs in (
+        ("decoder_head", spec.head_inputs, spec.head_outputs),
+        ("upscaler", spec.upscaler_inputs, ("low_res_masks",)),
+    ):
+        split = onnx.load(str(folder / f"{graph}.onnx"))
+        assert [i.name for i in split.graph.input] == list(names)
+        assert [o.name for o in split.graph.output] == list(outputs)
     context = onnx.load(str(folder / "context.onnx"))
     assert [i.name for i in context.graph.input] == list(spec.context_inputs)
     shapes = [

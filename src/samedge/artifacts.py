@@ -25,6 +25,11 @@ class ModelArtifact:
         """The ``.onnx`` graph of ``role`` (one of :data:`samedge.manifest.ROLES`)."""
         return self.folder / self.manifest.files[role][0].path
 
+    def has(self, role: str) -> bool:
+        """Whether the folder holds the graph of ``role`` (for
+        :data:`samedge.manifest.OPTIONAL_ROLES`)."""
+        return bool(self.manifest.files.get(role))
+
     @property
     def encoder_path(self) -> Path:
         return self.path("encoder")

@@ -24,6 +24,11 @@ COMPONENT_ROLES: dict[str, tuple[str, ...]] = {
     "decoder": ("context", "decoder", "decoder_mask"),
 }
 ROLES = tuple(role for roles in COMPONENT_ROLES.values() for role in roles)
+#: Graphs a model folder may also hold, which the runtime uses when they are there: the
+#: decoder split in two (scores first, then masks on demand; see
+#: samedge.export.wrappers.DecoderHead) for segment everything. Folders exported before
+#: them, and quantized folders, have none and decode with ``decoder.onnx``.
+OPTIONAL_ROLES = ("decoder_head", "upscaler")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:

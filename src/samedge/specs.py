@@ -30,6 +30,11 @@ OBJECT_SCORE_LOGITS = "object_score_logits"
 CONTEXT = ("ctx_keys", "ctx_keys_pe", "ctx_k_t", "ctx_v")
 CONTEXT_HIGH_RES = ("ctx_feat_s1", "ctx_feat_s0")
 
+#: Outputs of the decoder head graph that the upscaler graph takes (see
+#: samedge.export.wrappers.DecoderHead): the image side after the transformer, and the
+#: hypernetworks' mask vectors.
+HEAD_IMAGE_SIDE = "head_image_side"
+HEAD_MASK_VECTORS = "head_mask_vectors"
 LOW_RES_SIZE = 256  # side of the decoder's low-resolution mask logits
 
 
@@ -147,3 +152,20 @@ class ModelSpec:
     def decoder_outputs(self) -> tuple[str, ...]:
         outs = (LOW_RES_MASKS, IOU_PREDICTIONS)
         return (*outs, OBJECT_SCORE_LOGITS) if self.has_object_score else outs
+
+    @property
+    def head_inputs(self) -> tuple[str, ...]:
+        """Inputs of ``decoder_head.onnx``: the decoder's, without SAM 2's high-res
+        features (only the upscaling uses them)."""
+        return (*CONTEXT, POINT_COORDS, POINT_LABELS)
+
+    @property
+    def head_outputs(self) -> tuple[str, ...]:
+        """Outputs of ``decoder_head.onnx`` (same inputs as ``decoder.onnx``): the scores,
+        then what ``upscaler.onnx`` needs to draw the masks."""
+        return (*self.decoder_outputs[1:], HEAD_IMAGE_SIDE, HEAD_MASK_VECTORS)
+
+    @property
+    def upscaler_inputs(self) -> tuple[str, ...]:
+        """Inputs of ``upscaler.onnx``; its one output is ``low_res_masks``."""
+        return (HEAD_IMAGE_SIDE, HEAD_MASK_VECTORS, *CONTEXT_HIGH_RES[: len(self.high_res_shapes)])

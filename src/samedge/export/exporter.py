@@ -1,10 +1,12 @@
 """Export a model to ONNX graphs + ``samedge.json``, behind a parity gate.
 
 The graphs: ``encoder.onnx`` (image -> embedding), ``context.onnx`` (the decoder's per-image
-work), ``decoder.onnx`` (point and box prompts) and ``decoder_mask.onnx`` (prompts with a
-mask input); see :mod:`samedge.export.wrappers`, :mod:`samedge.export.attention` for how
-the encoders' attention is traced, and :mod:`samedge.export.graph` for the rewrites
-applied to the traced graphs.
+work), ``decoder.onnx`` (point and box prompts), ``decoder_mask.onnx`` (prompts with a
+mask input), and ``decoder.onnx`` again as two graphs for segment everything:
+``decoder_head.onnx`` (the scores) and ``upscaler.onnx`` (the masks). See
+:mod:`samedge.export.wrappers`, :mod:`samedge.export.attention` for how the encoders'
+attention is traced, and :mod:`samedge.export.graph` for the rewrites applied to the
+traced graphs.
 
 Nothing is written to the output folder until every graph has been run in ONNX Runtime on
 fixed inputs and matched the PyTorch model within tolerance. Work happens in a temporary
@@ -37,9 +39,24 @@ import torch
 
 from .. import __version__
 from ..errors import ExportError
-from ..manifest import COMPONENT_ROLES, MANIFEST_NAME, FileEntry, Manifest, sha256_file
+from ..manifest import (
+    COMPONENT_ROLES,
+    MANIFEST_NAME,
+    OPTIONAL_ROLES,
+    FileEntry,
+    Manifest,
+    sha256_file,
+)
 from ..runtime.session import create_session
-from ..specs import HAS_MASK_INPUT, MASK_INPUT, POINT_COORDS, POINT_LABELS, ModelSpec
+from ..specs import (
+    HAS_MASK_INPUT,
+    HEAD_IMAGE_SIDE,
+    LOW_RES_MASKS,
+    MASK_INPUT,
+    POINT_COORDS,
+    POINT_LABELS,
+    ModelSpec,
+)
 from .attention import (
     CONTRIB_OPSET,
     banded_blocks,
@@ -49,7 +66,14 @@ from .attention import (
 )
 from .build import build_model
 from .graph import fold_pointwise_convs, single_prompt_addends
-from .wrappers import DecoderContext, FastDecoder, ImageEncoder, PromptDecoder
+from .wrappers import (
+    DecoderContext,
+    DecoderHead,
+    DecoderUpscaler,
+    FastDecoder,
+    ImageEncoder,
+    PromptDecoder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +224,8 @@ def export_model(
 
     Args:
         spec: the model to export.
-        out_dir: output folder (created if needed). Only the four graphs (with ``.data``
-            files for graphs over 2 GB) and ``samedge.json`` are written there.
+        out_dir: output folder (created if needed). Only the graphs (with ``.data``
+            files for graphs over 4 MB) and ``samedge.json`` are written there.
         checkpoint: official checkpoint file; or
         seed: build the official architecture with seeded random weights instead.
         threads: threads for the parity runs.
@@ -308,8 +332,39 @@ def _export_into(
             {k: v for k, v in dynamic_axes.items() if k in inputs or k in spec.decoder_outputs},
             rewrite=lambda m: single_prompt_addends(m, POINT_COORDS),
         )
+    # The same decoder in two graphs (scores, then masks on demand) for segment everything.
+    head = DecoderHead(model, spec).eval()
+    files["decoder_head"] = _export_graph(
+        head,
+        (*ctx, *prompts[:2]),
+        work / "decoder_head.onnx",
+        list(spec.decoder_inputs),  # the high-res features are unused: the trace drops them
+        list(spec.head_outputs),
+        {k: v for k, v in dynamic_axes.items() if k in spec.decoder_inputs}
+        | {name: batch_axes for name in spec.head_outputs},
+    )
+    with torch.no_grad():
+        side, vectors = (t.contiguous() for t in head(*ctx, *prompts[:2])[-2:])
+    files["upscaler"] = _export_graph(
+        DecoderUpscaler(model, spec).eval(),
+        (side, vectors, *ctx[len(spec.context_outputs) - len(spec.high_res_shapes) :]),
+        work / "upscaler.onnx",
+        list(spec.upscaler_inputs),
+        [LOW_RES_MASKS],
+        {name: batch_axes for name in (*spec.upscaler_inputs[:2], LOW_RES_MASKS)},
+        rewrite=lambda m: single_prompt_addends(m, HEAD_IMAGE_SIDE),
+    )
     parity = _parity(spec, model, encoder, image, features, work, threads)
     return {"files": files, "parity": parity}
+
+
+def _run_split(spec: ModelSpec, sessions: list[Any], feeds: dict[str, Any]) -> list[Any]:
+    """``decoder.onnx``'s outputs computed by ``decoder_head.onnx`` then ``upscaler.onnx``."""
+    head, upscaler = sessions
+    scores = head.run(list(spec.head_outputs), {n: feeds[n] for n in spec.head_inputs})
+    values = dict(zip(spec.head_outputs, scores, strict=True)) | feeds
+    masks = upscaler.run([LOW_RES_MASKS], {n: values[n] for n in spec.upscaler_inputs})
+    return [*masks, *scores[: len(spec.decoder_outputs) - 1]]
 
 
 def _parity(
@@ -339,6 +394,7 @@ def _parity(
     )
     feats = [torch.from_numpy(f) for f in onnx_feats]
     dec_errs = []
+    split = [create_session(work / f"{role}.onnx", threads=threads) for role in OPTIONAL_ROLES]
     # Several batch sizes and point counts: the graph's dynamic axes must really be dynamic.
     for role in ("decoder", "decoder_mask"):
         session = create_session(work / f"{role}.onnx", threads=threads)
@@ -352,6 +408,9 @@ def _parity(
             values = [*ctx, *(p.numpy() for p in prompts)][: len(names)]
             got = session.run(list(spec.decoder_outputs), dict(zip(names, values, strict=True)))
             dec_errs.append(max(_rel_err(o, t) for o, t in zip(got, expected, strict=True)))
+            if role == "decoder":  # the same prompts through the head and the upscaler
+                got = _run_split(spec, split, dict(zip(names, values, strict=True)))
+                dec_errs.append(max(_rel_err(o, t) for o, t in zip(got, expected, strict=True)))
     report["decoder_max_rel_error"] = max(dec_errs)
     report["passed"] = enc_err <= ENCODER_TOL and max(dec_errs) <= DECODER_TOL
     if not report["passed"]:

@@ -1,10 +1,12 @@
 """Export wrappers: the official modules rearranged into static ONNX graphs.
 
-Three graphs are exported:
+These graphs are exported:
 
 * :class:`ImageEncoder`: the official image encoder (SAM 2: plus its feature preparation).
 * :class:`DecoderContext`: the decoder's prompt-independent work, once per image.
-* :class:`FastDecoder`: prompt encoder + mask decoder for ``B`` prompt sets.
+* :class:`FastDecoder`: prompt encoder + mask decoder for ``B`` prompt sets;
+* :class:`DecoderHead` + :class:`DecoderUpscaler`: the same decoder in two graphs, scores
+  first, masks on demand.
 
 :class:`PromptDecoder` is the official decoder maths as the official modules run it; it is
 not exported but is the reference that the exported pair must match (the export's parity
@@ -378,7 +380,12 @@ class FastDecoder(_DecoderParts):
         weights = torch.softmax(scores, dim=-1).reshape(b, hw, h * t)
         return weights @ vo
 
-    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _transformer(
+        self, *args: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The two-way transformer on the prompts: returns the hypernetworks' mask vectors
+        ``(B, M, c2)``, the final queries ``(B, T, C)`` (IoU, object-score tokens...), the
+        image side ``(B, HW, C)`` and the context's high-res features."""
         n_high = len(self.spec.high_res_shapes)
         keys, keys_pe, k_img, v_img = args[:4]
         feats = args[4 : 4 + n_high]
@@ -414,18 +421,30 @@ class FastDecoder(_DecoderParts):
         fin = self.transformer.final_attn_token_to_image
         attn = self._attend_image(fin, queries + tokens, (keys + pe).transpose(1, 2), keys)
         queries = self.transformer.norm_final_attn(queries + attn)
-        masks = self._masks(
-            queries[:, s + 1 : s + 1 + self.mask_decoder.num_mask_tokens], keys, feats
+        md = self.mask_decoder
+        mask_tokens = queries[:, s + 1 : s + 1 + md.num_mask_tokens]
+        hyper = torch.stack(
+            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], 1
         )
+        return hyper, queries[:, : s + 1], keys, feats
+
+    def _scores(self, queries: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``iou_predictions`` [and ``object_score_logits``] from the final queries."""
+        s = queries.shape[1] - 1  # the IoU token is the last one before the mask tokens
         iou = self.mask_decoder.iou_prediction_head(queries[:, s, :])
         if self.spec.family == "sam":
-            return masks, iou
-        return masks, iou, self.mask_decoder.pred_obj_score_head(queries[:, 0, :])
+            return (iou,)
+        return iou, self.mask_decoder.pred_obj_score_head(queries[:, 0, :])
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        hyper, queries, keys, feats = self._transformer(*args)
+        return (self._masks(hyper, keys, feats), *self._scores(queries))
 
     def _masks(
-        self, mask_tokens: torch.Tensor, keys: torch.Tensor, feats: tuple[torch.Tensor, ...]
+        self, hyper: torch.Tensor, keys: torch.Tensor, feats: tuple[torch.Tensor, ...]
     ) -> torch.Tensor:
-        """Upscaling + hypernetworks in phase layout; ``(B, M, 4 * side, 4 * side)`` logits.
+        """Upscaling in phase layout, times the hypernetworks' vectors ``hyper``
+        ``(B, M, c2)``: ``(B, M, 4 * side, 4 * side)`` logits.
 
         Row ``p`` of the ``(B, HW, 4, c1)`` and ``(B, HW, 16, c2)`` tensors is embedding
         pixel ``(i, j)``; the phases ``[a, b]`` and ``[a, b, a2, b2]`` are the output pixels
@@ -435,7 +454,7 @@ class FastDecoder(_DecoderParts):
         md = self.mask_decoder
         dc1, ln1, act1, dc2, act2 = md.output_upscaling
         c1, c2 = dc1.out_channels, dc2.out_channels
-        side, bsz = self.side, mask_tokens.shape[0]
+        side, bsz = self.side, hyper.shape[0]
         hw = side * side
         w1, b1 = _convt_matrix(dc1)
         w2, b2 = _convt_matrix(dc2)
@@ -447,9 +466,37 @@ class FastDecoder(_DecoderParts):
         x = x.reshape(bsz, hw * 4, c1)
         x = _linear_onto(x, w2, feats[1]) if feats else _linear(x, w2, b2)
         x = act2(x.reshape(bsz, hw, 16, c2))
-        hyper = torch.stack(
-            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], 1
-        )
         masks = hyper @ x.reshape(bsz, hw * 16, c2).transpose(1, 2)  # (B, M, HW * 16)
         masks = masks.reshape(bsz, -1, side, side, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
         return masks.reshape(bsz, -1, side * 4, side * 4)
+
+
+class DecoderHead(FastDecoder):
+    """:class:`FastDecoder` (no mask input) up to the point where the masks are drawn.
+
+    Same inputs; outputs ``iou_predictions`` [``object_score_logits``], the image side
+    after the transformer ``(B, HW, C)`` and the hypernetworks' vectors ``(B, M, c2)``
+    (``spec.head_outputs``). With :class:`DecoderUpscaler` it computes exactly what
+    :class:`FastDecoder` does, in two calls, so that a caller who keeps masks only above
+    a predicted IoU (segment everything) upscales only the prompts that have one.
+    """
+
+    def __init__(self, model: nn.Module, spec: ModelSpec) -> None:
+        super().__init__(model, spec, with_mask=False)
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        hyper, queries, keys, _ = self._transformer(*args)
+        return (*self._scores(queries), keys, hyper)
+
+
+class DecoderUpscaler(FastDecoder):
+    """The masks of :class:`DecoderHead`'s outputs: ``(image side, vectors [, SAM 2 context
+    high-res features])`` -> ``low_res_masks`` ``(B, M, 256, 256)`` (``spec.upscaler_inputs``)."""
+
+    def __init__(self, model: nn.Module, spec: ModelSpec) -> None:
+        super().__init__(model, spec, with_mask=False)
+
+    def forward(
+        self, keys: torch.Tensor, hyper: torch.Tensor, *feats: torch.Tensor
+    ) -> torch.Tensor:
+        return self._masks(hyper, keys, feats)
