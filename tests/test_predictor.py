@@ -192,3 +192,41 @@ def test_memory_arena_follows_the_setting(
             np.testing.assert_allclose(
                 p.encode(photo).image_embeddings, plain.encode(photo).image_embeddings, atol=1e-5
             )
+
+
+@pytest.mark.parametrize("name", ["sam2.1_hiera_tiny", "sam_vit_b"])
+def test_split_decoder_draws_needed_masks_like_the_whole_decoder(
+    export_test_model: Any, photo: Path, name: str
+) -> None:
+    """decoder_head.onnx + upscaler.onnx give decoder.onnx's outputs, drawing masks only
+    where asked; a folder without them (older or quantized) draws every mask."""
+    p = Predictor.from_pretrained(export_test_model(name), threads=2)
+    assert p.can_split
+    emb = p.encode(photo)
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 1, (6, 1, 2)) * np.array(emb.original_size[::-1])
+    prompts = normalize_prompts(
+        p.spec, emb.original_size, emb.input_size, points=xy, labels=np.ones((6, 1))
+    )
+    low_res, iou, obj = p.decode(emb, prompts)
+    cut = float(np.median(iou[:, 0]))
+    got, got_iou, got_obj, drawn = p.decode_needed(emb, prompts, lambda s: bool(s[0] > cut))
+    np.testing.assert_array_equal(drawn, iou[:, 0] > cut)
+    assert 0 < drawn.sum() < len(drawn)
+    np.testing.assert_allclose(got_iou, iou, atol=1e-6)
+    np.testing.assert_allclose(got[drawn], low_res[drawn], atol=1e-5)
+    assert not got[~drawn].any()  # never drawn
+    if obj is not None:
+        np.testing.assert_allclose(got_obj, obj, atol=1e-6)
+
+    files = p.artifact.manifest.files
+    assert {"decoder_head", "upscaler"} <= set(files)
+    without = {k: v for k, v in files.items() if k not in ("decoder_head", "upscaler")}
+    plain = dataclasses.replace(
+        p.artifact, manifest=dataclasses.replace(p.artifact.manifest, files=without)
+    )
+    old = Predictor(plain, threads=2)
+    assert not old.can_split
+    got, got_iou, _, drawn = old.decode_needed(emb, prompts, lambda s: False)
+    assert drawn.all()
+    np.testing.assert_allclose(got, low_res, atol=1e-5)

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -15,8 +15,10 @@ import numpy as np
 from ..artifacts import ModelArtifact, resolve_model
 from ..errors import ArtifactError
 from ..imageio import ImageLike, load_image
+from ..manifest import OPTIONAL_ROLES
 from ..specs import (
     HAS_MASK_INPUT,
+    LOW_RES_MASKS,
     LOW_RES_SIZE,
     MASK_INPUT,
     POINT_COORDS,
@@ -160,7 +162,17 @@ class Predictor:
 
     def _inputs(self, role: str) -> tuple[str, ...]:
         """Input names of a decoder graph."""
-        return self.spec.mask_decoder_inputs if role == "decoder_mask" else self.spec.decoder_inputs
+        return {
+            "decoder_mask": self.spec.mask_decoder_inputs,
+            "decoder_head": self.spec.head_inputs,
+            "upscaler": self.spec.upscaler_inputs,
+        }.get(role, self.spec.decoder_inputs)
+
+    def _outputs(self, role: str) -> tuple[str, ...]:
+        """Output names of a decoder graph."""
+        return {"decoder_head": self.spec.head_outputs, "upscaler": (LOW_RES_MASKS,)}.get(
+            role, self.spec.decoder_outputs
+        )
 
     def _check_io(
         self, role: str, session: Any, inputs: Sequence[str], outputs: Sequence[str]
@@ -286,12 +298,13 @@ class Predictor:
 
     def _session(self, role: str, serial: bool = False) -> Any:
         """The session of a decoder graph; ``serial``: a single-threaded one for the
-        parallel calls of a batch (the same session when the predictor has one thread)."""
-        if serial and self._workers > 1:
+        parallel calls of a batch (the same session when the predictor has one thread).
+        The split decoder's graphs (:meth:`decode_needed`) only ever run that way."""
+        if serial and (self._workers > 1 or role in OPTIONAL_ROLES):
             with self._lock:
                 if role not in self._serial:
                     self._serial[role] = self._open(
-                        role, self._inputs(role), self.spec.decoder_outputs, threads=1
+                        role, self._inputs(role), self._outputs(role), threads=1
                     )
                 return self._serial[role]
         if role == "decoder":
@@ -339,6 +352,65 @@ class Predictor:
                 None if objs[0] is None else np.concatenate(objs),  # type: ignore[arg-type]
             )
         return self._decode_call(embedding, prompts)
+
+    @property
+    def can_split(self) -> bool:
+        """Whether :meth:`decode_needed` draws masks only where they are needed: the folder
+        holds the split decoder (``decoder_head.onnx`` + ``upscaler.onnx``; not in quantized
+        or older folders) and the decoder runs on the CPU."""
+        return self._devices["decoder"] is None and all(
+            self.artifact.has(role) for role in OPTIONAL_ROLES
+        )
+
+    def decode_needed(
+        self,
+        embedding: ImageEmbedding,
+        prompts: DecoderPrompts,
+        needed: Callable[[np.ndarray], bool],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """:meth:`decode` for point and box prompts, drawing the masks of a prompt set only
+        when ``needed(iou)`` (its ``(4,)`` predicted IoUs) is true.
+
+        Each prompt set goes through ``decoder_head.onnx`` (transformer and scores), then,
+        if needed, ``upscaler.onnx`` (the masks): the two compute exactly what
+        ``decoder.onnx`` does (checked by the export's parity gate), and the upscaling,
+        about 40 % of a call, is skipped where no mask would be kept. Drawing every mask
+        this way costs ~13 % more than :meth:`decode` (measured, SAM 2.1 tiny, two
+        single-threaded calls side by side: 16.4 vs 14.6 ms per prompt; none drawn: 8.9 ms).
+        Without :attr:`can_split` this is :meth:`decode`, every mask drawn.
+
+        Returns:
+            ``low_res`` ``(B, 4, 256, 256)`` (zeros where not drawn), ``iou`` ``(B, 4)``,
+            SAM 2's object score logits ``(B,)`` (else ``None``) and ``drawn`` bool ``(B,)``.
+        """
+        if not self.can_split or bool(np.any(prompts.has_mask_input)):
+            low_res, iou, obj = self.decode(embedding, prompts)
+            return low_res, iou, obj, np.ones(prompts.batch, dtype=bool)
+        if not embedding.context:
+            context = self._run_context(embedding.image_embeddings, embedding.high_res_features)
+            embedding = dataclasses.replace(embedding, context=tuple(context))
+        head, upscaler = (self._session(role, serial=True) for role in OPTIONAL_ROLES)
+        spec = self.spec
+        shape = (prompts.batch, spec.num_mask_tokens, LOW_RES_SIZE, LOW_RES_SIZE)
+        low_res = np.zeros(shape, np.float32)  # calloc: rows never drawn cost no memory
+
+        def one(i: int) -> tuple[np.ndarray, np.ndarray | None, bool]:
+            feeds = self.decoder_feeds(embedding, prompts.rows(i, i + 1))[1]
+            outs = head.run(list(spec.head_outputs), {n: feeds[n] for n in spec.head_inputs})
+            iou = outs[0]
+            obj = outs[1][:, 0] if spec.has_object_score else None
+            if not needed(iou[0]):
+                return iou, obj, False
+            values = dict(zip(spec.head_outputs, outs, strict=True)) | feeds
+            feeds = {n: values[n] for n in spec.upscaler_inputs}
+            low_res[i] = upscaler.run([LOW_RES_MASKS], feeds)[0][0]
+            return iou, obj, True
+
+        parts = self._map(one, range(prompts.batch))
+        iou = np.concatenate([p[0] for p in parts])
+        obj = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])  # type: ignore[misc]
+        drawn = np.array([p[2] for p in parts], dtype=bool)
+        return low_res, iou, obj, drawn
 
     def _decode_call(
         self, embedding: ImageEmbedding, prompts: DecoderPrompts, serial: bool = False
