@@ -12,7 +12,10 @@ It prints and stores (JSON):
   the ONNX graph by ``samedge.bench.flops``) and of the official decoder (PyTorch's
   ``FlopCounterMode`` on the official modules);
 * wall time of the official generator, samedge exact and samedge fast in the same process,
-  same image and thread count, with samedge's encode / decode / post-processing split;
+  same image and thread count, with samedge's encode / decode / post-processing split; the
+  exact mode twice: as it runs by default (the split decoder draws masks only for points
+  that have one above ``pred_iou_thresh``) and with ``split_decoder=False`` (every point's
+  masks drawn by ``decoder.onnx``), with the number of points whose masks were drawn;
 * the decoder compute floor (GFLOP/prompt x prompts / peak) and samedge's ratio to it, for
   both FLOP counts;
 * how many official masks samedge's masks match at IoU >= 0.95 (exact) and >= 0.9 (fast).
@@ -157,6 +160,12 @@ def main() -> int:
         help="thresholds lowered so random-weight masks survive (pred IoU 0.5 / off, "
         "stability offset 0.1, stability 0.32)",
     )
+    parser.add_argument(
+        "--pred-iou-thresh",
+        type=float,
+        help="override pred_iou_thresh (e.g. between the random-weight scores, so that the "
+        "split decoder skips part of the points)",
+    )
     parser.add_argument("--skip-official", action="store_true")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
@@ -181,6 +190,8 @@ def main() -> int:
             stability_score_offset=0.1,
             stability_score_thresh=0.32,
         )
+    if args.pred_iou_thresh is not None:
+        settings["pred_iou_thresh"] = args.pred_iou_thresh
     out: dict = {
         "model": spec.name,
         "image": args.image,
@@ -197,8 +208,9 @@ def main() -> int:
     print(json.dumps(out, indent=1), flush=True)
 
     runs = {}
-    for mode in ("exact", "fast"):
-        gen = MaskGenerator(predictor, fast=mode == "fast", **settings)
+    for mode in ("exact", "exact_whole_decoder", "fast"):
+        split = False if mode == "exact_whole_decoder" else None
+        gen = MaskGenerator(predictor, fast=mode == "fast", split_decoder=split, **settings)
         t = time.perf_counter()
         result = gen.generate_masks(image)
         wall = time.perf_counter() - t
@@ -214,6 +226,8 @@ def main() -> int:
             "prompts": st["prompts"],
             "masks": len(result),
             "upscaled": st["upscaled"],
+            "split_prompts": st["split_prompts"],
+            "masks_drawn_for": st["drawn"],
             "decoder_floor_s": round(floor, 2),
             "decode_over_floor": round(st["decode_s"] / floor, 2),
             "decode_plus_post_over_floor": round((st["decode_s"] + st["post_s"]) / floor, 2),

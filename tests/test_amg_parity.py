@@ -164,3 +164,64 @@ def test_sam2_crops_match_official(export_test_model, torch_model, groceries):
     ref = _official(torch_model, name, **settings).generate(groceries)
     assert result.stats["crops"] == 5
     _compare_records(ref, result.records())
+
+
+def _gap_threshold(scores: np.ndarray) -> float:
+    """A threshold between the middle half of the points' best scores (``scores`` ``(P, K)``)
+    that no score lies within rounding distance of, so that both generators keep the same
+    masks and some points have none."""
+    best = np.sort(scores.max(axis=1))
+    lo, hi = len(best) // 4, 3 * len(best) // 4
+    mids = (best[lo:hi] + best[lo + 1 : hi + 1]) / 2
+    margin = np.abs(scores.reshape(1, -1) - mids[:, None]).min(axis=1)
+    assert margin.max() > 1e-4
+    return float(mids[int(np.argmax(margin))])
+
+
+def test_split_decoder_draws_only_needed_masks_with_the_same_result(
+    export_test_model, torch_model, groceries
+):
+    """With a predicted-IoU threshold that rejects some points, the split decoder draws the
+    masks of the others only, and the masks equal the whole decoder's and the official
+    generator's (NMS off, so every surviving candidate is compared)."""
+    from samedge.amg.grid import point_grid
+    from samedge.runtime.predictor import Predictor
+    from samedge.runtime.prompts import normalize_prompts
+
+    name = "sam2.1_hiera_tiny"
+    predictor = Predictor.from_pretrained(export_test_model(name), threads=2)
+    assert predictor.can_split
+    embedding = predictor.encode(groceries)
+    height, width = groceries.shape[:2]
+    points = point_grid(SAM2_SETTINGS["points_per_side"]) * np.array([width, height])
+    prompts = normalize_prompts(
+        predictor.spec,
+        embedding.original_size,
+        embedding.input_size,
+        points=points[:, None, :],
+        labels=np.ones((len(points), 1)),
+    )
+    _, iou, _ = predictor.decode(embedding, prompts)
+    settings = dict(
+        SAM2_SETTINGS,
+        box_nms_thresh=1.0,
+        stability_score_thresh=0.0,  # keep every drawn mask that passes the IoU filter
+        pred_iou_thresh=_gap_threshold(iou[:, 1:]),
+    )
+    runs = {
+        split: MaskGenerator(predictor, split_decoder=split, **settings).generate_masks(
+            groceries, embedding
+        )
+        for split in (False, True)
+    }
+    whole, split = runs[False], runs[True]
+    assert whole.stats["drawn"] == whole.stats["prompts"] == len(points)
+    assert split.stats["split_prompts"] == len(points)
+    needed = int(np.count_nonzero((iou[:, 1:] > settings["pred_iou_thresh"]).any(axis=1)))
+    assert 0 < split.stats["drawn"] == needed < len(points)
+    assert len(split) > 0
+    np.testing.assert_array_equal(split.masks, whole.masks)
+    np.testing.assert_array_equal(split.predicted_iou, whole.predicted_iou)
+    np.testing.assert_array_equal(split.stability_score, whole.stability_score)
+    ref = _official(torch_model, name, **settings).generate(groceries)
+    _compare_records(ref, split.records())
