@@ -63,7 +63,8 @@ def test_everything_writes_json_overlay_and_pngs(export_test_model, tmp_path, ca
     assert picture.shape == (534, 800, 3)
     original = cv2.imread(str(image))
     assert np.abs(picture.astype(int) - original).mean() > 5  # masks are drawn
-    assert "masks from 4 prompts" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "masks from 4 prompts" in printed and "masks drawn for 4 of 4 points" in printed
 
 
 @requires_export

@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{args.out}: {len(result)} masks from {stats['prompts']} prompts in "
         f"{stats['total_s']:.1f} s (encode {stats['encode_s']:.1f} s, decode "
-        f"{stats['decode_s']:.1f} s, post-processing {stats['post_s']:.1f} s)"
+        f"{stats['decode_s']:.1f} s, post-processing {stats['post_s']:.1f} s); masks "
+        f"drawn for {stats['drawn']} of {stats['prompts']} points (the others had no "
+        f"predicted IoU above the threshold)"
     )
     return 0
