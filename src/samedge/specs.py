@@ -161,8 +161,8 @@ class ModelSpec:
 
     @property
     def head_outputs(self) -> tuple[str, ...]:
-        """Outputs of ``decoder_head.onnx`` (same inputs as ``decoder.onnx``): the scores,
-        then what ``upscaler.onnx`` needs to draw the masks."""
+        """Outputs of ``decoder_head.onnx``: the scores, then what ``upscaler.onnx`` needs
+        to draw the masks."""
         return (*self.decoder_outputs[1:], HEAD_IMAGE_SIDE, HEAD_MASK_VECTORS)
 
     @property

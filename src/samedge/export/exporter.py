@@ -47,6 +47,7 @@ from ..manifest import (
     Manifest,
     sha256_file,
 )
+from ..runtime.predictor import run_head, run_upscaler
 from ..runtime.session import create_session
 from ..specs import (
     HAS_MASK_INPUT,
@@ -359,12 +360,11 @@ def _export_into(
 
 
 def _run_split(spec: ModelSpec, sessions: list[Any], feeds: dict[str, Any]) -> list[Any]:
-    """``decoder.onnx``'s outputs computed by ``decoder_head.onnx`` then ``upscaler.onnx``."""
+    """``decoder.onnx``'s outputs computed by ``decoder_head.onnx`` then ``upscaler.onnx``,
+    as the runtime runs them."""
     head, upscaler = sessions
-    scores = head.run(list(spec.head_outputs), {n: feeds[n] for n in spec.head_inputs})
-    values = dict(zip(spec.head_outputs, scores, strict=True)) | feeds
-    masks = upscaler.run([LOW_RES_MASKS], {n: values[n] for n in spec.upscaler_inputs})
-    return [*masks, *scores[: len(spec.decoder_outputs) - 1]]
+    outs = run_head(spec, head, feeds)
+    return [run_upscaler(spec, upscaler, outs, feeds), *outs[: len(spec.decoder_outputs) - 1]]
 
 
 def _parity(
