@@ -140,6 +140,18 @@ def test_large_batches_decode_in_cpu_sized_calls(predictor: Predictor, photo: Pa
     # A mask prompt goes to decoder_mask.onnx and changes the result.
     refined = predictor.decode(emb, masked)
     assert not np.allclose(refined[0][0], low[1], atol=1e-3)
+    # Mask prompts in a batch: decoder_mask.onnx, one call per set, the same values.
+    two = normalize_prompts(
+        predictor.spec, emb.original_size, emb.input_size, points=points[:2],
+        labels=np.ones((2, 1)), mask_input=np.stack([mask, -mask])[:, None],
+    )  # fmt: skip
+    low2, iou2, obj2 = predictor.decode(emb, two)
+    assert obj2 is not None and obj2.shape == (2,)
+    for i in range(2):
+        one = predictor.decode(emb, two.rows(i, i + 1))
+        np.testing.assert_allclose(low2[i : i + 1], one[0], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(iou2[i : i + 1], one[1], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(obj2[i : i + 1], one[2], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from .session import (
     create_session,
     default_threads,
     run_bound,
+    run_into,
     run_options,
     session_io,
 )
@@ -359,20 +360,36 @@ class Predictor:
             are the same).
         """
         if self._devices["decoder"] is None and prompts.batch > CPU_DECODE_BATCH:
-            embedding = self._with_context(embedding)
-            parts = self._map(
-                lambda i: self._decode_call(
-                    embedding, prompts.rows(i, i + CPU_DECODE_BATCH), serial=True
-                ),
-                range(0, prompts.batch, CPU_DECODE_BATCH),
-            )
-            objs = [p[2] for p in parts]
-            return (
-                np.concatenate([p[0] for p in parts]),
-                np.concatenate([p[1] for p in parts]),
-                None if objs[0] is None else np.concatenate(objs),  # type: ignore[arg-type]
-            )
+            return self._decode_serial(self._with_context(embedding), prompts)
         return self._decode_call(embedding, prompts)
+
+    def _decode_serial(
+        self, embedding: ImageEmbedding, prompts: DecoderPrompts
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`decode` as single-threaded CPU calls side by side, each writing its
+        outputs into its rows of the batch's arrays: no per-call arrays to concatenate, so
+        a batch's logits exist once instead of twice at its peak (64 MiB for segment
+        everything's 64 points), and 2-5 % less time per prompt (SAM 2.1 tiny, 64 points,
+        2 threads, in turns: 13.1 / 12.7 / 13.3 against 13.4 / 13.1 / 14.0 ms)."""
+        spec, batch = self.spec, prompts.batch
+        tokens = spec.num_mask_tokens
+        arrays = [
+            np.empty((batch, tokens, LOW_RES_SIZE, LOW_RES_SIZE), np.float32),
+            np.empty((batch, tokens), np.float32),
+        ]
+        if spec.has_object_score:
+            arrays.append(np.empty((batch, 1), np.float32))
+        names = list(spec.decoder_outputs)
+
+        def one(start: int) -> None:
+            stop = min(start + CPU_DECODE_BATCH, batch)
+            role, feeds = self.decoder_feeds(embedding, prompts.rows(start, stop))
+            rows = {name: a[start:stop] for name, a in zip(names, arrays, strict=True)}
+            run_into(self._session(role, serial=True), feeds, rows)
+
+        self._map(one, range(0, batch, CPU_DECODE_BATCH))
+        obj = arrays[2][:, 0] if spec.has_object_score else None
+        return arrays[0], arrays[1], obj
 
     @property
     def can_split(self) -> bool:

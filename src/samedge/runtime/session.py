@@ -497,6 +497,31 @@ def binding_device(
     return device, settings.device_id
 
 
+def run_into(
+    session: Any, feeds: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]
+) -> None:
+    """One run on the CPU that writes each output straight into a caller's array.
+
+    ``session.run`` hands back new arrays, which a batched caller then copies into its
+    batch (a SAM decoder call returns 1 MiB of mask logits per prompt set). Here each
+    output is bound to its destination, typically a slice of the batch's array, so ONNX
+    Runtime writes the values where they end up.
+
+    Args:
+        feeds: input name -> NumPy array (bound as it is).
+        outputs: output name -> C-contiguous array of the output's exact shape and dtype.
+    """
+    binding = session.io_binding()
+    inputs = {name: np.ascontiguousarray(value) for name, value in feeds.items()}  # kept alive
+    for name, value in inputs.items():
+        binding.bind_cpu_input(name, value)
+    for name, array in outputs.items():
+        if not array.flags.c_contiguous:
+            raise ValueError(f"output {name} must be written into a contiguous array")
+        binding.bind_output(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
+    session.run_with_iobinding(binding)
+
+
 def run_bound(
     session: Any,
     feeds: Mapping[str, Any],
