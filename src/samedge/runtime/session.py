@@ -497,9 +497,22 @@ def binding_device(
     return device, settings.device_id
 
 
-def run_into(
-    session: Any, feeds: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]
-) -> None:
+def _bind_inputs(binding: Any, feeds: Mapping[str, Any]) -> list[Any]:
+    """Bind each feed to ``binding``: an ``OrtValue`` as it is (already on its device), a
+    NumPy array as a C-contiguous CPU input. Returns the bound values, which must outlive
+    the run (a non-contiguous array is bound through a copy that nothing else holds)."""
+    ort, bound = _ort(), []
+    for name, value in feeds.items():
+        if isinstance(value, ort.OrtValue):
+            binding.bind_ortvalue_input(name, value)
+        else:
+            value = np.ascontiguousarray(value)
+            binding.bind_cpu_input(name, value)
+        bound.append(value)
+    return bound
+
+
+def run_into(session: Any, feeds: Mapping[str, Any], outputs: Mapping[str, np.ndarray]) -> None:
     """One run on the CPU that writes each output straight into a caller's array.
 
     ``session.run`` hands back new arrays, which a batched caller then copies into its
@@ -508,18 +521,17 @@ def run_into(
     Runtime writes the values where they end up.
 
     Args:
-        feeds: input name -> NumPy array (bound as it is).
+        feeds: input name -> NumPy array or CPU ``OrtValue`` (see :func:`_bind_inputs`).
         outputs: output name -> C-contiguous array of the output's exact shape and dtype.
     """
     binding = session.io_binding()
-    inputs = {name: np.ascontiguousarray(value) for name, value in feeds.items()}  # kept alive
-    for name, value in inputs.items():
-        binding.bind_cpu_input(name, value)
+    bound = _bind_inputs(binding, feeds)
     for name, array in outputs.items():
         if not array.flags.c_contiguous:
             raise ValueError(f"output {name} must be written into a contiguous array")
         binding.bind_output(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
     session.run_with_iobinding(binding)
+    del bound  # the inputs had to outlive the run
 
 
 def run_bound(
@@ -541,17 +553,13 @@ def run_bound(
     Returns:
         the outputs as NumPy arrays, and the ``keep`` outputs as ``OrtValue`` on the device.
     """
-    ort = _ort()
     binding = session.io_binding()
-    for name, value in feeds.items():
-        if isinstance(value, ort.OrtValue):
-            binding.bind_ortvalue_input(name, value)
-        else:
-            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+    bound = _bind_inputs(binding, feeds)
     for name in outputs:
         where = device if name in keep else ("cpu", 0)
         binding.bind_output(name, where[0], where[1])
     session.run_with_iobinding(binding)
+    del bound  # the inputs had to outlive the run
     host = binding.copy_outputs_to_cpu()
     values = binding.get_outputs()
     kept = {name: value for name, value in zip(outputs, values, strict=True) if name in keep}
