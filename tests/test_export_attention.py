@@ -45,3 +45,41 @@ def test_banded_blocks_and_separate_qkv_match_the_official_block(
     assert (hieradet.MultiScaleBlock.forward, hieradet.MultiScaleAttention.forward) == official
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+class _PosEmbed(torch.nn.Module):
+    """Hiera's two positional-embedding parameters, added to a token grid as Hiera does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos_embed = torch.nn.Parameter(torch.randn(1, 8, 7, 7))
+        self.pos_embed_window = torch.nn.Parameter(torch.randn(1, 8, 4, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + hieradet.Hiera._get_pos_embed(self, x.shape[1:3])
+
+
+def _op_types(module: torch.nn.Module, x: torch.Tensor) -> set[str]:
+    import io
+
+    onnx = pytest.importorskip("onnx")
+    buffer = io.BytesIO()
+    torch.onnx.export(module, (x,), buffer, dynamo=False, opset_version=17)
+    return {node.op_type for node in onnx.load_from_string(buffer.getvalue()).graph.node}
+
+
+def test_separable_pos_embed_matches_the_official_resize_without_a_resize_node() -> None:
+    from samedge.export.pos_embed import separable_pos_embed
+
+    torch.manual_seed(0)
+    module = _PosEmbed().eval()
+    x = torch.zeros(1, 32, 24, 8)  # a non-square token grid, whole windows
+    with torch.no_grad():
+        official = module(x)
+        assert "Resize" in _op_types(module, x)  # the official code traces a bicubic resize
+        with separable_pos_embed():
+            ours = module(x)
+            ops = _op_types(module, x)
+    torch.testing.assert_close(ours, official, rtol=0, atol=1e-5)
+    assert "Resize" not in ops and "MatMul" in ops
+    assert hieradet.Hiera._get_pos_embed.__module__ == hieradet.__name__  # restored

@@ -67,6 +67,7 @@ from .attention import (
 )
 from .build import build_model
 from .graph import fold_pointwise_convs, single_prompt_addends
+from .pos_embed import separable_pos_embed
 from .wrappers import (
     DecoderContext,
     DecoderHead,
@@ -151,6 +152,7 @@ def _export_graph(
         fused.enter_context(fused_sdpa(OPSET))
         fused.enter_context(separate_qkv())
         fused.enter_context(banded_blocks())
+        fused.enter_context(separable_pos_embed())
     elif attention == "chunked":
         fused.enter_context(chunked_attention())
     with torch.no_grad(), warnings.catch_warnings(), fused:
