@@ -82,6 +82,14 @@ def run(args: argparse.Namespace) -> int:
     wanted = [p for p in (args.provider or "").split(",") if p.strip()]
     for short in wanted or [k for k in s.PROVIDER_NAMES if k != "cpu"]:
         reason = s.unavailable_reason(short, available, installed)
+        if reason is not None and s.native_openvino([short]):
+            from importlib import metadata
+
+            reason = (
+                f"the image encoder runs on OpenVINO's own runtime (openvino "
+                f"{metadata.version('openvino')}) and the decoders on the CPU provider; "
+                f"whole models on OpenVINO: {reason}"
+            )
         out.append(f"{short}: {'available' if reason is None else reason}")
     out.append("== cpu")
     model, features = cpu_info()

@@ -3,8 +3,8 @@
 :func:`load_network` returns a :class:`Network`, a callable from named float32 inputs to
 named outputs. ONNX files run on ONNX Runtime (through
 :func:`samedge.runtime.session.create_session`) or on OpenVINO, which reads ONNX directly;
-OpenVINO IR (``.xml``) runs on OpenVINO only. OpenVINO is imported only here, and only
-when asked for (extra ``gaze``).
+OpenVINO IR (``.xml``) runs on OpenVINO only, compiled by
+:func:`samedge.runtime.openvino_native.compile_model` when asked for (extra ``gaze``).
 """
 
 from __future__ import annotations
@@ -74,19 +74,10 @@ def _load_ort(path: Path, providers: Sequence[str] | str | None, threads: int | 
 
 def _load_openvino(path: Path, threads: int | None) -> Network:
     require_extra("openvino", "gaze", "running networks on OpenVINO")
-    import openvino as ov
-
+    from ..runtime.openvino_native import compile_model
     from ..runtime.session import default_threads
 
-    core = ov.Core()
-    try:
-        model = core.read_model(os.fspath(path))
-        compiled = core.compile_model(
-            model, "CPU", {"INFERENCE_NUM_THREADS": threads or default_threads()}
-        )
-    except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long messages
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(f"OpenVINO cannot load {path.name}: {first[:200]}") from exc
+    compiled = compile_model(path, "CPU", threads or default_threads())
     request = compiled.create_infer_request()
     out_ports = list(compiled.outputs)
     names = [p.any_name for p in out_ports]

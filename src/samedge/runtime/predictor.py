@@ -25,6 +25,7 @@ from ..specs import (
     POINT_LABELS,
     ModelSpec,
 )
+from .openvino_native import OpenVINOSession
 from .postprocess import select_masks, upscale_masks
 from .preprocess import preprocess
 from .prompts import DecoderPrompts, normalize_prompts
@@ -35,6 +36,8 @@ from .session import (
     binding_device,
     create_session,
     default_threads,
+    native_openvino,
+    requested_providers,
     run_bound,
     run_into,
     run_options,
@@ -119,15 +122,32 @@ class Predictor:
         # SAMEDGE_ORT_ARENA=shrink: the encoder's own arena goes back to the system after a
         # run; otherwise every session shares one arena (see create_session).
         shrink = arena_mode() == "shrink"
-        self._encoder = create_session(
-            artifact.encoder_path,
-            providers,
-            threads,
-            mem_pattern=False,
-            settings=self._settings,
-            cache_name=self._cache_name("encoder"),
-            shared_arena=False if shrink else None,
-        )
+        self._encoder: Any
+        if native_openvino(providers):
+            # OpenVINO without its ONNX Runtime provider: the encoder on OpenVINO's runtime,
+            # the decoder graphs on the providers asked for after it (see openvino_native).
+            self._providers = requested_providers(providers)[1:] or None
+            self._encoder = OpenVINOSession(
+                artifact.encoder_path,
+                self._settings.openvino_device,
+                threads or default_threads(),
+                self._settings.engine_dir("openvino") / self._cache_name("encoder"),
+            )
+            log.info(
+                "%s runs on OpenVINO's runtime (%s); the decoder graphs on ONNX Runtime",
+                artifact.encoder_path.name,
+                self._settings.openvino_device,
+            )
+        else:
+            self._encoder = create_session(
+                artifact.encoder_path,
+                providers,
+                threads,
+                mem_pattern=False,
+                settings=self._settings,
+                cache_name=self._cache_name("encoder"),
+                shared_arena=False if shrink else None,
+            )
         self._encoder_options = None
         if shrink:
             self._encoder_options = run_options({"memory.enable_memory_arena_shrinkage": "cpu:0"})

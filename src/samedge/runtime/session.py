@@ -49,16 +49,9 @@ def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
 
     Unavailable providers are dropped with a warning that says why.
     """
-    if providers is None:
-        requested: list[str] = ["cpu"]
-    elif isinstance(providers, str):
-        requested = [p for p in providers.split(",") if p.strip()]
-    else:
-        requested = list(providers)
     available = available_providers()
     resolved: list[str] = []
-    for item in requested:
-        name = PROVIDER_NAMES.get(item.strip().lower(), item.strip())
+    for item, name in zip(_raw(providers), requested_providers(providers), strict=True):
         if name not in PROVIDER_NAMES.values() and name not in available:
             known = ", ".join(PROVIDER_NAMES)
             raise ValueError(f"unknown execution provider '{item}': use one of {known}")
@@ -76,6 +69,35 @@ def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
     if "CPUExecutionProvider" not in resolved:
         resolved.append("CPUExecutionProvider")
     return resolved
+
+
+def _raw(providers: str | Sequence[str] | None) -> list[str]:
+    if providers is None:
+        return ["cpu"]
+    items = providers.split(",") if isinstance(providers, str) else list(providers)
+    return [p for p in items if p.strip()]
+
+
+def requested_providers(providers: str | Sequence[str] | None) -> list[str]:
+    """The providers asked for (``None``: the CPU), as full ONNX Runtime names where known,
+    in order."""
+    return [PROVIDER_NAMES.get(p.strip().lower(), p.strip()) for p in _raw(providers)]
+
+
+def native_openvino(providers: str | Sequence[str] | None) -> bool:
+    """Whether the image encoder runs on OpenVINO's own runtime
+    (:mod:`samedge.runtime.openvino_native`): OpenVINO is the first provider asked for, this
+    onnxruntime build lacks its OpenVINO execution provider, and the ``openvino`` package is
+    installed. The decoder graphs then run on the providers that follow it (the CPU)."""
+    from . import openvino_native
+
+    requested = requested_providers(providers)
+    return (
+        bool(requested)
+        and requested[0] == PROVIDER_NAMES["openvino"]
+        and requested[0] not in available_providers()
+        and openvino_native.installed()
+    )
 
 
 def default_threads() -> int:

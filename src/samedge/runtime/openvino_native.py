@@ -1,0 +1,156 @@
+"""OpenVINO's own runtime for samedge graphs: the only module that imports ``openvino``.
+
+``--provider openvino`` asks for OpenVINO. ONNX Runtime reaches it through its OpenVINO
+execution provider, which only the ``onnxruntime-openvino`` distribution has (and which
+replaces the plain ``onnxruntime`` package). Without it, but with the ``openvino`` package
+installed (extra ``openvino``), the predictor runs the image encoder here, on OpenVINO's
+runtime reading the same ``encoder.onnx``, and the decoder graphs on ONNX Runtime's CPU
+provider: see :func:`samedge.runtime.session.native_openvino`.
+
+Why only the encoder, measured on this project's 2-core AVX-512 CPU, fp32, 2 threads:
+SAM 2.1 tiny's encoder 1.19 s on OpenVINO against 1.40 s on ONNX Runtime (its fully
+connected layers run at ~300 GFLOP/s in oneDNN's kernels against ~240 in MLAS; the outputs
+agree to 1e-5), SAM ViT-B's 4.1 s against 5.1 s; but one click's ``decoder.onnx`` 23 ms
+against 17.5 ms, with its shapes made static (28 ms dynamic).
+
+On the CPU the graph is compiled with ``INFERENCE_PRECISION_HINT=f32``: OpenVINO's CPU
+plugin would otherwise compute in bf16 on CPUs with AMX, a silent change of precision. A
+compiled model is cached (``CACHE_DIR``) under ``<samedge home>/engines/openvino``, one
+folder per graph file (see :meth:`samedge.runtime.session.ProviderSettings.engine_dir`):
+SAM 2.1 tiny's encoder compiles in ~1.5 s, and loads from the cache in ~0.4 s.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArtifactError
+
+
+def installed() -> bool:
+    """Whether the ``openvino`` package can be imported (it is not imported here)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def compile_model(
+    path: str | os.PathLike[str],
+    device: str = "CPU",
+    threads: int | None = None,
+    config: Mapping[str, Any] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Any:
+    """``openvino.CompiledModel`` of an ONNX or IR file on ``device``.
+
+    Args:
+        threads: ``INFERENCE_NUM_THREADS`` (``None``: OpenVINO's default, all cores).
+        config: further properties of the device.
+        cache_dir: OpenVINO's model cache folder (created), or ``None`` for no cache.
+
+    Raises:
+        ArtifactError: OpenVINO cannot read or compile the file (one line: its message).
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    properties: dict[str, Any] = dict(config or {})
+    if threads:
+        properties["INFERENCE_NUM_THREADS"] = int(threads)
+    if cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        properties["CACHE_DIR"] = os.fspath(cache_dir)
+    try:
+        return core.compile_model(os.fspath(path), device, properties)
+    except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long messages
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"OpenVINO cannot load {Path(path).name}: {first[:200]}") from exc
+
+
+@dataclass(frozen=True)
+class Port:
+    """A graph input or output as :class:`OpenVINOSession` lists them (ONNX Runtime's
+    ``NodeArg`` fields that samedge reads)."""
+
+    name: str
+    shape: tuple[int | None, ...]
+
+
+def _port(port: Any) -> Port:
+    dims = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+    return Port(port.any_name, dims)
+
+
+class OpenVINOSession:
+    """One ONNX graph compiled by OpenVINO, with the part of ``onnxruntime.InferenceSession``'s
+    interface that :class:`samedge.runtime.predictor.Predictor` uses: ``run``,
+    ``get_inputs``, ``get_outputs`` and ``get_providers``.
+
+    Args:
+        path: the ``.onnx`` file.
+        device: OpenVINO device (``CPU``, ``GPU``, ``NPU``, ``AUTO``...).
+        threads: CPU inference threads (``None``: all usable cores).
+        cache_dir: compiled-model cache folder, or ``None``.
+
+    Raises:
+        ArtifactError: the file cannot be compiled.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        device: str = "CPU",
+        threads: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if device.upper() == "CPU":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        self.path = Path(path)
+        self.device = device
+        self._compiled = compile_model(path, device, threads, config, cache_dir)
+        self._request = self._compiled.create_infer_request()
+        self._inputs = [_port(p) for p in self._compiled.inputs]
+        self._outputs = [_port(p) for p in self._compiled.outputs]
+        self._index = {}
+        for i, port in enumerate(self._compiled.outputs):
+            for name in port.get_names():  # a port can carry several tensor names
+                self._index[name] = i
+        # An infer request is not thread-safe; ONNX Runtime's run is: calls take turns.
+        self._lock = threading.Lock()
+
+    def get_inputs(self) -> list[Port]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[Port]:
+        return list(self._outputs)
+
+    def get_providers(self) -> list[str]:
+        """What runs the graph, as the predictor and benchmark report it."""
+        return [f"OpenVINO ({self.device})"]
+
+    def run(
+        self,
+        output_names: Sequence[str] | None,
+        feeds: Mapping[str, np.ndarray],
+        run_options: Any = None,
+    ) -> list[np.ndarray]:
+        """The outputs named (all when ``None``), as arrays the caller owns.
+
+        ``run_options`` (ONNX Runtime's) is accepted and ignored.
+        """
+        names = list(output_names) if output_names else [p.name for p in self._outputs]
+        unknown = [n for n in names if n not in self._index]
+        if unknown:
+            raise ValueError(f"{self.path.name} has no outputs {unknown}")
+        with self._lock:
+            result = self._request.infer(dict(feeds), share_inputs=True)
+            # share_outputs is off: every array is a copy, not the request's buffer.
+            return [result[self._index[n]] for n in names]
