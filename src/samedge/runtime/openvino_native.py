@@ -47,6 +47,7 @@ def compile_model(
     threads: int | None = None,
     config: Mapping[str, Any] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    hint: str = "",
 ) -> Any:
     """``openvino.CompiledModel`` of an ONNX or IR file on ``device``.
 
@@ -54,6 +55,7 @@ def compile_model(
         threads: ``INFERENCE_NUM_THREADS`` (``None``: OpenVINO's default, all cores).
         config: further properties of the device.
         cache_dir: OpenVINO's model cache folder (created), or ``None`` for no cache.
+        hint: appended to the error message (what the caller can do about it).
 
     Raises:
         ArtifactError: OpenVINO cannot read or compile the file (one line: its message).
@@ -70,8 +72,17 @@ def compile_model(
     try:
         return core.compile_model(os.fspath(path), device, properties)
     except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long messages
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(f"OpenVINO cannot load {Path(path).name}: {first[:200]}") from exc
+        raise ArtifactError(
+            f"OpenVINO cannot load {Path(path).name} on {device}: {_reason(exc)}{hint}"
+        ) from exc
+
+
+def _reason(exc: Exception) -> str:
+    """The informative line of an OpenVINO error: its messages open with a stack of
+    ``Exception from <source file>:<line>:`` lines before the one that says what failed."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = [line for line in lines if not line.startswith("Exception from ")]
+    return (said[-1] if said else lines[-1] if lines else type(exc).__name__)[:200]
 
 
 @dataclass(frozen=True)
@@ -115,7 +126,8 @@ class OpenVINOSession:
             config["INFERENCE_PRECISION_HINT"] = "f32"
         self.path = Path(path)
         self.device = device
-        self._compiled = compile_model(path, device, threads, config, cache_dir)
+        hint = " (check --openvino-device, re-export the model, or use --provider cpu)"
+        self._compiled = compile_model(path, device, threads, config, cache_dir, hint)
         self._request = self._compiled.create_infer_request()
         self._inputs = [_port(p) for p in self._compiled.inputs]
         self._outputs = [_port(p) for p in self._compiled.outputs]
