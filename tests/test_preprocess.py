@@ -61,22 +61,6 @@ def test_sam2_preprocess_matches_official(torch_mod, photo: str) -> None:
     np.testing.assert_allclose(ours, expected, rtol=0, atol=2e-5)
 
 
-def test_sam2_preprocess_on_threads_equals_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    from samedge.runtime import preprocess as pre
-
-    image = load_image(shared_path("data", "images", "dog.jpg"))
-    spec = get_spec("sam2.1_hiera_tiny")
-    monkeypatch.setattr(pre, "_pool", None)
-    monkeypatch.setenv("SAMEDGE_THREADS", "3")
-    threaded, size = preprocess(image, spec)
-    assert pre._pool is not None  # the channels did run on the pool
-    monkeypatch.setenv("SAMEDGE_THREADS", "1")
-    assert pre._channel_pool() is None
-    serial, serial_size = preprocess(image, spec)
-    assert size == serial_size == (1024, 1024)
-    np.testing.assert_array_equal(threaded, serial)
-
-
 @pytest.mark.parametrize("name", ["sam_vit_b", "sam2.1_hiera_tiny"])
 @pytest.mark.parametrize("size", [(534, 800), (1500, 2250), (1024, 768)])
 def test_upscale_matches_official(torch_mod, name: str, size: tuple[int, int]) -> None:

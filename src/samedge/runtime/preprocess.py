@@ -9,20 +9,15 @@ It reproduces the official predictors exactly:
 * SAM 2 (``resize="stretch"``): the image is converted to float in [0, 1], resized to
   1024 x 1024 with antialiased bilinear filtering (torchvision ``Resize`` on tensors), and
   normalised (``SAM2Transforms``). Pillow's float ("F" mode) bilinear filter is the same
-  algorithm torchvision ported, so no torch is needed. The three channels are independent
-  and run on up to three threads.
+  algorithm torchvision ported, so no torch is needed.
 """
 
 from __future__ import annotations
-
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
 
 from ..specs import ModelSpec
-from .session import default_threads
 
 
 def resized_size(height: int, width: int, spec: ModelSpec) -> tuple[int, int]:
@@ -66,35 +61,9 @@ def preprocess(image: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, tuple[in
         chw = resized.transpose(2, 0, 1).astype(np.float32)
         out[0, :, :new_h, :new_w] = (chw - mean255) / std255
     else:
-
-        def stretch(c: int) -> None:
+        for c in range(3):
             channel = Image.fromarray(image[:, :, c].astype(np.float32) / np.float32(255.0))
             if (new_h, new_w) != (height, width):
                 channel = channel.resize((new_w, new_h), Image.Resampling.BILINEAR)
-            np.subtract(np.asarray(channel, dtype=np.float32), mean[c], out=out[0, c])
-            out[0, c] /= std[c]
-
-        pool = _channel_pool()
-        if pool is None:
-            for c in range(3):
-                stretch(c)
-        else:
-            list(pool.map(stretch, range(3)))
+            out[0, c] = (np.asarray(channel, dtype=np.float32) - mean[c]) / std[c]
     return out, (new_h, new_w)
-
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _channel_pool() -> ThreadPoolExecutor | None:
-    """Threads for SAM 2's three channels (Pillow's resampling and NumPy's arithmetic release
-    the GIL), made on first use; ``None`` with one usable core (:func:`default_threads`)."""
-    global _pool
-    workers = min(3, default_threads())
-    if workers < 2:
-        return None
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(workers, thread_name_prefix="samedge-preprocess")
-        return _pool
