@@ -197,6 +197,10 @@ def test_labels_for_precisions_and_providers() -> None:
     assert precision_label({"encoder": "fp32", "decoder": "fp32"}) == "fp32"
     assert precision_label({"encoder": "fp16", "decoder": "fp32"}) == "decoder fp32, encoder fp16"
     assert provider_choices(["CUDAExecutionProvider", "CPUExecutionProvider"]) == ["cpu", "cuda"]
+    both = ["OpenVINOExecutionProvider", "CPUExecutionProvider"]
+    assert provider_choices(both, native_openvino=True) == ["cpu", "openvino"]  # listed once
+    assert provider_choices(["CPUExecutionProvider"], native_openvino=True) == ["cpu", "openvino"]
+    assert provider_choices(["AzureExecutionProvider", "CPUExecutionProvider"]) == ["cpu"]
 
 
 @pytest.mark.slow

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_upload_mb <= 0 or args.max_upload_megapixels <= 0 or args.cache_size < 1:
         raise SamedgeError("--max-upload-mb, --max-upload-megapixels and --cache-size must be > 0")
 
-    from ..runtime.session import available_providers
+    from ..runtime.session import available_providers, native_openvino
     from ..web.cache import EmbeddingCache
     from ..web.engine import Engine
     from ..web.gaze import GazeModels, GazeService
@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     gaze_models = GazeModels(args.face, args.face_model, args.gaze_models, args.detector)
     gaze_models.check()
     entries = discover_models(args.model)
-    catalog = ModelCatalog(entries, provider_choices(available_providers()))
+    choices = provider_choices(available_providers(), native_openvino("openvino"))
+    catalog = ModelCatalog(entries, choices)
     if args.provider not in catalog.providers:
         raise SamedgeError(
             f"--provider {args.provider} is not available; use one of "

@@ -147,12 +147,17 @@ class ModelCatalog:
         return str(provider)
 
 
-def provider_choices(available: Sequence[str]) -> list[str]:
-    """Short provider names (``cpu``, ``cuda``, ...) for ONNX Runtime's provider names."""
+def provider_choices(available: Sequence[str], native_openvino: bool = False) -> list[str]:
+    """Short provider names (``cpu``, ``cuda``, ...) for ONNX Runtime's provider names;
+    ``native_openvino``: ``openvino`` too, which runs the encoder on OpenVINO's own runtime
+    (:func:`samedge.runtime.session.native_openvino`)."""
     from ..runtime.session import PROVIDER_NAMES
 
     short = {full: name for name, full in PROVIDER_NAMES.items()}
-    names = [short.get(p, p) for p in available]
+    # Providers samedge has no name for (AzureExecutionProvider calls remote endpoints, it
+    # runs no local graph) are not offered.
+    names = [short[p] for p in available if p in short]
+    names += ["openvino"] if native_openvino else []
     # CPU first: it is what every build has and the default.
     return sorted(dict.fromkeys(names), key=lambda n: (n != "cpu", names.index(n)))
 
