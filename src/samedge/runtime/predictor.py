@@ -234,7 +234,9 @@ class Predictor:
         Args:
             name_or_dir: e.g. ``"sam2.1_hiera_tiny"`` or ``"models/sam_vit_b"``.
             providers: execution providers in order of preference, e.g. ``["cuda", "cpu"]``;
-                CPU is always the fallback.
+                CPU is always the fallback. ``"openvino"`` first, without ONNX Runtime's
+                OpenVINO provider but with the ``openvino`` package: the image encoder runs
+                on OpenVINO's own runtime (:mod:`samedge.runtime.openvino_native`).
             threads: intra-op threads per session (default: all usable cores).
             verify: check every file's sha256 against the manifest.
             provider_settings: options of the GPU and accelerator providers (TensorRT
