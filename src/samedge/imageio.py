@@ -58,19 +58,31 @@ def _from_pil(image: Any, source: str) -> np.ndarray:
     with contextlib.suppress(Exception):
         image = ImageOps.exif_transpose(image)
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        data = np.asarray(image, dtype=np.uint32 if mode == "I" else np.uint16)
-        return _from_array(data.astype(np.uint16) if mode != "I" else _int32_to_16(data), source)
     if mode == "F":
         raise ImageError(f"{source} is a floating-point image; save it as 8 or 16-bit")
-    if mode != "RGB":
-        image = image.convert("RGB")
-    return np.asarray(image, dtype=np.uint8).copy()
+    # A PIL image opened but not yet loaded decodes here, so a truncated or corrupt file
+    # fails here too; Pillow also refuses some conversions (La only converts to LA).
+    try:
+        if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+            data = np.asarray(image, dtype=np.int32 if mode == "I" else np.uint16)
+            return _from_array(data if mode != "I" else _int32_to_16(data), source)
+        if mode == "La":
+            image = image.convert("LA")
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        return np.asarray(image, dtype=np.uint8).copy()
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"cannot read {source} (mode {mode}): {_one_line(exc)}") from None
 
 
 def _int32_to_16(data: np.ndarray) -> np.ndarray:
-    # Pillow opens 16-bit grayscale PNGs as mode "I" (int32 holding 0..65535).
+    # Pillow opens 16-bit grayscale PNGs as mode "I" (int32 holding 0..65535); values
+    # outside that range (an "I" image built in memory) saturate instead of wrapping.
     return np.clip(data, 0, 65535).astype(np.uint16)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _from_array(array: np.ndarray, source: str) -> np.ndarray:
@@ -121,10 +133,13 @@ def read_image_file(path: Path) -> np.ndarray:
     """Decode the image file at ``path`` (see :func:`load_image`)."""
     from PIL import Image, UnidentifiedImageError
 
-    if not path.exists():
-        raise ImageError(f"image not found: {path}")
-    if not path.is_file():
-        raise ImageError(f"not a file: {path}")
+    try:
+        if not path.exists():
+            raise ImageError(f"image not found: {path}")
+        if not path.is_file():
+            raise ImageError(f"not a file: {path}")
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise ImageError(f"cannot read image {path}: {exc.strerror or exc}") from None
     limit = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = None  # our own limit applies, with a message naming the fix
@@ -137,6 +152,6 @@ def read_image_file(path: Path) -> np.ndarray:
     except UnidentifiedImageError:
         raise ImageError(f"not an image (or a format Pillow cannot read): {path}") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"cannot read image {path}: {exc}") from None
+        raise ImageError(f"cannot read image {path}: {_one_line(exc)}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
