@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -18,7 +19,8 @@ def _floats(text: str, count: tuple[int, ...], what: str) -> list[float]:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) not in count:
+    # float() also reads "nan" and "inf" (and "1e999" as inf): no pixel is there.
+    if len(values) not in count or not all(math.isfinite(v) for v in values):
         raise argparse.ArgumentTypeError(f"invalid {what} '{text}'")
     return values
 

@@ -42,8 +42,19 @@ class DecoderPrompts:
 def _as_array(value: object, name: str, dtype: type = np.float64) -> np.ndarray:
     try:
         return np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError):
-        raise PromptError(f"{name} must be numeric, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        # Not the value's repr: an array's spans lines and a long list floods the message.
+        raise PromptError(
+            f"{name} must be numbers (finite, within float range), got {_describe(value)}"
+        ) from None
+
+
+def _describe(value: object) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"an array of {getattr(value, 'dtype', '?')} with shape {tuple(shape)}"
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else f"{type(value).__name__} {text[:57]}..."
 
 
 def _check_inside(xy: np.ndarray, size: tuple[int, int], what: str) -> None:
@@ -121,6 +132,8 @@ def normalize_prompts(
             "no prompt: give at least one point or a box (mask_input only refines them)"
         )
     batch = max(len(x) for x in (pts, box_arr) if x is not None)
+    if batch == 0:  # points of shape (0, N, 2): the decoder cannot run an empty batch
+        raise PromptError("no prompt: points of shape (0, N, 2) hold no prompt set")
     for arr, what in ((pts, "points"), (box_arr, "boxes")):
         if arr is not None and len(arr) != batch:
             raise PromptError(
@@ -157,6 +170,10 @@ def normalize_prompts(
         has_mask = np.zeros(batch, dtype=np.float32)
     else:
         masks = _as_array(mask_input, "mask_input", np.float32)
+        if not np.all(np.isfinite(masks)):
+            raise PromptError(
+                "mask_input has non-finite values; pass a previous prediction's logits"
+            )
         if masks.shape[-2:] != (side, side) or masks.size not in (side * side, batch * side * side):
             raise PromptError(
                 f"mask_input must be the {side}x{side} low-res logits of a previous prediction "
