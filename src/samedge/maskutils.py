@@ -15,7 +15,7 @@ import numpy as np
 def _runs(mask: np.ndarray) -> np.ndarray:
     flat = np.asarray(mask, dtype=bool).ravel(order="F")
     if flat.size == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(1, dtype=np.int64)  # pycocotools: one run of no zeros, counts "0"
     change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     bounds = np.concatenate(([0], change, [flat.size]))
     runs = np.diff(bounds)
@@ -46,7 +46,11 @@ def _decompress(text: str) -> list[int]:
         k = 0
         more = True
         while more:
+            if pos == len(data):
+                raise ValueError("RLE counts string ends inside a number (truncated)")
             c = data[pos] - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"RLE counts string has {chr(data[pos])!r}, outside '0'..'o'")
             x |= (c & 0x1F) << (5 * k)
             more = bool(c & 0x20)
             pos += 1
@@ -67,17 +71,28 @@ def rle_encode(mask: np.ndarray) -> dict[str, Any]:
 
 
 def rle_decode(rle: dict[str, Any]) -> np.ndarray:
-    """Bool ``H x W`` mask from a COCO RLE (compressed string or uncompressed list)."""
-    height, width = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, (bytes, str)):
-        counts = _decompress(counts.decode() if isinstance(counts, bytes) else counts)
-    values = np.zeros(len(counts), dtype=bool)
+    """Bool ``H x W`` mask from a COCO RLE (compressed string or uncompressed list).
+
+    Raises:
+        ValueError: ``rle`` is not a well-formed RLE of its ``size`` (one line saying why).
+    """
+    try:
+        height, width = (int(v) for v in rle["size"])
+        counts = rle["counts"]
+        if isinstance(counts, (bytes, str)):
+            counts = _decompress(counts.decode() if isinstance(counts, bytes) else counts)
+        runs = np.asarray(counts, dtype=np.int64)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"not a COCO RLE {{'size': [H, W], 'counts': ...}}: {exc}") from None
+    if height < 0 or width < 0 or runs.ndim != 1 or np.any(runs < 0):
+        raise ValueError("RLE size and counts must be non-negative, counts one list of runs")
+    # Checked before np.repeat so a corrupt run length cannot allocate gigabytes (and each
+    # run is at most H * W, so the int64 sum cannot wrap).
+    if np.any(runs > height * width) or int(runs.sum()) != height * width:
+        raise ValueError(f"RLE covers {int(sum(runs.tolist()))} pixels, expected {height * width}")
+    values = np.zeros(len(runs), dtype=bool)
     values[1::2] = True
-    flat = np.repeat(values, np.asarray(counts, dtype=np.int64))
-    if flat.size != height * width:
-        raise ValueError(f"RLE covers {flat.size} pixels, expected {height * width}")
-    return flat.reshape((height, width), order="F")
+    return np.repeat(values, runs).reshape((height, width), order="F")
 
 
 def mask_area(mask: np.ndarray) -> int:
