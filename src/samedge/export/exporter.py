@@ -47,6 +47,7 @@ from ..manifest import (
     Manifest,
     sha256_file,
 )
+from ..outputs import publish_mode
 from ..runtime.predictor import run_head, run_upscaler
 from ..runtime.session import create_session
 from ..specs import (
@@ -270,6 +271,7 @@ def export_model(
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         (work / MANIFEST_NAME).write_text(manifest.to_json())
+        publish_mode(work)  # onnx writes external data 0600
         for paths in result["files"].values():
             for p in paths:
                 os.replace(p, out / p.name)

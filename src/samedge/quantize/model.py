@@ -20,6 +20,7 @@ from typing import Any
 from ..artifacts import ModelArtifact, resolve_model
 from ..errors import SamedgeError, require_extra
 from ..manifest import COMPONENT_ROLES, MANIFEST_NAME, ROLES, FileEntry, Manifest, sha256_file
+from ..outputs import publish_mode
 from .calibration import decoder_feeds, encoder_feeds, file_hashes, list_images
 from .convert import STATIC_OP_CHOICES, STATIC_OPS, to_fp16, to_int8_dynamic, to_int8_static
 from .ranges import METHODS as METHODS
@@ -308,6 +309,7 @@ def quantize_model(
         (stage / MANIFEST_NAME).write_text(manifest.to_json())
         if out.exists():
             out.rmdir()
+        publish_mode(stage)
         os.replace(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from ...errors import ImageError, SamedgeError
+from ...outputs import publish_mode
 
 #: Size webcam runs write at, to keep writing cheap.
 WEBCAM_WRITE_SIZE = (640, 480)
@@ -106,6 +107,7 @@ class _Staged:
         self.tmp = Path(tmp)
 
     def commit(self) -> Path:
+        publish_mode(self.tmp)
         os.replace(self.tmp, self.path)
         return self.path
 
