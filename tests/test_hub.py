@@ -139,3 +139,38 @@ def test_cli_pull_into_cache(
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("samedge: error: cannot download") and err.count("\n") == 1
     assert not dest.exists()
+
+
+def test_gaze_fetch_offline_names_the_gaze_options_and_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not the SAM checkpoint's advice (``samedge export --checkpoint``): the gaze models are
+    passed to ``samedge gaze`` with their own options, or copied into its cache."""
+    import dataclasses
+
+    from samedge.gaze import models
+
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path / "home"))
+    cache = tmp_path / "home" / "gaze"
+    for name, model in models.AUX_MODELS.items():
+        offline = tuple(
+            dataclasses.replace(f, url=f"http://127.0.0.1:9/{f.filename}") for f in model.files
+        )
+        monkeypatch.setitem(models.AUX_MODELS, name, dataclasses.replace(model, files=offline))
+    assert main(["gaze", "--fetch-models"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("samedge: error: cannot download http://127.0.0.1:9/")
+        and err.count("\n") == 1
+    )
+    assert "--checkpoint" not in err and "samedge export" not in err
+    assert f"copy it to {cache}," in err
+    for option in ("--face-model", "--gaze-models", "--detector"):
+        assert option in err
+    # The first model is yunet, a face detector: its own option comes first.
+    assert "pass the file to samedge gaze with --face-model PATH" in err
+    for stage, option in (("gaze", "--gaze-models"), ("detect", "--detector")):
+        name = next(n for n, m in models.AUX_MODELS.items() if m.stage == stage)
+        with pytest.raises(DownloadError, match=f"samedge gaze with {option} PATH"):
+            models.fetch_aux_model(name, progress=False)
+    assert not any(cache.glob("*.onnx")) and not any(cache.glob("*.xml"))

@@ -16,6 +16,7 @@ import http.client
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ChecksumError, DownloadError
@@ -53,7 +54,8 @@ def _hash_prefix(path: Path) -> hashlib._Hash:
     return digest
 
 
-def _offline_hint(url: str, dest: Path) -> str:
+def checkpoint_offline_hint(url: str, dest: Path) -> str:
+    """What to do without a network when a SAM checkpoint cannot be downloaded."""
     return (
         f"if this machine is offline, download {url} elsewhere and pass it to "
         f"samedge export with --checkpoint PATH (or copy it to {dest})"
@@ -67,8 +69,12 @@ def download(
     size: int | None = None,
     progress: bool = True,
     timeout: float = 30.0,
+    offline_hint: Callable[[str, Path], str] = checkpoint_offline_hint,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming ``dest.part`` and verifying ``sha256``.
+
+    ``offline_hint(url, dest)`` ends the message of a failed connection: what the user can
+    do instead (it names the options of the command that needs the file).
 
     Returns:
         ``dest``, complete and verified.
@@ -93,12 +99,12 @@ def download(
             response = None
         else:
             raise DownloadError(
-                f"cannot download {url}: HTTP {exc.code} {exc.reason}; {_offline_hint(url, dest)}"
+                f"cannot download {url}: HTTP {exc.code} {exc.reason}; {offline_hint(url, dest)}"
             ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DownloadError(
-            f"cannot download {url}: {reason}; {_offline_hint(url, dest)}"
+            f"cannot download {url}: {reason}; {offline_hint(url, dest)}"
         ) from None
 
     if response is not None:

@@ -111,4 +111,5 @@ def test_errors_are_one_line_and_write_nothing(tmp_path, capsys, monkeypatch):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "yunet is not in" in err and "--fetch-models" in err
+    assert "or pass its file with --face-model PATH" in err  # as the web UI names it
     assert sorted(p.name for p in tmp_path.iterdir()) == []

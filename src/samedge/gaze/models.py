@@ -288,6 +288,15 @@ AUX_MODELS: dict[str, AuxModel] = {
 }
 
 
+#: The ``samedge gaze`` / ``samedge web`` option that passes a stage's model file instead.
+STAGE_OPTIONS = {
+    "face": "--face-model",
+    "gaze": "--gaze-models",
+    "detect": "--detector",
+    "depth": "--depth",
+}
+
+
 def aux_cache_dir() -> Path:
     """``$SAMEDGE_HOME/gaze``: where downloaded auxiliary models live."""
     return samedge_home() / "gaze"
@@ -330,7 +339,7 @@ def resolve_aux_model(name: str, path: str | os.PathLike[str] | None = None) -> 
         return cached
     raise ModelNotFoundError(
         f"{name} is not in {aux_cache_dir()}: run 'samedge gaze --fetch-models' (downloads "
-        f"{model.files[0].url}) or pass its file path"
+        f"{model.files[0].url}) or pass its file with {STAGE_OPTIONS[model.stage]} PATH"
     )
 
 
@@ -364,10 +373,21 @@ def fetch_aux_model(name: str, progress: bool = True, mirror: str | None = None)
     from ..hub import download, verify_file
 
     model = get_aux_model(name)
+
+    def offline_hint(url: str, dest: Path) -> str:
+        return (
+            f"if this machine is offline, download {url} elsewhere and copy it to "
+            f"{dest.parent}, or pass the file to samedge gaze with "
+            f"{STAGE_OPTIONS[model.stage]} PATH (face detector: --face-model, gaze models: "
+            f"--gaze-models, object detector: --detector)"
+        )
+
     for item in model.files:
         dest = aux_cache_dir() / item.filename
         if dest.is_file() and verify_file(dest, item.sha256):
             continue
         url = item.url if mirror is None else f"{mirror.rstrip('/')}/{item.filename}"
-        download(url, dest, item.sha256, item.size, progress=progress)
+        download(
+            url, dest, item.sha256, item.size, progress=progress, offline_hint=offline_hint
+        )
     return aux_cache_dir() / model.filename
