@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +256,53 @@ def test_models_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "list", "sam2*"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 5 and lines[1].startswith("sam2.1_hiera_tiny")
+
+
+#: A valid command line of every command that shows progress.
+PROGRESS_COMMANDS = {
+    "export": ["export", "sam_vit_b"],
+    "quantize": ["quantize", "m", "--precision", "fp16", "--out", "o", "--fidelity", "d"],
+    "everything": ["everything", "a.jpg", "--model", "m", "--out", "a.json"],
+    "eval": ["eval", "--model", "m", "--dataset", "d", "--format", "folder", "--out", "o"],
+    "bench": ["bench", "--model", "m"],
+    "gaze": ["gaze", "--image", "a.jpg", "--model", "m"],
+    "models pull": ["models", "pull", "sam_vit_b"],
+}
+
+
+def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield f"{prefix}{name}", sub
+                yield from _subcommands(sub, f"{prefix}{name} ")
+
+
+def test_one_progress_flag_with_both_spellings_on_every_command_that_shows_progress() -> None:
+    from samedge.cli.main import build_parser
+
+    parser = build_parser()
+    flagged = {
+        name
+        for name, sub in _subcommands(parser)
+        if any("--no-progress" in a.option_strings for a in sub._actions)
+    }
+    assert flagged == set(PROGRESS_COMMANDS)
+    for argv in PROGRESS_COMMANDS.values():
+        assert parser.parse_args(argv).no_progress is False
+        for flag in ("--no-progress", "--quiet"):
+            assert parser.parse_args([*argv, flag]).no_progress is True, (argv, flag)
+
+
+def test_step_lines_go_to_stderr_only_and_stop_with_no_progress(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from samedge.cli.options import step_printer
+
+    step_printer(argparse.Namespace(no_progress=False))("encoder: tracing")
+    captured = capsys.readouterr()
+    assert captured.out == "" and re.fullmatch(
+        r"samedge: \[ *\d+\.\d s\] encoder: tracing\n", captured.err
+    )
+    step_printer(argparse.Namespace(no_progress=True))("encoder: tracing")
+    assert capsys.readouterr() == ("", "")

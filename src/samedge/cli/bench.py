@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SamedgeError, require_extra
-from .options import add_provider_options, provider_settings
+from .options import add_progress_option, add_provider_options, provider_settings
 
 #: Used when --images is not given (the project's real photos, beside a source checkout).
 DEFAULT_IMAGES = Path("..") / "shared" / "data" / "images"
@@ -92,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", type=Path, help="write the full result as JSON")
     parser.add_argument("--markdown", type=Path, help="write the result tables as Markdown")
     parser.add_argument("--plot", type=Path, help="write a bar chart PNG (needs samedge[bench])")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SamedgeError
-from .options import add_runtime_options, provider_settings
+from .options import add_progress_option, add_runtime_options, provider_settings
 
 
 def _positive_int(text: str) -> int:
@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--checkpoint", type=Path, help="checkpoint for --against torch (default: the cache)"
     )
     add_runtime_options(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 

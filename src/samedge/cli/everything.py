@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SamedgeError
-from .options import add_runtime_options, provider_settings
+from .options import add_progress_option, add_runtime_options, provider_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--single-mask", action="store_true", help="one mask per point (multimask_output=False)"
     )
     add_runtime_options(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         multimask_output=not args.single_mask,
         fast=args.fast,
         fast_stride=args.fast_stride,
-        progress=not args.quiet and sys.stderr.isatty(),
+        progress=not args.no_progress and sys.stderr.isatty(),
     )
     result = generator.generate_masks(image)
     height, width = image.shape[:2]

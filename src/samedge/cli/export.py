@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import ExportError, require_extra
 from ..registry import get_spec
+from .options import add_progress_option, step_printer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", type=Path, help="output folder (default: $SAMEDGE_HOME/models/NAME)"
     )
     parser.add_argument("--threads", type=int, help="threads for the parity check")
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -58,7 +60,12 @@ def run(args: argparse.Namespace) -> int:
     from ..export import export_model
 
     result = export_model(
-        spec, out, checkpoint=checkpoint, seed=args.random_init, threads=args.threads
+        spec,
+        out,
+        checkpoint=checkpoint,
+        seed=args.random_init,
+        threads=args.threads,
+        progress=step_printer(args),
     )
     parity = result.parity
     print(

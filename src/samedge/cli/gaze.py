@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .options import add_progress_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -67,14 +69,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="download the default auxiliary models into $SAMEDGE_HOME/gaze and exit",
     )
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
-def _fetch() -> int:
+def _fetch(progress: bool) -> int:
     from ..gaze.models import AUX_MODELS, fetch_aux_model
 
     for name in AUX_MODELS:
-        print(f"{name}: {fetch_aux_model(name)}")
+        print(f"{name}: {fetch_aux_model(name, progress=progress)}")
     return 0
 
 
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import SamedgeError
 
     if args.fetch_models:
-        return _fetch()
+        return _fetch(progress=not args.no_progress)
     if args.video is None and args.webcam is None and args.image is None:
         raise SamedgeError("give a source: --video PATH, --webcam [INDEX] or --image PATH")
     if not args.model:
@@ -167,7 +170,9 @@ def run(args: argparse.Namespace) -> int:
             if video is not None:
                 video.write(annotate(frame, result))
             chosen = (result.target.name or "object") if result.target else f"- ({result.reason})"
-            print(f"frame {index}: {chosen}  {result.latency_ms['total']:.0f} ms", file=sys.stderr)
+            if not args.no_progress:
+                total_ms = result.latency_ms["total"]
+                print(f"frame {index}: {chosen}  {total_ms:.0f} ms", file=sys.stderr)
             if args.max_frames is not None and index + 1 >= args.max_frames:
                 break
         summary = pipeline.stats.summary()

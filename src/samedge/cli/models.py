@@ -7,6 +7,7 @@ import argparse
 from ..errors import ModelNotFoundError
 from ..hub import checkpoint_path, pull
 from ..registry import get_spec, list_models
+from .options import add_progress_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pl = msub.add_parser("pull", help="download an official checkpoint into the cache")
     pl.add_argument("name", help="registered model name")
     pl.add_argument("--url", help="download from this mirror URL (sha256 is still checked)")
-    pl.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_option(pl)
     pl.set_defaults(func=run_pull)
 
 
@@ -47,6 +48,6 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_pull(args: argparse.Namespace) -> int:
     spec = get_spec(args.name)
-    path = pull(spec, url=args.url, progress=not args.quiet)
+    path = pull(spec, url=args.url, progress=not args.no_progress)
     print(f"{spec.name}: {path} (sha256 verified)")
     return 0

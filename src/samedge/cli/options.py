@@ -1,10 +1,38 @@
-"""Command-line options shared by the commands that run a model."""
+"""Command-line options shared by the commands that run a model or show progress."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress`` (alias ``--quiet``): no progress bars or step lines. Progress always
+    goes to stderr, so stdout keeps only the results; read it as ``args.no_progress``."""
+    parser.add_argument(
+        "--no-progress",
+        "--quiet",
+        dest="no_progress",
+        action="store_true",
+        help="no progress bars or step lines (they go to stderr; --quiet is the same)",
+    )
+
+
+def step_printer(args: argparse.Namespace) -> Callable[[str], None]:
+    """A ``say(message)`` for a library's ``log`` argument: ``samedge: [12.3 s] message`` on
+    stderr (seconds since the call), or nothing with ``--no-progress``."""
+    if args.no_progress:
+        return lambda _message: None
+    started = time.perf_counter()
+
+    def say(message: str) -> None:
+        print(f"samedge: [{time.perf_counter() - started:5.1f} s] {message}", file=sys.stderr)
+
+    return say
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:

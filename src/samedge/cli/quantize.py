@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .options import add_runtime_options, provider_settings
+from .options import add_progress_option, add_runtime_options, provider_settings, step_printer
 
 #: Same as samedge.quantize's PRECISIONS / COMPONENTS / METHODS (a test checks), spelled out
 #: so that building the parser imports no quantisation code.
@@ -68,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--force", action="store_true", help="write even below the threshold (recorded)"
     )
     add_runtime_options(parser)
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         static_options={} if args.int8_ops is None else {"ops": args.int8_ops},
     )
     result = quantize_model(
-        args.model, args.out, cfg, log=lambda m: print(f"samedge: {m}", file=sys.stderr)
+        args.model, args.out, cfg, log=step_printer(args), progress=not args.no_progress
     )
     print(f"wrote {result.folder} (precision {json.dumps(result.manifest.precision)})")
     for name, stats in result.fidelity.items():

@@ -67,7 +67,14 @@ def _symbolic(g: Any, q: Any, k: Any, v: Any, heads: Any) -> Any:
     from torch.onnx import symbolic_helper as sh
 
     num_heads = sh._get_const(heads, "i", "heads")
-    return g.op("com.microsoft::MultiHeadAttention", q, k, v, num_heads_i=num_heads)
+    out = g.op("com.microsoft::MultiHeadAttention", q, k, v, num_heads_i=num_heads)
+    # The exporter's shape inference knows no contrib op: without a type on the output it
+    # warns once per attention block ("shape inference of com.microsoft::MultiHeadAttention
+    # type is missing"). The output is (B, S_q, value hidden size), as the fake kernel says.
+    q_sizes, v_sizes = sh._get_tensor_sizes(q), sh._get_tensor_sizes(v)
+    if q_sizes is not None and v_sizes is not None and len(q_sizes) == len(v_sizes) == 3:
+        out.setType(q.type().with_sizes([q_sizes[0], q_sizes[1], v_sizes[2]]))
+    return out
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: Any, **kwargs: Any):

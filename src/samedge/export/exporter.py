@@ -135,6 +135,7 @@ def _export_graph(
     dynamic_axes: dict[str, dict[int, str]] | None,
     attention: Literal["fused", "chunked"] | None = None,
     rewrite: Callable[[Any], int] | None = None,
+    say: Callable[[str], None] = lambda _msg: None,
 ) -> list[Path]:
     """Trace ``module`` to ``path``; returns the files written (graph [+ external data]).
 
@@ -143,8 +144,9 @@ def _export_graph(
     projections; ``"chunked"``: SAM 1's global attention is
     traced in query chunks (see :mod:`samedge.export.attention`). ``rewrite``: applied to
     the traced graph (an ``onnx.ModelProto``, see :mod:`samedge.export.graph`) before it
-    is written.
+    is written. ``say`` is told each step (trace, check).
     """
+    say(f"{path.stem}: tracing")
     staging = path.parent / f".{path.stem}-staging"
     staging.mkdir()
     staged = staging / path.name
@@ -197,6 +199,7 @@ def _export_graph(
         else:
             onnx.save_model(proto, str(path))
     shutil.rmtree(staging)
+    say(f"{path.stem}: checking")
     onnx.checker.check_model(str(path))
     return files
 
@@ -223,6 +226,7 @@ def export_model(
     checkpoint: str | os.PathLike[str] | None = None,
     seed: int | None = None,
     threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export ``spec``'s model to ``out_dir`` after checking ONNX Runtime against torch.
 
@@ -233,19 +237,23 @@ def export_model(
         checkpoint: official checkpoint file; or
         seed: build the official architecture with seeded random weights instead.
         threads: threads for the parity runs.
+        progress: told each step (building, then per graph: tracing, checking; parity;
+            writing), e.g. to show progress.
 
     Raises:
         ExportError: the model cannot be built or exported, or fails the parity gate; the
             output folder then holds nothing new.
     """
+    say = progress or (lambda _msg: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     torch.set_num_threads(threads or torch.get_num_threads())
+    say(f"building {spec.name} in torch")
     model = build_model(spec, checkpoint=checkpoint, seed=seed)
     work = Path(tempfile.mkdtemp(prefix=".samedge-export-", dir=out))
     try:
-        result = _export_into(spec, model, work, threads)
+        result = _export_into(spec, model, work, threads, say)
         weights: dict[str, Any]
         if checkpoint is not None:
             weights = {
@@ -270,6 +278,7 @@ def export_model(
             exporter=_versions(spec),
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
+        say(f"writing {out}")
         (work / MANIFEST_NAME).write_text(manifest.to_json())
         publish_mode(work)  # onnx writes external data 0600
         for paths in result["files"].values():
@@ -283,7 +292,11 @@ def export_model(
 
 
 def _export_into(
-    spec: ModelSpec, model: torch.nn.Module, work: Path, threads: int | None
+    spec: ModelSpec,
+    model: torch.nn.Module,
+    work: Path,
+    threads: int | None,
+    say: Callable[[str], None],
 ) -> dict[str, Any]:
     encoder = ImageEncoder(model, spec).eval()
     context = DecoderContext(model, spec).eval()
@@ -306,6 +319,7 @@ def _export_into(
             attention="fused" if spec.family == "sam2" else "chunked",
             # SAM 2: the neck's lateral convolutions + conv_s0 / conv_s1
             rewrite=fold_pointwise_convs if spec.family == "sam2" else None,
+            say=say,
         ),
         "context": _export_graph(
             context,
@@ -314,6 +328,7 @@ def _export_into(
             list(spec.context_inputs),
             list(spec.context_outputs),
             None,
+            say=say,
         ),
     }
     batch_axes = {0: "batch"}
@@ -336,6 +351,7 @@ def _export_into(
             list(spec.decoder_outputs),
             {k: v for k, v in dynamic_axes.items() if k in inputs or k in spec.decoder_outputs},
             rewrite=lambda m: single_prompt_addends(m, POINT_COORDS),
+            say=say,
         )
     # The same decoder in two graphs (scores, then masks on demand) for segment everything.
     head = DecoderHead(model, spec).eval()
@@ -347,6 +363,7 @@ def _export_into(
         list(spec.head_outputs),
         {k: v for k, v in dynamic_axes.items() if k in spec.decoder_inputs}
         | {name: batch_axes for name in spec.head_outputs},
+        say=say,
     )
     with torch.no_grad():
         side, vectors = (t.contiguous() for t in head(*ctx, *prompts[:2])[-2:])
@@ -358,8 +375,9 @@ def _export_into(
         [LOW_RES_MASKS],
         {name: batch_axes for name in (*spec.upscaler_inputs[:2], LOW_RES_MASKS)},
         rewrite=lambda m: single_prompt_addends(m, HEAD_IMAGE_SIDE),
+        say=say,
     )
-    parity = _parity(spec, model, encoder, image, features, work, threads)
+    parity = _parity(spec, model, encoder, image, features, work, threads, say)
     return {"files": files, "parity": parity}
 
 
@@ -379,6 +397,7 @@ def _parity(
     features: list[torch.Tensor],
     work: Path,
     threads: int | None,
+    say: Callable[[str], None],
 ) -> dict[str, Any]:
     """Run the written graphs in ONNX Runtime against the official modules in torch.
 
@@ -387,6 +406,7 @@ def _parity(
     (:class:`PromptDecoder`), on the encoder's ONNX output.
     """
     report: dict[str, Any] = {"encoder_tolerance": ENCODER_TOL, "decoder_tolerance": DECODER_TOL}
+    say("encoder: parity with torch")
     enc = create_session(work / "encoder.onnx", threads=threads, mem_pattern=False)
     onnx_feats = enc.run(list(spec.encoder_outputs), {spec.encoder_inputs[0]: image.numpy()})
     enc_err = max(_rel_err(o, t.numpy()) for o, t in zip(onnx_feats, features, strict=True))
@@ -401,6 +421,10 @@ def _parity(
     split = [create_session(work / f"{role}.onnx", threads=threads) for role in OPTIONAL_ROLES]
     # Several batch sizes and point counts: the graph's dynamic axes must really be dynamic.
     for role in ("decoder", "decoder_mask"):
+        say(
+            f"{role}: parity with torch"
+            + (" (and decoder_head + upscaler)" if role == "decoder" else "")
+        )
         session = create_session(work / f"{role}.onnx", threads=threads)
         names = spec.decoder_inputs if role == "decoder" else spec.mask_decoder_inputs
         for batch, points, seed in ((1, 1, 11), (3, 5, 12), (2, 2, 13)):

@@ -138,7 +138,7 @@ def _prepare_out(out: Path) -> None:
 
 
 def _fidelity(
-    candidate: Any, parent: Any, cfg: QuantizeConfig
+    candidate: Any, parent: Any, cfg: QuantizeConfig, progress: bool = False
 ) -> tuple[dict[str, dict[str, float | int]], bool]:
     from ..eval import EvalConfig, evaluate, open_dataset
 
@@ -148,6 +148,7 @@ def _fidelity(
         dataset,
         EvalConfig(protocols=FIDELITY_PROTOCOLS, limit=cfg.fidelity_limit),
         reference=parent,
+        progress=progress,
     )
     fidelity = result.fidelity or {}
     if not fidelity.get("all", {}).get("prompts"):
@@ -179,6 +180,7 @@ def quantize_model(
     out: str | os.PathLike[str],
     cfg: QuantizeConfig,
     log: Any = None,
+    progress: bool = False,
 ) -> QuantizeResult:
     """Build a reduced-precision copy of ``model`` in ``out`` and measure its fidelity.
 
@@ -186,6 +188,7 @@ def quantize_model(
         model: an fp32 exported folder or registry name.
         out: new folder (must not exist or be empty).
         log: optional callable taking one progress line.
+        progress: show a progress bar (stderr) while measuring fidelity.
 
     Raises:
         FidelityError: mean IoU below ``cfg.threshold`` without ``cfg.force`` (nothing
@@ -288,7 +291,7 @@ def quantize_model(
         candidate = Predictor(
             ModelArtifact.open(stage), cfg.providers, cfg.threads, cfg.provider_settings
         )
-        fidelity, passed = _fidelity(candidate, parent, cfg)
+        fidelity, passed = _fidelity(candidate, parent, cfg, progress)
         if not passed and not cfg.force:
             worst = min(float(fidelity[p]["mean_iou"]) for p in FIDELITY_PROTOCOLS)
             raise FidelityError(

@@ -1,0 +1,54 @@
+"""``samedge export`` as a user sees it: steps on stderr, no exporter noise, readable files."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from samedge.cli.main import main
+
+from .conftest import TEST_SEED, requires_export
+
+pytestmark = [requires_export, pytest.mark.export, pytest.mark.slow]
+
+GRAPHS = ("encoder", "context", "decoder", "decoder_mask", "decoder_head", "upscaler")
+
+
+def test_export_shows_each_step_on_stderr_and_writes_files_for_the_umask(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "tiny"
+    previous = os.umask(0o027)
+    try:
+        argv = ["export", "sam2.1_hiera_tiny", "--random-init", str(TEST_SEED), "--out", str(out)]
+        code = main([*argv, "--threads", "2"])
+    finally:
+        os.umask(previous)
+    assert code == 0
+    captured = capfd.readouterr()  # file descriptors: torch's C++ warnings bypass sys.stderr
+    # The exporter's shape inference used to warn once per fused attention block (~28 lines).
+    assert "MultiHeadAttention" not in captured.err and "Warning" not in captured.err
+    steps = [line.split("] ", 1)[1] for line in captured.err.splitlines()]
+    assert all(line.startswith("samedge: [") for line in captured.err.splitlines())
+    expected = ["building sam2.1_hiera_tiny in torch"]
+    for graph in GRAPHS:
+        expected += [f"{graph}: tracing", f"{graph}: checking"]
+    assert steps[: len(expected)] == expected
+    assert [s for s in steps if "parity" in s] == [
+        "encoder: parity with torch",
+        "decoder: parity with torch (and decoder_head + upscaler)",
+        "decoder_mask: parity with torch",
+    ]
+    assert steps[-1] == f"writing {out}"
+    # stdout keeps the result only.
+    assert captured.out.splitlines() == [
+        line for line in captured.out.splitlines() if "(parity passed)" in line
+    ]
+    assert len(captured.out.splitlines()) == 1
+    # Every file as open() makes it under umask 027, the .data files (onnx: 0600) included.
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert "encoder.onnx.data" in modes and set(modes.values()) == {0o640}
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
