@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,13 @@ class Manifest:
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:
+        """Read and check ``folder/samedge.json``.
+
+        Raises:
+            ArtifactError: no manifest, or one that is not valid JSON, from another samedge
+                format, or has a missing or mistyped field; one line naming the file, the
+                field and the fix.
+        """
         path = folder / MANIFEST_NAME
         if not path.is_file():
             raise ArtifactError(
@@ -91,42 +100,49 @@ class Manifest:
                 f"create one with 'samedge export'"
             )
         try:
-            data = json.loads(path.read_text())
-            if data.get("format") != FORMAT:
-                raise ValueError("not a samedge manifest")
-            version = int(data.get("format_version", 0))
-            if version > FORMAT_VERSION:
-                raise ArtifactError(
-                    f"{path} was written by a newer samedge (format {version}); upgrade samedge"
-                )
-            if version < FORMAT_VERSION:
-                raise ArtifactError(
-                    f"{path} was written by an older samedge (format {version}; this one "
-                    f"reads format {FORMAT_VERSION}); re-export the model with 'samedge export "
-                    f"{data.get('model', 'MODEL')} --out {folder}'"
-                )
-            files = {
-                role: [FileEntry(**entry) for entry in entries]
-                for role, entries in data["files"].items()
-            }
-            return cls(
-                model=data["model"],
-                family=data["family"],
-                opset=int(data["opset"]),
-                precision=dict(data["precision"]),
-                weights=dict(data["weights"]),
-                files=files,
-                parity=dict(data.get("parity", {})),
-                exporter=dict(data.get("exporter", {})),
-                created=str(data.get("created", "")),
-                extra=dict(data.get("extra", {})),
-            )
-        except ArtifactError:
-            raise
-        except (ValueError, KeyError, TypeError) as exc:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
             raise ArtifactError(
-                f"{path} is corrupt ({type(exc).__name__}: {exc}); re-export the model"
+                f"{path} is corrupt ({reason}); {_reexport(None, folder)}"
             ) from None
+        fields = _Fields(data, path, folder)
+        known = {"format", "format_version", *(f.name for f in dataclasses.fields(cls))}
+        unknown = sorted(set(fields.data) - known)
+        if unknown and fields.data.get("format_version") == FORMAT_VERSION:
+            raise fields.error(unknown[0], "is unknown (additions belong under 'extra')")
+        if fields.data.get("format") != FORMAT:
+            raise fields.error("format", f"is not '{FORMAT}' (not a samedge manifest)")
+        version = fields.get("format_version", int)
+        if version > FORMAT_VERSION:
+            raise ArtifactError(
+                f"{path} was written by a newer samedge (format {version}); upgrade samedge"
+            )
+        if version < FORMAT_VERSION:
+            raise ArtifactError(
+                f"{path} was written by an older samedge (format {version}; this one reads "
+                f"format {FORMAT_VERSION}); {_reexport(fields.model, folder)}"
+            )
+        return cls(
+            model=fields.get("model", str),
+            family=fields.get("family", str),
+            opset=fields.get("opset", int),
+            precision=fields.mapping("precision", str),
+            weights=fields.mapping("weights"),
+            files=fields.files(),
+            parity=fields.mapping("parity", required=False),
+            exporter=fields.mapping("exporter", str, required=False),
+            created=fields.get("created", str, required=False) or "",
+            extra=fields.mapping("extra", required=False),
+        )
+
+    def export_command(self, folder: Path) -> str:
+        """The ``samedge export`` command that writes this model into ``folder`` again, with
+        the same weights (``--random-init SEED`` for a random-weight export)."""
+        weights = ""
+        if self.weights.get("source") == "random-init":
+            weights = f" --random-init {self.weights.get('seed', 0)}"
+        return f"samedge export {self.model}{weights} --out {shlex.quote(str(folder))}"
 
     def verify(self, folder: Path, check_hashes: bool = True) -> None:
         """Check that every listed file exists with the recorded size (and sha256).
@@ -140,12 +156,88 @@ class Manifest:
                 if not path.is_file():
                     raise ArtifactError(
                         f"{folder}: {role} file {entry.path} is missing; re-export the model "
-                        f"with 'samedge export {self.model} --out {folder}'"
+                        f"with '{self.export_command(folder)}'"
                     )
                 size = path.stat().st_size
                 if size != entry.bytes or (check_hashes and sha256_file(path) != entry.sha256):
                     raise ArtifactError(
                         f"{folder}: {entry.path} does not match its manifest (corrupt or "
-                        f"replaced); re-export the model with 'samedge export {self.model} "
-                        f"--out {folder}'"
+                        f"replaced); re-export the model with '{self.export_command(folder)}'"
                     )
+
+
+def _reexport(model: str | None, folder: Path) -> str:
+    return f"re-export the model with 'samedge export {model or 'MODEL'} --out {folder}'"
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", dict: "an object", list: "a list"}
+
+
+class _Fields:
+    """Typed access to a parsed manifest; every problem is one :class:`ArtifactError` line
+    that names the file, the field and the fix."""
+
+    def __init__(self, data: object, path: Path, folder: Path) -> None:
+        self.path = path
+        self.folder = folder
+        if not isinstance(data, dict):
+            raise ArtifactError(
+                f"{path} is corrupt (a JSON {type(data).__name__}, not an object); "
+                f"{_reexport(None, folder)}"
+            )
+        self.data: dict[str, Any] = data
+        model = data.get("model")
+        self.model = model if isinstance(model, str) and model.isprintable() else None
+
+    def error(self, field: str, problem: str) -> ArtifactError:
+        fix = _reexport(self.model, self.folder)
+        # repr: a key read from the file may hold a newline; the message stays one line.
+        return ArtifactError(f"{self.path} is corrupt: field {field!r} {problem}; {fix}")
+
+    def check(self, field: str, value: object, kind: type) -> Any:
+        # bool is an int to Python, but never a valid opset, size or version.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            got = "null" if value is None else type(value).__name__
+            raise self.error(field, f"must be {_TYPE_NAMES[kind]}, not {got}")
+        return value
+
+    def get(self, field: str, kind: type, required: bool = True) -> Any:
+        if field not in self.data:
+            if required:
+                raise self.error(field, "is missing")
+            return None
+        return self.check(field, self.data[field], kind)
+
+    def mapping(
+        self, field: str, values: type | None = None, required: bool = True
+    ) -> dict[str, Any]:
+        found = self.get(field, dict, required)
+        if found is None:
+            return {}
+        if values is not None:
+            for key, value in found.items():
+                self.check(f"{field}.{key}", value, values)
+        return dict(found)
+
+    def files(self) -> dict[str, list[FileEntry]]:
+        files: dict[str, list[FileEntry]] = {}
+        for role, entries in self.mapping("files", list).items():
+            files[role] = []
+            for i, entry in enumerate(entries):
+                where = f"files.{role}[{i}]"
+                self.check(where, entry, dict)
+                unknown = sorted(set(entry) - {"path", "sha256", "bytes"})
+                if unknown:
+                    raise self.error(where, f"has unknown keys {', '.join(map(repr, unknown))}")
+                name = self.check(f"{where}.path", entry.get("path"), str)
+                # Graphs live in the folder: a manifest must not point a session elsewhere.
+                if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+                    raise self.error(f"{where}.path", f"is not a file name in {self.folder}")
+                files[role].append(
+                    FileEntry(
+                        name,
+                        self.check(f"{where}.sha256", entry.get("sha256"), str),
+                        self.check(f"{where}.bytes", entry.get("bytes"), int),
+                    )
+                )
+        return files
