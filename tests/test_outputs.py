@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from samedge.gaze.io.video import JsonlSink
+from samedge.gaze.io.video import ImageSink, JsonlSink
 from samedge.outputs import OutputSet, current_umask, publish_mode
 
 
@@ -84,3 +84,9 @@ def test_exported_model_files_all_have_the_mode_of_a_plain_file(export_test_mode
         p.name: manifest_mode for p in folder.iterdir()
     }
 
+
+def test_gaze_picture_gets_the_umask_mode(umask: int, tmp_path: Path) -> None:
+    picture = ImageSink(tmp_path / "a.png")
+    picture.write(np.zeros((8, 8, 3), np.uint8))
+    assert mode(picture.commit()) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]

@@ -100,6 +100,24 @@ def test_points_mode_on_a_photo_runs_sam(sam_folder, tmp_path):
     assert out.stat().st_size > 0
 
 
+@pytest.mark.slow
+def test_a_photo_to_png_writes_the_annotated_picture(sam_folder, tmp_path, capsys):
+    pytest.importorskip("openvino", reason="needs the [gaze] extra: pip install 'samedge[gaze]'")
+    photo = shared_path("data", "interactive", "GrabCut", "data_GT", "person1.jpg")
+    out = tmp_path / "result.png"
+    argv = ["gaze", "--image", str(photo), *model_args(sam_folder), "--out", str(out)]
+    assert main([*argv, "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "frame 0" not in captured.err and "frame 0" not in captured.out  # --no-progress
+    assert f"wrote {out}" in captured.err and "1 frames" in captured.out
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    original = cv2.imread(str(photo))
+    assert written.shape == original.shape  # full size, three channels
+    assert not np.array_equal(written, original)  # annotated: face box, gaze ray
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.png"]
+
+
 def test_errors_are_one_line_and_write_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path / "home"))
     assert main(["gaze", "--model", "x"]) == 2
@@ -107,7 +125,10 @@ def test_errors_are_one_line_and_write_nothing(tmp_path, capsys, monkeypatch):
     image = shared_path("data", "interactive", "GrabCut", "data_GT", "person1.jpg")
     argv = ["gaze", "--image", str(image), "--model", "x", "--jsonl", str(tmp_path / "f.jsonl")]
     assert main([*argv, "--out", str(tmp_path / "a.gif")]) == 2
-    assert "--out must end in .mp4 or .avi" in capsys.readouterr().err
+    assert "--out must end in .mp4 or .avi or .png, got" in capsys.readouterr().err
+    video = shared_path("data", "video", "bedroom.mp4")
+    assert main(["gaze", "--video", str(video), "--model", "x", "--out", "a.png"]) == 2
+    assert "--out must end in .mp4 or .avi (or .png with --image)" in capsys.readouterr().err
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "yunet is not in" in err and "--fetch-models" in err

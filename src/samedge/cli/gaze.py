@@ -8,14 +8,18 @@ from pathlib import Path
 
 from .options import add_progress_option
 
+#: What ``--out`` may be: an annotated video, or for ``--image`` also a picture.
+VIDEO_SUFFIXES = (".mp4", ".avi")
+IMAGE_SUFFIXES = (".png",)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "gaze",
         help="segment the object a person looks at (webcam, video or image)",
         description="Find the face, estimate the gaze, detect objects, keep those on the gaze "
-        "ray and segment them with SAM; writes an annotated video and per-frame JSONL and "
-        "prints each stage's share of the time.",
+        "ray and segment them with SAM; writes an annotated video (or, for an image, a PNG) "
+        "and per-frame JSONL and prints each stage's share of the time.",
     )
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--video", type=Path, help="video file")
@@ -59,7 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="ort",
         help="runtime of the ONNX stages (face, detector, depth, L2CS); SAM uses ONNX Runtime",
     )
-    parser.add_argument("--out", type=Path, help="annotated video (.mp4 or .avi)")
+    parser.add_argument(
+        "--out", type=Path, help="annotated video (.mp4 or .avi); with --image also .png"
+    )
     parser.add_argument("--jsonl", type=Path, help="per-frame records")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--provider", help="execution providers of the SAM model (default cpu)")
@@ -98,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from ..gaze.factory import build_pipeline
     from ..gaze.io.video import (
         WEBCAM_WRITE_SIZE,
+        ImageSink,
         JsonlSink,
         VideoSink,
         open_image,
@@ -115,8 +122,12 @@ def run(args: argparse.Namespace) -> int:
         selection=SelectionConfig(min_iou=args.min_iou, depth_margin=args.depth_margin),
     )
     # Check every output path before the models load.
-    if args.out is not None and args.out.suffix.lower() not in (".mp4", ".avi"):
-        raise SamedgeError(f"--out must end in .mp4 or .avi, got {args.out}")
+    if args.out is not None:
+        suffix = args.out.suffix.lower()
+        picture = args.image is not None and suffix in IMAGE_SUFFIXES
+        if suffix not in VIDEO_SUFFIXES and not picture:
+            allowed = "(or .png with --image)" if args.image is None else "or .png"
+            raise SamedgeError(f"--out must end in .mp4 or .avi {allowed}, got {args.out}")
     pipeline = build_pipeline(
         args.model,
         face=args.face,
@@ -140,12 +151,16 @@ def run(args: argparse.Namespace) -> int:
     if args.depth is None:
         print("depth filter: off (no --depth model)", file=sys.stderr)
     sinks: list = []
-    video = jsonl = None
+    annotated: VideoSink | ImageSink | None = None
+    jsonl = None
     try:
-        if args.out is not None:
+        if args.out is not None and args.out.suffix.lower() in IMAGE_SUFFIXES:
+            annotated = ImageSink(args.out)
+            sinks.append(annotated)
+        elif args.out is not None:
             size = WEBCAM_WRITE_SIZE if source.kind == "webcam" else None
-            video = VideoSink(args.out, source.fps if source.kind != "image" else 1.0, size)
-            sinks.append(video)
+            annotated = VideoSink(args.out, source.fps if source.kind != "image" else 1.0, size)
+            sinks.append(annotated)
         if args.jsonl is not None:
             jsonl = JsonlSink(args.jsonl)
             sinks.append(jsonl)
@@ -167,8 +182,8 @@ def run(args: argparse.Namespace) -> int:
                 break
             if jsonl is not None:
                 jsonl.write(result_record(result, index, timestamp))
-            if video is not None:
-                video.write(annotate(frame, result))
+            if annotated is not None:
+                annotated.write(annotate(frame, result))
             chosen = (result.target.name or "object") if result.target else f"- ({result.reason})"
             if not args.no_progress:
                 total_ms = result.latency_ms["total"]

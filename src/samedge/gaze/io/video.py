@@ -1,4 +1,4 @@
-"""Frames in (video file, webcam, still image) and results out (video file, JSONL).
+"""Frames in (video file, webcam, still image) and results out (video file, PNG, JSONL).
 
 Writers stage their output under a temporary name beside the destination and move it into
 place only on :meth:`commit`, so an interrupted or failed run leaves nothing half-written.
@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from ...errors import ImageError, SamedgeError
-from ...outputs import publish_mode
+from ...outputs import encode_png, publish_mode
 
 #: Size webcam runs write at, to keep writing cheap.
 WEBCAM_WRITE_SIZE = (640, 480)
@@ -158,6 +158,25 @@ class VideoSink(_Staged):
     def discard(self) -> None:
         self._close()
         super().discard()
+
+
+class ImageSink(_Staged):
+    """The annotated RGB frame of a still image, as a ``.png`` file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        if Path(path).suffix.lower() != ".png":
+            raise SamedgeError(f"an image's --out must end in .png, .mp4 or .avi, got {path}")
+        super().__init__(path)
+        self.frames = 0
+        self._png = b""
+
+    def write(self, rgb: np.ndarray) -> None:
+        self._png = encode_png(rgb)
+        self.frames += 1
+
+    def commit(self) -> Path:
+        self.tmp.write_bytes(self._png)
+        return super().commit()
 
 
 class JsonlSink(_Staged):
