@@ -9,7 +9,7 @@ import difflib
 import fnmatch
 
 from .errors import ModelNotFoundError
-from .specs import Checkpoint, ModelSpec
+from .specs import AmgDefaults, Checkpoint, ModelSpec
 
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
@@ -26,6 +26,9 @@ def _sam(name: str, title: str, builder: str, url: str, sha: str, size: int) -> 
         resize="longest_side_pad",
         pad_point="no_box",
         box_first=False,
+        reference_package="segment_anything",
+        amg=AmgDefaults(pred_iou_thresh=0.88),
+        small_regions="full_res",
     )
 
 
@@ -45,6 +48,10 @@ def _sam2(name: str, title: str, config: str, sha: str, size: int) -> ModelSpec:
         stability_delta=0.05,
         stability_thresh=0.98,
         has_object_score=True,
+        reference_package="sam2",
+        # SAM2AutomaticMaskGenerator's default; SAM's generator keeps 0.88.
+        amg=AmgDefaults(pred_iou_thresh=0.8),
+        small_regions="low_res",
     )
 
 

@@ -9,11 +9,16 @@ testing model names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 ResizeRule = Literal["longest_side_pad", "stretch"]
 Family = Literal["sam", "sam2"]
+#: How segment everything removes small disconnected regions and holes (see
+#: :mod:`samedge.amg.regions`): ``"full_res"`` (SAM: on the final full-resolution masks,
+#: then NMS again preferring unchanged masks) or ``"low_res"`` (SAM 2: fill them in the
+#: 256 x 256 logits before upscaling).
+SmallRegionRule = Literal["full_res", "low_res"]
 
 # ONNX tensor names shared by every exported model. The runtime binds inputs by these names.
 ENCODER_INPUT = "image"
@@ -52,6 +57,35 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class AmgDefaults:
+    """The defaults of a family's official automatic mask generator that may differ between
+    families (``SamAutomaticMaskGenerator``, ``SAM2AutomaticMaskGenerator``).
+
+    Settings every official generator defaults alike (crop layers, output mode, ...) live in
+    :class:`samedge.amg.AmgSettings` only.
+
+    Attributes:
+        points_per_side: grid points per side of the whole-image crop.
+        points_per_batch: point prompts per decoder call.
+        pred_iou_thresh: keep masks whose predicted IoU is above this.
+        stability_score_thresh: keep masks whose stability score is at least this.
+        stability_score_offset: logit offset of the stability score.
+        box_nms_thresh: box IoU above which a mask duplicates a better one in a crop.
+        crop_nms_thresh: box IoU above which a mask duplicates one from a smaller crop.
+        crop_overlap_ratio: overlap of neighbouring crops, as a fraction of the short side.
+    """
+
+    points_per_side: int = 32
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.88
+    stability_score_thresh: float = 0.95
+    stability_score_offset: float = 1.0
+    box_nms_thresh: float = 0.7
+    crop_nms_thresh: float = 0.7
+    crop_overlap_ratio: float = 512 / 1500
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything samedge needs to know about one model, without importing torch.
 
@@ -79,6 +113,16 @@ class ModelSpec:
             multimask outputs is returned instead. ``None`` disables it (SAM).
         official_builder: how the exporter builds the model with the official package
             (SAM: key of ``sam_model_registry``; SAM 2: Hydra config name).
+        reference_package: import name of the official PyTorch package
+            (``"segment_anything"``, ``"sam2"``): what export, ``bench --compare-torch`` and
+            ``eval --against torch`` need installed.
+        prompt_frame: side of the square frame the decoder's prompts and low-res masks
+            refer to, in pixels; ``None``: the encoder input's (``image_size``). Differs
+            only for models whose encoder runs at a smaller size than their prompt encoder;
+            the runtime does not support such models yet (it maps prompts to ``image_size``).
+        amg: the official automatic mask generator's defaults.
+        small_regions: how segment everything removes small regions (see
+            :data:`SmallRegionRule`).
         encoder_gflops, decoder_gflops: measured cost of one encoder call and of one
             decoder call per prompt set (used for compute-floor figures).
     """
@@ -105,7 +149,10 @@ class ModelSpec:
     has_object_score: bool = False
     encoder_gflops: float | None = None
     decoder_gflops: float | None = None
-    aliases: tuple[str, ...] = field(default=())
+    reference_package: str = "segment_anything"
+    prompt_frame: int | None = None
+    amg: AmgDefaults = AmgDefaults()
+    small_regions: SmallRegionRule = "full_res"
 
     @property
     def encoder_inputs(self) -> tuple[str, ...]:

@@ -61,6 +61,13 @@ def load_average() -> list[float] | None:
         return None
 
 
+def _reference_packages() -> list[str]:
+    """The official PyTorch packages of the registered model families, sorted."""
+    from ..registry import get_spec, list_models
+
+    return sorted({get_spec(name).reference_package for name in list_models()})
+
+
 def system_info() -> dict[str, Any]:
     """CPU model and features, core counts, memory, OS, Python and library versions."""
     try:
@@ -89,7 +96,7 @@ def system_info() -> dict[str, Any]:
             "numpy": _version("numpy"),
             "opencv-python-headless": _version("opencv-python-headless"),
             "torch": _version("torch"),
-            "segment-anything": _version("segment-anything") or _version("segment_anything"),
-            "sam2": _version("sam2"),
+            # importlib.metadata matches distribution names with "-" and "_" alike.
+            **{package: _version(package) for package in _reference_packages()},
         },
     }

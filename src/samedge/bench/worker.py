@@ -207,7 +207,7 @@ class OfficialSide:
 
         from ..artifacts import resolve_model
         from ..errors import SamedgeError
-        from ..export.build import build_model
+        from ..export.build import build_model, official_predictor_class, official_stages
         from ..export.torch_compat import ensure_torchvision
         from ..hub import checkpoint_path
         from ..imageio import load_image
@@ -215,10 +215,7 @@ class OfficialSide:
         ensure_torchvision()
         artifact = resolve_model(model, verify=False)
         spec = artifact.spec
-        if spec.family == "sam":
-            from segment_anything import SamPredictor as predictor_cls
-        else:
-            from sam2.sam2_image_predictor import SAM2ImagePredictor as predictor_cls
+        predictor_cls = official_predictor_class(spec)
         self.import_s = clock() - start
         torch.set_num_threads(threads)
         self.torch = torch
@@ -240,26 +237,22 @@ class OfficialSide:
         self.predictor = predictor_cls(net)
         self.load_s = clock() - start
         self.spec = spec
-        # Time the official transform and mask upscaling without changing their code.
-        if spec.family == "sam":
-            self.t_pre = _Timed(self.predictor.transform.apply_image)
-            self.predictor.transform = _TransformProxy(
-                self.predictor.transform, {"apply_image": self.t_pre}
-            )
-            self.t_post = _Timed(net.postprocess_masks)
-            net.postprocess_masks = self.t_post
-        else:
-            inner = self.predictor._transforms
-            self.t_pre = _Timed(inner)
-            self.t_post = _Timed(inner.postprocess_masks)
-            self.predictor._transforms = _TransformProxy(
-                inner, {"__call__": self.t_pre, "postprocess_masks": self.t_post}
-            )
+        # Time the official transform and mask upscaling without changing their code: the
+        # predictor's attribute holding each stage is replaced by a proxy timing that method.
+        stages = official_stages(spec)
+        timers = {
+            stage: _Timed(getattr(getattr(self.predictor, attr), method))
+            for stage, (attr, method) in stages.items()
+        }
+        for owner in {attr for attr, _ in stages.values()}:
+            methods = {m: timers[stage] for stage, (a, m) in stages.items() if a == owner}
+            setattr(self.predictor, owner, _TransformProxy(getattr(self.predictor, owner), methods))
+        self.t_pre, self.t_post = timers["pre"], timers["post"]
 
     def info(self) -> dict[str, Any]:
         return {
             "providers": {"encoder": "torch-cpu", "decoder": "torch-cpu"},
-            "package": "segment_anything" if self.spec.family == "sam" else "sam2",
+            "package": self.spec.reference_package,
             "torch_threads": self.torch.get_num_threads(),
             "weights": self.weights,
         }

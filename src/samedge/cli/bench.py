@@ -158,8 +158,7 @@ def run(args: argparse.Namespace) -> int:
     check_variants(artifact, others)
     variants = [str(v.folder) for v in others]
     if args.compare_torch:
-        extra_module = "segment_anything" if artifact.spec.family == "sam" else "sam2"
-        for module in ("torch", extra_module):
+        for module in ("torch", artifact.spec.reference_package):
             require_extra(module, "export", "--compare-torch")
         check_official_weights(artifact)
     if args.images:

@@ -45,9 +45,7 @@ def run(args: argparse.Namespace) -> int:
     spec = get_spec(args.name)
     require_extra("torch", "export", "samedge export")
     require_extra("onnx", "export", "samedge export")
-    require_extra(
-        "segment_anything" if spec.family == "sam" else "sam2", "export", "samedge export"
-    )
+    require_extra(spec.reference_package, "export", "samedge export")
     checkpoint = args.checkpoint
     if args.random_init is None and checkpoint is None:
         checkpoint = checkpoint_path(spec)

@@ -112,19 +112,12 @@ def torch_reference(
     or the cached checkpoint, whose sha256 must match the manifest's.
     """
     require_extra("torch", "export", "--against torch")
+    require_extra(artifact.spec.reference_package, "export", "--against torch")
     kwargs = _weights_args(artifact, checkpoint)
-    from ..export.build import build_model
+    from ..export.build import build_model, official_predictor
 
     model = build_model(artifact.spec, **kwargs)
-    if artifact.spec.family == "sam2":
-        from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-        official: Any = SAM2ImagePredictor(model)
-    else:
-        from segment_anything import SamPredictor
-
-        official = SamPredictor(model)
-    return TorchReference(official)
+    return TorchReference(official_predictor(artifact.spec, model))
 
 
 def load_reference(

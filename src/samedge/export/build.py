@@ -32,6 +32,52 @@ def build_official(spec: ModelSpec) -> torch.nn.Module:
     return model.eval()
 
 
+def official_predictor_class(spec: ModelSpec) -> type:
+    """The official image predictor class (``SamPredictor`` for SAM,
+    ``SAM2ImagePredictor`` for SAM 2), imported here: what ``eval --against torch`` and
+    ``bench --compare-torch`` compare with."""
+    if spec.family == "sam":
+        from segment_anything import SamPredictor
+
+        return SamPredictor
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    return SAM2ImagePredictor
+
+
+def official_mask_generator_class(spec: ModelSpec) -> type:
+    """The official automatic mask generator class (``SamAutomaticMaskGenerator``,
+    ``SAM2AutomaticMaskGenerator``) that :class:`samedge.amg.MaskGenerator` reproduces."""
+    if spec.family == "sam":
+        from segment_anything import SamAutomaticMaskGenerator
+
+        return SamAutomaticMaskGenerator
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    return SAM2AutomaticMaskGenerator
+
+
+def official_predictor(spec: ModelSpec, model: torch.nn.Module) -> Any:
+    """The official image predictor around ``model`` (see :func:`official_predictor_class`)."""
+    return official_predictor_class(spec)(model)
+
+
+#: Where the official predictors resize the image and upscale the masks, as
+#: ``(attribute of the predictor, method of that object)``; ``"__call__"`` means the object
+#: itself is called. The benchmark times these calls without changing their code.
+OFFICIAL_STAGES: dict[str, dict[str, tuple[str, str]]] = {
+    "sam": {"pre": ("transform", "apply_image"), "post": ("model", "postprocess_masks")},
+    "sam2": {"pre": ("_transforms", "__call__"), "post": ("_transforms", "postprocess_masks")},
+}
+
+
+def official_stages(spec: ModelSpec) -> dict[str, tuple[str, str]]:
+    """``{"pre": (attribute, method), "post": (attribute, method)}`` of
+    :func:`official_predictor`'s preprocessing and mask upscaling (see
+    :data:`OFFICIAL_STAGES`)."""
+    return OFFICIAL_STAGES[spec.family]
+
+
 def randomize_(model: torch.nn.Module, seed: int) -> None:
     """Give every parameter seeded, non-degenerate values.
 
