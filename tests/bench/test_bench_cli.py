@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from samedge.bench.report import markdown
+from samedge.bench.results import BenchResult
 from samedge.bench.runner import COMPARED
 from samedge.bench.worker import STAGES
 from samedge.cli.main import main
@@ -57,7 +59,8 @@ def bench_run(
     folder = export_test_model(MODEL)
     image = shared_path("data", "images", "groceries.jpg")
     tmp_path = tmp_path_factory.mktemp("bench")
-    extra = ["--compare-torch", "--markdown", str(tmp_path / "bench.md")]
+    targets = Path(__file__).parents[2] / "benchmarks" / "targets-issue7.json"
+    extra = ["--compare-torch", "--markdown", str(tmp_path / "bench.md"), "--targets", str(targets)]
     if importlib.util.find_spec("matplotlib") is not None:
         extra += ["--plot", str(tmp_path / "bench.png")]
     return _bench(tmp_path, folder, image, *extra), tmp_path
@@ -100,17 +103,30 @@ def test_bench_json_is_complete_and_consistent(bench_run: tuple[dict[str, Any], 
     imports = result["import"]
     assert 0 < imports["cold_import_s"] < imports["import_and_load_s"]
     assert len(imports["import_and_load_samples_s"]) == 1
-    targets = result["targets"]
-    assert targets["encoder_vs_floor"]["value"] == pytest.approx(
+    figures = result["figures"]
+    assert figures["encoder_vs_floor"] == pytest.approx(
         result["sides"]["samedge"]["stages_ms"]["encoder"]["median"]
         / compute["floor_ms"]["encoder"],
         abs=2e-3,
     )
-    assert "import_and_load_s" in targets
+    assert figures["import_and_load_s"] == imports["import_and_load_s"]
+    # --targets judged each figure of the file against its limit
+    targets = result["targets"]
+    assert targets["import_and_load_s"]["limit"] == 1.5
+    for name, check in targets.items():
+        if "limit" in check:
+            assert check["value"] == figures[name]
+            assert check["met"] == (check["value"] <= check["limit"]), name
+    assert "--targets" in result["command"]
     assert result["command"].startswith("samedge bench --model ")
 
     md = (tmp_path / "bench.md").read_text()
     assert "| encoder (n=1) |" in md and "peak RSS" in md and MODEL in md
+    assert "| figure | value | limit | met |" in md
+    # the JSON holds the whole typed result: read back, it renders the same report
+    typed = BenchResult.from_dict(result)
+    assert typed.to_dict() == result
+    assert markdown(typed) == md
     if (tmp_path / "bench.png").exists():
         assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -144,6 +160,7 @@ def test_compare_torch_reports_both_sides_and_ratios(
     for name in ("encoder_vs_official_set_image", "click_vs_official", "peak_rss_vs_official"):
         assert isinstance(targets[name]["met"], bool), name
     assert isinstance(targets["encoder_vs_floor"]["met"], bool)
+    assert isinstance(targets["encoder"]["met"], bool)
     assert result["config"]["order"].startswith("alternating repeats: samedge 1, official 1")
     # The official decoder's arithmetic, counted in its own process: SAM 2.1 tiny's decoder
     # does ~3.6 GFLOP per prompt, more than samedge's graph (which hoists and reassociates).
@@ -157,7 +174,7 @@ def test_compare_torch_reports_both_sides_and_ratios(
     floor = compute["floor_ms"]["official_decoder"]
     assert floor == pytest.approx(1000 * official_gflop / compute["gemm_peak_gflops"], rel=2e-3)
     click = result["sides"]["samedge"]["stages_ms"]["click"]["median"]
-    assert targets["click_vs_official_decoder_floor"]["value"] == pytest.approx(
+    assert result["figures"]["click_vs_official_decoder_floor"] == pytest.approx(
         click / floor, abs=2e-3
     )
 

@@ -67,6 +67,7 @@ def test_precision_rows_in_json(bench: Any, folders: tuple[Path, Path]) -> None:
     assert settings["trt_fp16"] is True and settings["trt_cache"] == str(out / "trt")
     assert ProviderSettings(**settings).trt_fp16  # round-trips
     assert result["config"]["provider_requested"] == "tensorrt,cpu"
+    assert result["targets"] == {}  # no --targets: no figure is judged
     if "TensorrtExecutionProvider" not in available_providers():
         assert not (out / "trt").exists()
     rows = result["precision"]

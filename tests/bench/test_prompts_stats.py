@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from samedge.bench.prompts import KINDS, BenchPrompt, generate_prompts
+from samedge.bench.results import StageStats
 from samedge.bench.stats import summarize
 
 
@@ -44,6 +45,9 @@ def test_prompts_lie_inside_the_image_and_cover_every_kind(size: tuple[int, int]
 
 def test_summarize_in_ms() -> None:
     s = summarize([0.004, 0.001, 0.002, 0.003, 0.010])
-    assert s == {"count": 5, "min": 1.0, "median": 3.0, "mean": 4.0, "p90": 7.6, "max": 10.0}
+    expected = {"count": 5, "min": 1.0, "median": 3.0, "mean": 4.0, "p90": 7.6, "max": 10.0}
+    assert s.to_dict() == expected
+    assert list(s.to_dict()) == list(expected)  # the JSON's key order
+    assert StageStats.from_dict(expected) == s
     with pytest.raises(ValueError):
         summarize([])

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,24 +28,24 @@ from .. import __version__
 from ..errors import ImageError, SamedgeError
 from ..imageio import IMAGE_SUFFIXES
 from .prompts import BenchPrompt, generate_prompts
+from .results import (
+    BenchResult,
+    Compute,
+    DecoderFlops,
+    ImportTimes,
+    PrecisionRow,
+    Ratios,
+    RunSetup,
+    SideResult,
+    measure_figures,
+    ratio,
+)
 from .stats import summarize
 from .sysinfo import load_average, system_info
 from .worker import STAGES
 
-SCHEMA = "samedge-bench/1"
-
-#: Stages compared between the two sides (``set_image`` is reported but not a target).
+#: Stages compared between the two sides.
 COMPARED = STAGES
-
-#: Targets of the benchmark issue (ratios samedge / official, from the same run).
-TARGETS = {
-    "encoder_vs_official_set_image": 0.8,
-    "encoder_vs_floor": 1.3,
-    "click_vs_official": 0.4,
-    "click_vs_floor": 1.5,
-    "peak_rss_vs_official": 0.5,
-    "import_and_load_s_sam2.1_hiera_tiny": 1.5,
-}
 
 
 @dataclass
@@ -241,19 +241,13 @@ def _best_of(script: list[str], tries: int, env: dict[str, str]) -> list[float]:
     return values
 
 
-def import_times(model_folder: Path, threads: int, tries: int) -> dict[str, Any]:
+def import_times(model_folder: Path, threads: int, tries: int) -> ImportTimes:
     """Cold ``import samedge`` and ``import samedge`` + ``Predictor.from_pretrained`` times,
     each in fresh processes (best of ``tries``)."""
     env = _child_env(threads)
     cold = _best_of([_IMPORT_SCRIPT], tries, env)
     load = _best_of([_LOAD_SCRIPT, str(model_folder), str(threads)], tries, env)
-    return {
-        "cold_import_s": round(min(cold), 4),
-        "cold_import_samples_s": [round(v, 4) for v in cold],
-        "import_and_load_s": round(min(load), 4),
-        "import_and_load_samples_s": [round(v, 4) for v in load],
-        "note": "fresh process each; load includes sha256 verification of the model files",
-    }
+    return ImportTimes.best_of(cold, load)
 
 
 def decoder_feeds(spec: Any, prompt: BenchPrompt, size: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -274,7 +268,7 @@ def decoder_feeds(spec: Any, prompt: BenchPrompt, size: tuple[int, int]) -> dict
     return dict(zip(spec.decoder_inputs, arrays, strict=True))
 
 
-def count_graph_flops(artifact: Any, plan: list[dict[str, Any]]) -> dict[str, Any]:
+def count_graph_flops(artifact: Any, plan: list[dict[str, Any]]) -> Compute:
     """FLOPs of the encoder, and of the decoder for every prompt of the plan (batch 1).
 
     Returns a note instead when the ``onnx`` package (needed to walk the graphs) is missing.
@@ -284,7 +278,7 @@ def count_graph_flops(artifact: Any, plan: list[dict[str, Any]]) -> dict[str, An
     from .flops import count_flops
 
     if importlib.util.find_spec("onnx") is None:
-        return {"note": "FLOPs need the onnx package (pip install onnx): floors not computed"}
+        return Compute(note="FLOPs need the onnx package (pip install onnx): floors not computed")
     spec = artifact.spec
     side = spec.image_size
     enc = count_flops(
@@ -308,126 +302,58 @@ def count_graph_flops(artifact: Any, plan: list[dict[str, Any]]) -> dict[str, An
                 )
                 per_kind[prompt.kind] = flops / 1e9
                 all_flops.append(flops)
-    return {
-        "encoder_gflop": round(enc / 1e9, 3),
-        "decoder_gflop_per_prompt": round(float(np.mean(all_flops)) / 1e9, 4),
-        "decoder_gflop_by_kind": {k: round(v, 4) for k, v in sorted(per_kind.items())},
-        "counted": "2 x multiply-adds of MatMul/Gemm/Conv/ConvTranspose/Einsum, batch 1",
-    }
-
-
-def add_floors(compute: dict[str, Any], peaks_flops: Sequence[float], threads: int) -> None:
-    """Add the GEMM peak (best of the measurements) and the floors in ms to ``compute``."""
-    peak = max(peaks_flops)
-    compute.update(
-        {
-            "gemm_peak_gflops": round(peak / 1e9, 1),
-            "gemm_peak_samples_gflops": [round(p / 1e9, 1) for p in peaks_flops],
-            "gemm_threads": threads,
-            "gemm": "fp32 2048^3 NumPy matmul, best of 5, fresh process, before and after the "
-            "timed passes; the best is used",
-        }
+    return Compute(
+        encoder_gflop=round(enc / 1e9, 3),
+        decoder_gflop_per_prompt=round(float(np.mean(all_flops)) / 1e9, 4),
+        decoder_gflop_by_kind={k: round(v, 4) for k, v in sorted(per_kind.items())},
+        counted="2 x multiply-adds of MatMul/Gemm/Conv/ConvTranspose/Einsum, batch 1",
     )
-    if "encoder_gflop" in compute:
-        dec_ms = round(1e12 * compute["decoder_gflop_per_prompt"] / peak, 2)
-        compute["floor_ms"] = {
-            "encoder": round(1e12 * compute["encoder_gflop"] / peak, 2),
+
+
+def add_floors(compute: Compute, peaks_flops: Sequence[float], threads: int) -> Compute:
+    """``compute`` with the GEMM peak (best of the measurements) and the floors in ms."""
+    peak = max(peaks_flops)
+    floors: dict[str, float] = {}
+    if compute.encoder_gflop is not None and compute.decoder_gflop_per_prompt is not None:
+        dec_ms = round(1e12 * compute.decoder_gflop_per_prompt / peak, 2)
+        floors = {
+            "encoder": round(1e12 * compute.encoder_gflop / peak, 2),
             "decoder": dec_ms,
             "click": dec_ms,
         }
-        if "official_decoder" in compute:
-            gflop = compute["official_decoder"]["decoder_gflop_per_prompt"]
-            compute["floor_ms"]["official_decoder"] = round(1e12 * gflop / peak, 2)
+        if compute.official_decoder is not None:
+            gflop = compute.official_decoder.decoder_gflop_per_prompt
+            floors["official_decoder"] = round(1e12 * gflop / peak, 2)
+    return replace(
+        compute,
+        gemm_peak_gflops=round(peak / 1e9, 1),
+        gemm_peak_samples_gflops=[round(p / 1e9, 1) for p in peaks_flops],
+        gemm_threads=threads,
+        gemm="fp32 2048^3 NumPy matmul, best of 5, fresh process, before and after the "
+        "timed passes; the best is used",
+        floor_ms=floors,
+    )
 
 
-def _side_result(
+def side_result(
     info: dict[str, Any], samples: list[dict[str, list[float]]], peak: int
-) -> dict[str, Any]:
-    stages = {s: summarize([v for rep in samples for v in rep[s]]) for s in STAGES}
-    per_repeat = {s: [round(1000 * float(np.median(rep[s])), 3) for rep in samples] for s in STAGES}
-    return {
-        **{k: v for k, v in info.items()},
-        "import_s": round(info["import_s"], 4),
-        "load_s": round(info["load_s"], 4),
-        "warmup_s": round(info["warmup_s"], 4),
-        "peak_rss_bytes": peak,
-        "peak_rss_mib": round(peak / 2**20, 1),
-        "stages_ms": stages,
-        "per_repeat_median_ms": per_repeat,
-    }
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b == 0:
-        return None
-    return round(a / b, 3)
-
-
-def evaluate_targets(result: dict[str, Any]) -> dict[str, Any]:
-    """The issue's targets, each with the measured value, the limit and whether it is met
-    (``None`` where the figure was not measured)."""
-    ours = result["sides"]["samedge"]["stages_ms"]
-    official = result["sides"].get("official", {}).get("stages_ms")
-    floors = result["compute"].get("floor_ms", {})
-    out: dict[str, Any] = {}
-
-    def add(name: str, value: float | None, limit: float) -> None:
-        out[name] = {
-            "value": value,
-            "limit": limit,
-            "met": None if value is None else bool(value <= limit),
-        }
-
-    add(
-        "encoder_vs_official_set_image",
-        _ratio(ours["encoder"]["median"], official["set_image"]["median"]) if official else None,
-        TARGETS["encoder_vs_official_set_image"],
+) -> SideResult:
+    """One side's result from its worker's load reply, its repeats' samples (seconds by
+    stage) and its peak RSS."""
+    return SideResult(
+        import_s=round(info["import_s"], 4),
+        load_s=round(info["load_s"], 4),
+        warmup_s=round(info["warmup_s"], 4),
+        rss_after_load_bytes=info["rss_after_load_bytes"],
+        providers=info["providers"],
+        package=info["package"],
+        peak_rss_bytes=peak,
+        stages_ms={s: summarize([v for rep in samples for v in rep[s]]) for s in STAGES},
+        per_repeat_median_ms={
+            s: [round(1000 * float(np.median(rep[s])), 3) for rep in samples] for s in STAGES
+        },
+        details={k: v for k, v in info.items() if k not in SideResult.WORKER_FIELDS},
     )
-    add(
-        "encoder_vs_floor",
-        _ratio(ours["encoder"]["median"], floors.get("encoder")),
-        TARGETS["encoder_vs_floor"],
-    )
-    met = [out[k]["met"] for k in ("encoder_vs_official_set_image", "encoder_vs_floor")]
-    out["encoder"] = {
-        "met": True if True in met else (None if None in met else False),
-        "rule": "either encoder figure within its limit",
-    }
-    add(
-        "click_vs_official",
-        _ratio(ours["click"]["median"], official["click"]["median"]) if official else None,
-        TARGETS["click_vs_official"],
-    )
-    add(
-        "click_vs_floor",
-        _ratio(ours["click"]["median"], floors.get("click")),
-        TARGETS["click_vs_floor"],
-    )
-    # The issue's decoder floor is the arithmetic of a SAM decoder call (~3.6 GFLOP): the
-    # official decoder's count when it was measured; samedge's graph does less (its own
-    # floor, above, is stricter and reported alongside).
-    add(
-        "click_vs_official_decoder_floor",
-        _ratio(ours["click"]["median"], floors.get("official_decoder")),
-        TARGETS["click_vs_floor"],
-    )
-    floor_key = (
-        "click_vs_official_decoder_floor" if "official_decoder" in floors else "click_vs_floor"
-    )
-    met = [out[k]["met"] for k in ("click_vs_official", floor_key)]
-    out["click"] = {
-        "met": False if False in met else (None if None in met else True),
-        "rule": "click within its limit against the official predictor and against the "
-        "decoder floor (the official decoder's FLOPs when counted, else samedge's graph's)",
-    }
-    add("peak_rss_vs_official", result["ratios"].get("peak_rss"), TARGETS["peak_rss_vs_official"])
-    if result["config"]["model"] == "sam2.1_hiera_tiny":
-        add(
-            "import_and_load_s",
-            result["import"].get("import_and_load_s"),
-            TARGETS["import_and_load_s_sam2.1_hiera_tiny"],
-        )
-    return out
 
 
 def check_variants(artifact: Any, variants: Sequence[Any]) -> None:
@@ -453,13 +379,10 @@ def precision_label(precision: dict[str, str]) -> str:
     return " + ".join(f"{component} {value}" for component, value in precision.items())
 
 
-def precision_row(artifact: Any, side: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
-    """One model folder's row of the precision comparison.
-
-    ``speedup_median``: the first (baseline) model's median over this one's, per stage
-    (above 1: faster). ``fidelity``: the fidelity report ``samedge quantize`` wrote into the
-    folder's manifest (``None`` for a folder without one, such as the fp32 export).
-    """
+def precision_row(artifact: Any, side: SideResult, baseline: SideResult) -> PrecisionRow:
+    """One model folder's row of the precision comparison: ``side`` measured the folder of
+    ``artifact``, ``baseline`` the first model; the fidelity is the report ``samedge
+    quantize`` wrote into the folder's manifest."""
     manifest = artifact.manifest
     report = manifest.extra.get("fidelity")
     fidelity = None
@@ -477,28 +400,28 @@ def precision_row(artifact: Any, side: dict[str, Any], baseline: dict[str, Any])
     if quantization:
         keys = ("precision", "components", "method", "num_calibration_images")
         quantization = {k: quantization.get(k) for k in keys}
-    return {
-        "label": precision_label(manifest.precision),
-        "model_folder": str(artifact.folder),
-        "precision": manifest.precision,
-        "quantization": quantization,
-        "fidelity": fidelity,
-        "providers": side["providers"],
-        "load_s": side["load_s"],
-        "peak_rss_mib": side["peak_rss_mib"],
-        "stages_ms": side["stages_ms"],
-        "speedup_median": {
-            s: _ratio(baseline["stages_ms"][s]["median"], side["stages_ms"][s]["median"])
-            for s in STAGES
+    return PrecisionRow(
+        label=precision_label(manifest.precision),
+        model_folder=str(artifact.folder),
+        precision=manifest.precision,
+        quantization=quantization,
+        fidelity=fidelity,
+        providers=side.providers,
+        load_s=side.load_s,
+        peak_rss_mib=side.peak_rss_mib,
+        stages_ms=side.stages_ms,
+        speedup_median={
+            s: ratio(baseline.stages_ms[s].median, side.stages_ms[s].median) for s in STAGES
         },
-    }
+    )
 
 
 def run_benchmark(
     config: BenchConfig,
     progress: Callable[[int], Callable[[], None]] | None = None,
-) -> dict[str, Any]:
-    """Run the benchmark and return its result (see ``docs/benchmarks.md`` for the fields).
+) -> BenchResult:
+    """Run the benchmark and return its result (see ``docs/benchmarks.md`` for the fields;
+    no targets are checked here: see :mod:`samedge.bench.targets`).
 
     Args:
         config: what to run.
@@ -516,48 +439,41 @@ def run_benchmark(
     # (key, worker side, folder): the compared sides, then the other precisions
     children = [(side, side, artifact.folder) for side in sides]
     children += [(f"variant {i}", "samedge", v.folder) for i, v in enumerate(variants, 1)]
-    result: dict[str, Any] = {
-        "schema": SCHEMA,
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "samedge_version": __version__,
-        "command": config.command,
-        "config": {
-            "model": artifact.spec.name,
-            "model_folder": str(artifact.folder),
-            "precision": artifact.manifest.precision,
-            "weights": artifact.manifest.weights,
-            "provider_requested": config.provider or "cpu",
-            "provider_settings": config.provider_settings,
-            "threads": config.threads,
-            "runs": config.runs,
-            "repeats": config.repeats,
-            "prompts_per_image": config.prompts_per_image,
-            "seed": config.seed,
-            "compare_torch": config.compare_torch,
-            "variants": [
-                {"model_folder": str(v.folder), "precision": v.manifest.precision} for v in variants
-            ],
-            "images": [{k: item[k] for k in ("name", "path", "height", "width")} for item in plan],
-            "prompt_kinds": sorted(
-                {p["kind"] for item in plan for run in item["runs"] for p in run}
-            ),
-            "order": "alternating repeats: "
-            + ", ".join(
-                f"{key} {r + 1}" for r in range(min(config.repeats, 2)) for key, _, _ in children
-            )
-            + (", ..." if config.repeats > 2 else ""),
-        },
-        "system": system_info(),
-    }
+    created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    setup = RunSetup(
+        model=artifact.spec.name,
+        model_folder=str(artifact.folder),
+        precision=artifact.manifest.precision,
+        weights=artifact.manifest.weights,
+        provider_requested=config.provider or "cpu",
+        provider_settings=config.provider_settings,
+        threads=config.threads,
+        runs=config.runs,
+        repeats=config.repeats,
+        prompts_per_image=config.prompts_per_image,
+        seed=config.seed,
+        compare_torch=config.compare_torch,
+        variants=[
+            {"model_folder": str(v.folder), "precision": v.manifest.precision} for v in variants
+        ],
+        images=[{k: item[k] for k in ("name", "path", "height", "width")} for item in plan],
+        prompt_kinds=sorted({p["kind"] for item in plan for run in item["runs"] for p in run}),
+        order="alternating repeats: "
+        + ", ".join(
+            f"{key} {r + 1}" for r in range(min(config.repeats, 2)) for key, _, _ in children
+        )
+        + (", ..." if config.repeats > 2 else ""),
+    )
+    system = system_info()
     peaks: list[float] = []
     if config.floors:
         from .flops import gemm_peak
 
-        result["compute"] = count_graph_flops(artifact, plan)
+        compute = count_graph_flops(artifact, plan)
         peaks.append(gemm_peak(config.threads))
     else:
-        result["compute"] = {"note": "compute floors skipped (--no-floors)"}
-    result["import"] = import_times(artifact.folder, config.threads, config.import_tries)
+        compute = Compute(note="compute floors skipped (--no-floors)")
+    imports = import_times(artifact.folder, config.threads, config.import_tries)
     total = config.repeats * config.runs * len(plan) * len(children)
     tick = progress(total) if progress else None
     workers: dict[str, Worker] = {}
@@ -578,11 +494,14 @@ def run_benchmark(
             workers[key].send({"cmd": "exit", "count_flops": config.floors})
             reply = workers[key].receive()
             rss[key] = int(reply["peak_rss_bytes"])
-            if "flops" in reply and "encoder_gflop" in result["compute"]:
-                result["compute"]["official_decoder"] = {
-                    **reply["flops"],
-                    "counted": "torch FlopCounterMode around the official predict, batch 1",
-                }
+            if "flops" in reply and compute.encoder_gflop is not None:
+                compute = replace(
+                    compute,
+                    official_decoder=DecoderFlops(
+                        **reply["flops"],
+                        counted="torch FlopCounterMode around the official predict, batch 1",
+                    ),
+                )
     finally:
         for worker in workers.values():
             worker.close()
@@ -590,32 +509,26 @@ def run_benchmark(
         from .flops import gemm_peak
 
         peaks.append(gemm_peak(config.threads))
-        add_floors(result["compute"], peaks, config.threads)
-    result["system"]["load_average_start"] = load_start
-    result["system"]["load_average_end"] = load_average()
-    result["sides"] = {s: _side_result(infos[s], samples[s], rss[s]) for s in sides}
-    result["system"]["provider_used"] = result["sides"]["samedge"]["providers"]
-    ratios: dict[str, Any] = {}
-    if config.compare_torch:
-        ours, theirs = result["sides"]["samedge"], result["sides"]["official"]
-        ratios = {
-            "stages_median": {
-                s: _ratio(ours["stages_ms"][s]["median"], theirs["stages_ms"][s]["median"])
-                for s in COMPARED
-            },
-            "stages_mean": {
-                s: _ratio(ours["stages_ms"][s]["mean"], theirs["stages_ms"][s]["mean"])
-                for s in COMPARED
-            },
-            "peak_rss": _ratio(ours["peak_rss_bytes"], theirs["peak_rss_bytes"]),
-            "load": _ratio(ours["load_s"], theirs["load_s"]),
-            "meaning": "samedge / official: below 1 means samedge is faster or smaller",
-        }
-    result["ratios"] = ratios
-    baseline = result["sides"]["samedge"]
-    result["precision"] = [precision_row(artifact, baseline, baseline)] + [
-        precision_row(v, _side_result(infos[key], samples[key], rss[key]), baseline)
+        compute = add_floors(compute, peaks, config.threads)
+    results = {s: side_result(infos[s], samples[s], rss[s]) for s in sides}
+    ours, official = results["samedge"], results.get("official")
+    system["load_average_start"] = load_start
+    system["load_average_end"] = load_average()
+    system["provider_used"] = ours.providers
+    precision = [precision_row(artifact, ours, ours)] + [
+        precision_row(v, side_result(infos[key], samples[key], rss[key]), ours)
         for v, (key, _, _) in zip(variants, children[len(sides) :], strict=True)
     ]
-    result["targets"] = evaluate_targets(result)
-    return result
+    return BenchResult(
+        created=created,
+        samedge_version=__version__,
+        command=config.command,
+        config=setup,
+        system=system,
+        compute=compute,
+        imports=imports,
+        sides=results,
+        ratios=Ratios.between(ours, official, COMPARED) if official else None,
+        precision=precision,
+        figures=measure_figures(ours, official, compute, imports),
+    )

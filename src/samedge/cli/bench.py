@@ -3,7 +3,8 @@
 Per-stage latency, peak memory and compute floors of the samedge runtime, optionally side by
 side with the official PyTorch predictor in the same run, and with other precisions of the
 same model (more ``--model`` folders: fp32 / fp16 / int8 rows with speed-up and fidelity;
-see ``docs/benchmarks.md`` and ``docs/precision.md``).
+see ``docs/benchmarks.md`` and ``docs/precision.md``). ``--targets FILE`` judges the run's
+figures against limits read from a file (``benchmarks/targets-issue7.json``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import SamedgeError, require_extra
@@ -89,6 +91,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=3,
         help="fresh processes for the import and model-load times, best kept (default 3)",
     )
+    parser.add_argument(
+        "--targets",
+        type=Path,
+        metavar="FILE",
+        help="JSON file of figure limits to judge the run against, e.g. "
+        "benchmarks/targets-issue7.json (see docs/benchmarks.md); without it no figure is "
+        "judged",
+    )
     parser.add_argument("--json", type=Path, help="write the full result as JSON")
     parser.add_argument("--markdown", type=Path, help="write the result tables as Markdown")
     parser.add_argument("--plot", type=Path, help="write a bar chart PNG (needs samedge[bench])")
@@ -133,7 +143,7 @@ def _command_line(args: argparse.Namespace) -> str:
         parts.append("--compare-torch")
     if args.no_floors:
         parts.append("--no-floors")
-    for flag in ("json", "markdown", "plot"):
+    for flag in ("targets", "json", "markdown", "plot"):
         if getattr(args, flag):
             parts += [f"--{flag}", str(getattr(args, flag))]
     return shlex.join(parts)
@@ -149,10 +159,12 @@ def run(args: argparse.Namespace) -> int:
         find_images,
         run_benchmark,
     )
+    from ..bench.targets import all_met, check_targets, load_targets
     from ..outputs import OutputSet
     from ..runtime.session import default_threads
 
     _check_outputs(args)
+    targets = load_targets(args.targets) if args.targets else None
     artifact = resolve_model(args.model[0], verify=False)
     others = [resolve_model(m, verify=False) for m in args.model[1:]]
     check_variants(artifact, others)
@@ -204,12 +216,22 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if targets is not None:
+        result = replace(result, targets=check_targets(targets, result))
     with OutputSet() as out:
         if args.json:
-            out.add_json(args.json, result)
+            out.add_json(args.json, result.to_dict())
         if args.markdown:
             out.add(args.markdown, markdown(result).encode())
         if args.plot:
             out.add(args.plot, plot_png(result))
     print(console_summary(result))
+    if targets is not None:
+        verdict = all_met(targets, result.targets)
+        print(
+            f"targets from {args.targets}: "
+            + {True: "all met", False: "some missed", None: "none missed, some not measured"}[
+                verdict
+            ]
+        )
     return 0
