@@ -173,7 +173,7 @@ def main() -> int:
 
     import numpy as np
 
-    from samedge.amg import MaskGenerator
+    from samedge.amg import AmgSettings, MaskGenerator
     from samedge.imageio import load_image
     from samedge.runtime.predictor import Predictor
 
@@ -192,6 +192,7 @@ def main() -> int:
         )
     if args.pred_iou_thresh is not None:
         settings["pred_iou_thresh"] = args.pred_iou_thresh
+    base = AmgSettings.for_spec(spec, **settings)  # the official defaults, then these
     out: dict = {
         "model": spec.name,
         "image": args.image,
@@ -210,7 +211,7 @@ def main() -> int:
     runs = {}
     for mode in ("exact", "exact_whole_decoder", "fast"):
         split = False if mode == "exact_whole_decoder" else None
-        gen = MaskGenerator(predictor, fast=mode == "fast", split_decoder=split, **settings)
+        gen = MaskGenerator(predictor, base, fast=mode == "fast", split_decoder=split)
         t = time.perf_counter()
         result = gen.generate_masks(image)
         wall = time.perf_counter() - t
@@ -240,19 +241,14 @@ def main() -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-        from samedge.export.build import build_model
+        from samedge.export.build import build_model, official_mask_generator_class
         from samedge.export.torch_compat import ensure_torchvision
 
         ensure_torchvision()  # torchvision's compiled NMS cannot load: pure-PyTorch NMS
         model = build_model(spec, seed=0) if predictor.artifact.random_weights else None
         if model is None:
             raise SystemExit("the official run needs a seed-0 random-weight export")
-        ref_settings = dict(settings)
-        if spec.family == "sam":
-            from segment_anything import SamAutomaticMaskGenerator as Official
-        else:
-            from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator as Official
-        gen = Official(model, **ref_settings)
+        gen = official_mask_generator_class(spec)(model, **settings)
         t = time.perf_counter()
         ref = gen.generate(image)
         wall = time.perf_counter() - t

@@ -26,18 +26,12 @@ pytestmark = [requires_export, pytest.mark.export]
 
 
 def _official(torch_model, name, **kw):
+    from samedge.export.build import official_mask_generator_class
     from samedge.export.torch_compat import ensure_torchvision
     from samedge.registry import get_spec
 
     ensure_torchvision()
-    model = torch_model(name)
-    if get_spec(name).family == "sam":
-        from segment_anything import SamAutomaticMaskGenerator
-
-        return SamAutomaticMaskGenerator(model, **kw)
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-
-    return SAM2AutomaticMaskGenerator(model, **kw)
+    return official_mask_generator_class(get_spec(name))(torch_model(name), **kw)
 
 
 def _iou(a, b):

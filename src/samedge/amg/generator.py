@@ -30,13 +30,14 @@ of the exact masks it recovers.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -47,13 +48,11 @@ from ..runtime.postprocess import select_masks, upscale_logits, upscale_masks
 from ..runtime.prompts import normalize_prompts
 from ..runtime.types import ImageEmbedding
 from ..specs import LOW_RES_SIZE
-from .grid import box_nms, crop_boxes, layer_grids, mask_boxes, near_crop_edge, point_grid
+from .grid import box_nms, crop_boxes, mask_boxes, near_crop_edge, point_grid
 from .regions import fill_low_res, remove_small_regions
+from .settings import OUTPUT_MODES, AmgSettings
 
 log = logging.getLogger(__name__)
-
-OutputMode = Literal["binary_mask", "uncompressed_rle", "coco_rle", "polygons"]
-OUTPUT_MODES: tuple[str, ...] = ("binary_mask", "uncompressed_rle", "coco_rle", "polygons")
 
 #: With ``split_decoder=None``, the split decoder is dropped for the rest of an image once
 #: more than this share of its points have needed their masks. Measured on SAM 2.1 tiny,
@@ -63,8 +62,39 @@ OUTPUT_MODES: tuple[str, ...] = ("binary_mask", "uncompressed_rle", "coco_rle", 
 #: single-threaded sessions side by side), so it stops paying near four points in five.
 SPLIT_MAX_SHARE = 0.75
 
-#: The official defaults of ``pred_iou_thresh``, by model family.
-DEFAULT_PRED_IOU_THRESH = {"sam": 0.88, "sam2": 0.8}
+
+@dataclass
+class AmgStats:
+    """Counts and timings (seconds) of one :meth:`MaskGenerator.generate_masks` run,
+    accumulated as it goes.
+
+    Attributes:
+        crops: crop boxes processed (the whole image is one).
+        prompts: point prompts decoded (``use_m2m`` refinements count again).
+        decoder_calls: decoder runs (one per batch of prompts).
+        candidates: masks the decoder returned, before any filter.
+        upscaled: masks that passed the predicted-IoU filter and were upscaled.
+        split_prompts: prompts that went through the split decoder.
+        drawn: prompts whose masks the decoder drew (all but the split decoder's rejects).
+        skipped_points: grid points ``fast`` did not decode (already covered by a mask).
+        encode_s, decode_s, post_s: encoder, decoder and host post-processing time.
+    """
+
+    crops: int = 0
+    prompts: int = 0
+    decoder_calls: int = 0
+    candidates: int = 0
+    upscaled: int = 0
+    split_prompts: int = 0
+    drawn: int = 0
+    skipped_points: int = 0
+    encode_s: float = 0.0
+    decode_s: float = 0.0
+    post_s: float = 0.0
+
+    def to_dict(self, masks: int, total_s: float) -> dict[str, Any]:
+        """The fields, plus the final mask count and the run's wall time (seconds)."""
+        return {**asdict(self), "masks": masks, "total_s": total_s}
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,7 +110,8 @@ class GeneratedMasks:
         stability_score: float32 ``(N,)``.
         point_coords: float64 ``(N, 2)`` XY pixels of the prompt point of each mask.
         crop_boxes: int64 ``(N, 4)`` XYXY (exclusive end) crop each mask was found in.
-        stats: counts and timings (seconds) of the run.
+        stats: counts and timings (seconds) of the run: :class:`AmgStats`'s fields, plus
+            ``masks`` (the final count) and ``total_s``.
     """
 
     image_size: tuple[int, int]
@@ -195,66 +226,31 @@ class _Candidates:
 class MaskGenerator:
     """Segment everything in an image with an exported SAM or SAM 2 model.
 
+    >>> MaskGenerator("sam2.1_hiera_tiny", points_per_side=16).generate("photo.jpg")
+
     Args:
         model: a :class:`~samedge.runtime.predictor.Predictor`, or a registered name or
             exported folder to load one from (with ``providers`` and ``threads``).
-        points_per_side: grid points per side (``points_per_side**2`` prompts per crop
-            layer 0); ``None`` when ``point_grids`` is given.
-        points_per_batch: prompts per decoder call.
-        pred_iou_thresh: keep masks whose predicted IoU is above this; ``None``: the
-            official default of the family (SAM 0.88, SAM 2 0.8).
-        stability_score_thresh: keep masks whose stability score is at least this.
-        stability_score_offset: logit offset of the stability score.
-        mask_threshold: logit threshold of the masks (``None``: the model's, 0.0).
-        box_nms_thresh: box IoU above which a mask duplicates a better one in a crop.
-        crop_n_layers: extra layers of crops (layer ``i`` has ``2**i x 2**i`` crops).
-        crop_nms_thresh: box IoU for duplicates between crops.
-        crop_overlap_ratio: overlap of neighbouring crops, as a fraction of the short side.
-        crop_n_points_downscale_factor: layer ``i`` uses ``points_per_side / f**i`` points.
-        point_grids: explicit normalised ``(n, 2)`` grids, one per layer.
-        min_mask_region_area: remove holes and islands smaller than this (see
-            :mod:`samedge.amg.regions` for the SAM vs SAM 2 difference).
-        output_mode: default for :meth:`generate`: ``"binary_mask"``, ``"uncompressed_rle"``,
-            ``"coco_rle"`` or ``"polygons"``.
-        use_m2m: refine each mask once with its own logits (SAM 2 option).
-        multimask_output: three masks per point (default) or one.
-        fast: coarse-to-fine point sampling (see module docstring).
-        fast_stride: the coarse grid takes every ``fast_stride``-th point per side.
-        split_decoder: draw a point's masks only when one of them passes
-            ``pred_iou_thresh`` (:meth:`~samedge.Predictor.decode_needed`): the same masks,
-            less work where many points are rejected. ``None`` (default): when the model
-            folder has the split decoder and the filters allow it (a positive
-            ``pred_iou_thresh``, no ``use_m2m``, and for SAM 2 ``multimask_output``), until
-            more than :data:`SPLIT_MAX_SHARE` of an image's points have needed their masks;
-            ``True``: whenever it is available; ``False``: never.
+        settings: what to do (see :class:`~samedge.amg.AmgSettings`); ``None``: the
+            official defaults of the model's family (``AmgSettings.for_spec``).
         progress: show a progress bar over crops and batches.
+        overrides: :class:`~samedge.amg.AmgSettings` fields changed from ``settings``
+            (from the defaults when ``settings`` is ``None``; there an override of ``None``
+            keeps the default).
+
+    Raises:
+        SamedgeError: an unknown setting or an invalid value.
     """
 
     def __init__(
         self,
         model: Any,
-        points_per_side: int | None = 32,
-        points_per_batch: int = 64,
-        pred_iou_thresh: float | None = None,
-        stability_score_thresh: float = 0.95,
-        stability_score_offset: float = 1.0,
-        mask_threshold: float | None = None,
-        box_nms_thresh: float = 0.7,
-        crop_n_layers: int = 0,
-        crop_nms_thresh: float = 0.7,
-        crop_overlap_ratio: float = 512 / 1500,
-        crop_n_points_downscale_factor: int = 1,
-        point_grids: Sequence[np.ndarray] | None = None,
-        min_mask_region_area: int = 0,
-        output_mode: str = "binary_mask",
-        use_m2m: bool = False,
-        multimask_output: bool = True,
-        fast: bool = False,
-        fast_stride: int = 2,
-        split_decoder: bool | None = None,
+        settings: AmgSettings | None = None,
+        *,
         progress: bool = False,
         providers: str | Sequence[str] | None = None,
         threads: int | None = None,
+        **overrides: Any,
     ) -> None:
         from ..runtime.predictor import Predictor
 
@@ -262,66 +258,20 @@ class MaskGenerator:
             model = Predictor.from_pretrained(model, providers=providers, threads=threads)
         self.predictor = model
         self.spec = model.spec
-        if (points_per_side is None) == (point_grids is None):
-            raise SamedgeError("give exactly one of points_per_side and point_grids")
-        if point_grids is not None:
-            grids = [np.asarray(g, dtype=np.float64).reshape(-1, 2) for g in point_grids]
-            if len(grids) < crop_n_layers + 1:
-                raise SamedgeError(
-                    f"point_grids has {len(grids)} grids; crop_n_layers={crop_n_layers} "
-                    f"needs {crop_n_layers + 1} (one per layer)"
-                )
-            if any(np.any((g < 0) | (g > 1)) for g in grids):
-                raise SamedgeError("point_grids must hold points normalised to [0, 1]")
-            self.point_grids = grids
-        else:
-            if points_per_side < 1:
-                raise SamedgeError(f"points_per_side must be >= 1, got {points_per_side}")
-            if crop_n_points_downscale_factor < 1:
-                raise SamedgeError("crop_n_points_downscale_factor must be >= 1")
-            self.point_grids = layer_grids(
-                points_per_side, crop_n_layers, crop_n_points_downscale_factor
-            )
-        if points_per_batch < 1:
-            raise SamedgeError(f"points_per_batch must be >= 1, got {points_per_batch}")
-        if crop_n_layers < 0:
-            raise SamedgeError(f"crop_n_layers must be >= 0, got {crop_n_layers}")
-        if output_mode not in OUTPUT_MODES:
-            raise SamedgeError(
-                f"unknown output mode '{output_mode}'; use one of {', '.join(OUTPUT_MODES)}"
-            )
-        if fast_stride < 1:
-            raise SamedgeError(f"fast_stride must be >= 1, got {fast_stride}")
-        self.points_per_batch = int(points_per_batch)
-        self.pred_iou_thresh = float(
-            DEFAULT_PRED_IOU_THRESH[self.spec.family]
-            if pred_iou_thresh is None
-            else pred_iou_thresh
-        )
-        self.stability_score_thresh = float(stability_score_thresh)
-        self.stability_score_offset = float(stability_score_offset)
-        self.mask_threshold = float(
-            self.spec.mask_threshold if mask_threshold is None else mask_threshold
-        )
-        self.box_nms_thresh = float(box_nms_thresh)
-        self.crop_n_layers = int(crop_n_layers)
-        self.crop_nms_thresh = float(crop_nms_thresh)
-        self.crop_overlap_ratio = float(crop_overlap_ratio)
-        self.min_mask_region_area = int(min_mask_region_area)
-        self.output_mode = output_mode
-        self.use_m2m = bool(use_m2m)
-        self.multimask_output = bool(multimask_output)
-        self.fast = bool(fast)
-        self.fast_stride = int(fast_stride)
-        self.split_decoder = split_decoder
+        if settings is None:
+            settings = AmgSettings.for_spec(self.spec, **overrides)
+        elif overrides:
+            settings = settings.replace(**overrides)
+        self.settings = settings
         self.progress = bool(progress)
+        self._grids = settings.grids()
 
     # ------------------------------------------------------------------ public API
 
     def generate(self, image: ImageLike) -> list[dict[str, Any]]:
         """The official ``generate``: a list of mask records (see
-        :meth:`GeneratedMasks.records`), with segmentations in ``self.output_mode``."""
-        return self.generate_masks(image).records(self.output_mode)
+        :meth:`GeneratedMasks.records`), with segmentations in ``settings.output_mode``."""
+        return self.generate_masks(image).records(self.settings.output_mode)
 
     def generate_masks(
         self, image: ImageLike, embedding: ImageEmbedding | None = None
@@ -343,22 +293,13 @@ class MaskGenerator:
                 f"{embedding.original_size[0]} image by {embedding.model}, not of this "
                 f"{width}x{height} image by {self.spec.name}"
             )
-        boxes, layers = crop_boxes((height, width), self.crop_n_layers, self.crop_overlap_ratio)
-        stats: dict[str, Any] = {
-            "crops": len(boxes),
-            "prompts": 0,
-            "decoder_calls": 0,
-            "candidates": 0,
-            "upscaled": 0,
-            "split_prompts": 0,
-            "drawn": 0,
-            "encode_s": 0.0,
-            "decode_s": 0.0,
-            "post_s": 0.0,
-        }
+        boxes, layers = crop_boxes(
+            (height, width), self.settings.crop_n_layers, self.settings.crop_overlap_ratio
+        )
+        stats = AmgStats(crops=len(boxes))
         start = time.perf_counter()
         total_batches = sum(
-            math.ceil(len(self.point_grids[layer]) / self.points_per_batch) for layer in layers
+            math.ceil(len(self._grids[layer]) / self.settings.points_per_batch) for layer in layers
         )
         bar = _progress(total_batches, self.progress)
         found: list[tuple[int, _Candidates, tuple[int, int]]] = []
@@ -372,9 +313,10 @@ class MaskGenerator:
         finally:
             if bar is not None:
                 bar.close()
-        result = self._merge(rgb.shape[:2], boxes, found, stats)
-        stats["total_s"] = time.perf_counter() - start
-        return result
+        merged = self._merge(rgb.shape[:2], boxes, found, stats)
+        return dataclasses.replace(
+            merged, stats=stats.to_dict(len(merged), time.perf_counter() - start)
+        )
 
     # ------------------------------------------------------------------ one crop
 
@@ -383,7 +325,7 @@ class MaskGenerator:
         image: np.ndarray,
         crop: tuple[int, int, int, int],
         layer: int,
-        stats: dict[str, Any],
+        stats: AmgStats,
         bar: Any,
         embedding: ImageEmbedding | None = None,
     ) -> tuple[_Candidates, tuple[int, int]]:
@@ -392,18 +334,18 @@ class MaskGenerator:
         if embedding is None:
             t = time.perf_counter()
             embedding = self.predictor.encode(np.ascontiguousarray(image[y0:y1, x0:x1]))
-            stats["encode_s"] += time.perf_counter() - t
-        grid = self.point_grids[layer]
+            stats.encode_s += time.perf_counter() - t
+        grid = self._grids[layer]
         points = grid * np.array([crop_size[1], crop_size[0]], dtype=np.float64)
 
-        if not self.fast or self.fast_stride == 1:
+        if not self.settings.fast or self.settings.fast_stride == 1:
             cands = self._run_points(embedding, points, crop, image.shape[:2], stats, bar)
-            return cands.nms(self.box_nms_thresh), embedding.input_size
+            return cands.nms(self.settings.box_nms_thresh), embedding.input_size
 
-        coarse = _coarse_indices(len(grid), self.fast_stride)
+        coarse = _coarse_indices(len(grid), self.settings.fast_stride)
         cands = self._run_points(embedding, points[coarse], crop, image.shape[:2], stats, bar)
         keep = box_nms(
-            np.array(cands.boxes).reshape(-1, 4), np.array(cands.iou), self.box_nms_thresh
+            np.array(cands.boxes).reshape(-1, 4), np.array(cands.iou), self.settings.box_nms_thresh
         )
         rest = np.setdiff1d(np.arange(len(grid)), coarse)
         if len(keep) and len(rest):
@@ -414,18 +356,16 @@ class MaskGenerator:
                 mask = self._full_mask(cands.logits[i], embedding.input_size, crop_size)
                 covered |= mask[py, px]
             rest = rest[~covered]
-        stats["skipped_points"] = stats.get("skipped_points", 0) + (
-            len(grid) - len(coarse) - len(rest)
-        )
+        stats.skipped_points += len(grid) - len(coarse) - len(rest)
         if bar is not None and len(grid) > len(coarse):
             # the progress bar counted batches for the whole grid
-            done = math.ceil(len(coarse) / self.points_per_batch)
-            planned = math.ceil(len(grid) / self.points_per_batch)
-            bar.total -= planned - done - math.ceil(len(rest) / self.points_per_batch)
+            done = math.ceil(len(coarse) / self.settings.points_per_batch)
+            planned = math.ceil(len(grid) / self.settings.points_per_batch)
+            bar.total -= planned - done - math.ceil(len(rest) / self.settings.points_per_batch)
             bar.refresh()
         more = self._run_points(embedding, points[rest], crop, image.shape[:2], stats, bar)
         cands.extend(more)
-        return cands.nms(self.box_nms_thresh), embedding.input_size
+        return cands.nms(self.settings.box_nms_thresh), embedding.input_size
 
     def _run_points(
         self,
@@ -433,13 +373,13 @@ class MaskGenerator:
         points: np.ndarray,
         crop: tuple[int, int, int, int],
         image_size: tuple[int, int],
-        stats: dict[str, Any],
+        stats: AmgStats,
         bar: Any,
     ) -> _Candidates:
         """Decode ``points`` (crop pixels) in batches and keep the masks that pass the filters."""
         out = _Candidates()
-        for start in range(0, len(points), self.points_per_batch):
-            batch = points[start : start + self.points_per_batch]
+        for start in range(0, len(points), self.settings.points_per_batch):
+            batch = points[start : start + self.settings.points_per_batch]
             out.extend(self._process_batch(embedding, batch, crop, image_size, stats))
             if bar is not None:
                 bar.update(1)
@@ -451,7 +391,7 @@ class MaskGenerator:
         points: np.ndarray,
         mask_input: np.ndarray | None,
         multimask: bool,
-        stats: dict[str, Any],
+        stats: AmgStats,
     ) -> tuple[np.ndarray, np.ndarray]:
         prompts = normalize_prompts(
             self.spec,
@@ -466,33 +406,33 @@ class MaskGenerator:
             low_res, iou, _, drawn = self.predictor.decode_needed(
                 embedding, prompts, lambda scores: self._needed(scores, multimask)
             )
-            stats["split_prompts"] += len(points)
-            stats["drawn"] += int(np.count_nonzero(drawn))
+            stats.split_prompts += len(points)
+            stats.drawn += int(np.count_nonzero(drawn))
         else:
             low_res, iou, _ = self.predictor.decode(embedding, prompts)
-            stats["drawn"] += len(points)
-        stats["decode_s"] += time.perf_counter() - t
-        stats["decoder_calls"] += 1
-        stats["prompts"] += len(points)
+            stats.drawn += len(points)
+        stats.decode_s += time.perf_counter() - t
+        stats.decoder_calls += 1
+        stats.prompts += len(points)
         return select_masks(low_res, iou, self.spec, multimask)
 
     def _needed(self, scores: np.ndarray, multimask: bool) -> bool:
         """Whether a point with these ``(4,)`` predicted IoUs can give a kept mask."""
         chosen = scores[1:] if multimask else scores[:1]
-        return bool(np.any(chosen > self.pred_iou_thresh))
+        return bool(np.any(chosen > self.settings.pred_iou_thresh))
 
-    def _split(self, multimask: bool, stats: dict[str, Any]) -> bool:
+    def _split(self, multimask: bool, stats: AmgStats) -> bool:
         """Whether the next batch goes through the split decoder (see ``split_decoder``)."""
-        if self.split_decoder is False or not self.predictor.can_split:
+        if self.settings.split_decoder is False or not self.predictor.can_split:
             return False
         # Masks that are kept whatever their IoU, refined ones, and SAM 2's single-mask
         # choice (by stability) need every point's masks.
-        if self.pred_iou_thresh <= 0 or self.use_m2m:
+        if self.settings.pred_iou_thresh <= 0 or self.settings.use_m2m:
             return False
         if not multimask and self.spec.stability_delta is not None:
             return False
-        if self.split_decoder is None and stats["split_prompts"] > 0:
-            return stats["drawn"] <= SPLIT_MAX_SHARE * stats["prompts"]
+        if self.settings.split_decoder is None and stats.split_prompts > 0:
+            return stats.drawn <= SPLIT_MAX_SHARE * stats.prompts
         return True
 
     def _process_batch(
@@ -501,27 +441,29 @@ class MaskGenerator:
         points: np.ndarray,
         crop: tuple[int, int, int, int],
         image_size: tuple[int, int],
-        stats: dict[str, Any],
+        stats: AmgStats,
     ) -> _Candidates:
-        logits, scores = self._decode(embedding, points, None, self.multimask_output, stats)
+        logits, scores = self._decode(
+            embedding, points, None, self.settings.multimask_output, stats
+        )
         t = time.perf_counter()
         # Logits stay (B, K, 256, 256) views of the decoder output: only the masks that
         # pass the predicted-IoU filter are ever copied or upscaled.
         per_point = logits.shape[1]
         scores = scores.reshape(-1)
         pts = np.repeat(points, per_point, axis=0)
-        stats["candidates"] += len(scores)
-        if self.use_m2m:
-            stats["post_s"] += time.perf_counter() - t
+        stats.candidates += len(scores)
+        if self.settings.use_m2m:
+            stats.post_s += time.perf_counter() - t
             refined, new_scores = [], []
             clamp = self.spec.low_res_clamp
             flat = logits.reshape(-1, LOW_RES_SIZE, LOW_RES_SIZE)
             prev = flat if clamp is None else np.clip(flat, -clamp, clamp)
-            for s in range(0, len(pts), self.points_per_batch):
+            for s in range(0, len(pts), self.settings.points_per_batch):
                 lg, sc = self._decode(
                     embedding,
-                    pts[s : s + self.points_per_batch],
-                    prev[s : s + self.points_per_batch, None],
+                    pts[s : s + self.settings.points_per_batch],
+                    prev[s : s + self.settings.points_per_batch, None],
                     False,
                     stats,
                 )
@@ -532,27 +474,36 @@ class MaskGenerator:
             scores = np.concatenate(new_scores)
             per_point = 1
         keep = (
-            np.flatnonzero(scores > self.pred_iou_thresh)
-            if self.pred_iou_thresh > 0
+            np.flatnonzero(scores > self.settings.pred_iou_thresh)
+            if self.settings.pred_iou_thresh > 0
             else np.arange(len(scores))
         )
         out = _Candidates()
         kept = logits[keep // per_point, keep % per_point]  # (len(keep), 256, 256) copy
-        if keep.size and self.spec.family == "sam2" and self.min_mask_region_area > 0:
-            kept = fill_low_res(kept, self.min_mask_region_area, self.mask_threshold)
+        if (
+            keep.size
+            and self.spec.small_regions == "low_res"
+            and self.settings.min_mask_region_area > 0
+        ):
+            kept = fill_low_res(
+                kept, self.settings.min_mask_region_area, self.settings.mask_threshold
+            )
         x0, y0, x1, y1 = crop
         crop_size = (y1 - y0, x1 - x0)
-        hi = self.mask_threshold + self.stability_score_offset
-        lo = self.mask_threshold - self.stability_score_offset
+        hi = self.settings.mask_threshold + self.settings.stability_score_offset
+        lo = self.settings.mask_threshold - self.settings.stability_score_offset
         for n, i in enumerate(keep):
             full = upscale_logits(kept[n], self.spec, embedding.input_size, crop_size)
-            stats["upscaled"] += 1
+            stats.upscaled += 1
             inter = np.count_nonzero(full > hi)
             union = np.count_nonzero(full > lo)
             stability = np.float32(inter) / np.float32(union) if union else np.float32(np.nan)
-            if self.stability_score_thresh > 0 and not stability >= self.stability_score_thresh:
+            if (
+                self.settings.stability_score_thresh > 0
+                and not stability >= self.settings.stability_score_thresh
+            ):
                 continue
-            box = mask_boxes((full > self.mask_threshold)[None])[0]
+            box = mask_boxes((full > self.settings.mask_threshold)[None])[0]
             offset = np.array([x0, y0, x0, y0])
             if near_crop_edge((box + offset)[None], crop, image_size)[0]:
                 continue
@@ -561,13 +512,13 @@ class MaskGenerator:
             out.iou.append(float(scores[i]))
             out.stability.append(float(stability))
             out.points.append(pts[i])
-        stats["post_s"] += time.perf_counter() - t
+        stats.post_s += time.perf_counter() - t
         return out
 
     def _full_mask(
         self, logits: np.ndarray, input_size: tuple[int, int], crop_size: tuple[int, int]
     ) -> np.ndarray:
-        return upscale_masks(logits, self.spec, input_size, crop_size, self.mask_threshold)
+        return upscale_masks(logits, self.spec, input_size, crop_size, self.settings.mask_threshold)
 
     # ------------------------------------------------------------------ all crops
 
@@ -576,7 +527,7 @@ class MaskGenerator:
         size: tuple[int, int],
         boxes: list[tuple[int, int, int, int]],
         found: list[tuple[int, _Candidates, tuple[int, int]]],
-        stats: dict[str, Any],
+        stats: AmgStats,
     ) -> GeneratedMasks:
         t = time.perf_counter()
         height, width = size
@@ -593,7 +544,9 @@ class MaskGenerator:
         if len(boxes) > 1 and rows:
             crop_arr = np.array([boxes[c] for c, _, _ in rows], dtype=np.int64)
             area = (crop_arr[:, 2] - crop_arr[:, 0]) * (crop_arr[:, 3] - crop_arr[:, 1])
-            keep = box_nms(all_boxes, (1.0 / area).astype(np.float32), self.crop_nms_thresh)
+            keep = box_nms(
+                all_boxes, (1.0 / area).astype(np.float32), self.settings.crop_nms_thresh
+            )
             rows = [rows[i] for i in keep]
             all_boxes = all_boxes[keep]
         masks = np.zeros((len(rows), height, width), dtype=bool)
@@ -608,11 +561,14 @@ class MaskGenerator:
             [by_crop[c].points[j] + np.array(boxes[c][:2]) for c, j, _ in rows], dtype=np.float64
         ).reshape(-1, 2)
         crops = np.array([boxes[c] for c, _, _ in rows], dtype=np.int64).reshape(-1, 4)
-        if self.spec.family == "sam" and self.min_mask_region_area > 0 and len(rows):
+        if (
+            self.spec.small_regions == "full_res"
+            and self.settings.min_mask_region_area > 0
+            and rows
+        ):
             keep, masks, all_boxes = self._remove_small_regions(masks, all_boxes)
             iou, stab, pts, crops = iou[keep], stab[keep], pts[keep], crops[keep]
-        stats["post_s"] += time.perf_counter() - t
-        stats["masks"] = len(iou)
+        stats.post_s += time.perf_counter() - t
         return GeneratedMasks(
             image_size=(height, width),
             masks=masks,
@@ -621,7 +577,6 @@ class MaskGenerator:
             stability_score=stab,
             point_coords=pts,
             crop_boxes=crops,
-            stats=stats,
         )
 
     def _remove_small_regions(
@@ -631,14 +586,18 @@ class MaskGenerator:
         new = np.empty_like(masks)
         unchanged = np.zeros(len(masks), dtype=np.float32)
         for i, mask in enumerate(masks):
-            mask2, changed_holes = remove_small_regions(mask, self.min_mask_region_area, "holes")
+            mask2, changed_holes = remove_small_regions(
+                mask, self.settings.min_mask_region_area, "holes"
+            )
             mask2, changed_islands = remove_small_regions(
-                mask2, self.min_mask_region_area, "islands"
+                mask2, self.settings.min_mask_region_area, "islands"
             )
             new[i] = mask2
             unchanged[i] = float(not (changed_holes or changed_islands))
         new_boxes = mask_boxes(new)
-        keep = box_nms(new_boxes, unchanged, max(self.box_nms_thresh, self.crop_nms_thresh))
+        keep = box_nms(
+            new_boxes, unchanged, max(self.settings.box_nms_thresh, self.settings.crop_nms_thresh)
+        )
         out_boxes = np.where(unchanged[:, None] == 0, new_boxes, boxes)
         return keep, new[keep], out_boxes[keep]
 
@@ -661,8 +620,9 @@ def _progress(total: int, enabled: bool) -> Any:
 
 
 __all__ = [
-    "DEFAULT_PRED_IOU_THRESH",
     "OUTPUT_MODES",
+    "AmgSettings",
+    "AmgStats",
     "GeneratedMasks",
     "MaskGenerator",
     "encode_mask",

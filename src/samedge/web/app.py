@@ -188,7 +188,7 @@ def build_app(
                         )
                 with gr.Tab("Everything", id="everything", elem_id="tab-everything"):
                     every = _everything_tab(
-                        engine, image_state, model_dd, precision_dd, provider_dd
+                        engine, model, image_state, model_dd, precision_dd, provider_dd
                     )
                 with gr.Tab("Gaze", id="gaze", elem_id="tab-gaze"):
                     gaze_tab(gaze or GazeService(engine), model_dd, precision_dd, provider_dd)
@@ -349,9 +349,16 @@ def _wire_tab(
 
 
 def _everything_tab(
-    engine: Engine, image_state: Any, model_dd: Any, precision_dd: Any, provider_dd: Any
+    engine: Engine,
+    model: str,
+    image_state: Any,
+    model_dd: Any,
+    precision_dd: Any,
+    provider_dd: Any,
 ) -> dict[str, Any]:
-    defaults = EverythingParams()
+    # The sliders start at the official defaults of the selected model's family and move
+    # to the new model's when the model changes (SAM and SAM 2 differ in pred_iou_thresh).
+    defaults = engine.everything_defaults(model)
     gr.Markdown("Segment every object: a grid of point prompts, filtered and de-duplicated.")
     with gr.Row():
         pps = gr.Slider(
@@ -408,6 +415,18 @@ def _everything_tab(
         inputs=[image_state, model_dd, precision_dd, provider_dd, pps, iou, stab, nms],
         outputs=[canvas, latency, mask_file, json_file],
     )
+
+    def on_model(label: str) -> list[Any]:
+        with user_errors():
+            params = engine.everything_defaults(label)
+        return [
+            params.points_per_side,
+            params.pred_iou_thresh,
+            params.stability_score_thresh,
+            params.box_nms_thresh,
+        ]
+
+    model_dd.input(on_model, inputs=[model_dd], outputs=[pps, iou, stab, nms])
     return {"canvas": canvas, "latency": latency, "mask": mask_file, "json": json_file}
 
 
