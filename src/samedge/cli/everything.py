@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -30,20 +31,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="how the JSON stores each mask (default coco_rle)",
     )
     parser.add_argument("--fast", action="store_true", help="coarse-to-fine point sampling")
-    parser.add_argument("--fast-stride", type=int, default=2, help="coarse grid stride (2)")
+    parser.add_argument("--fast-stride", type=int, help="coarse grid stride (2)")
+    # Unset options keep AmgSettings.for_spec's value: the official generator's default for
+    # the model's family (e.g. pred_iou_thresh 0.88 for SAM, 0.8 for SAM 2).
     g = parser.add_argument_group("generator settings (defaults: the official ones)")
-    g.add_argument("--points-per-side", type=int, default=32)
-    g.add_argument("--points-per-batch", type=int, default=64)
-    g.add_argument("--pred-iou-thresh", type=float, help="default 0.88 for SAM, 0.8 for SAM 2")
-    g.add_argument("--stability-score-thresh", type=float, default=0.95)
-    g.add_argument("--stability-score-offset", type=float, default=1.0)
-    g.add_argument("--mask-threshold", type=float, help="mask logit threshold (0.0)")
-    g.add_argument("--box-nms-thresh", type=float, default=0.7)
-    g.add_argument("--crop-n-layers", type=int, default=0)
-    g.add_argument("--crop-nms-thresh", type=float, default=0.7)
-    g.add_argument("--crop-overlap-ratio", type=float, default=512 / 1500)
-    g.add_argument("--crop-n-points-downscale-factor", type=int, default=1)
-    g.add_argument("--min-mask-region-area", type=int, default=0)
+    g.add_argument("--points-per-side", type=int)
+    g.add_argument("--points-per-batch", type=int)
+    g.add_argument("--pred-iou-thresh", type=float)
+    g.add_argument("--stability-score-thresh", type=float)
+    g.add_argument("--stability-score-offset", type=float)
+    g.add_argument("--mask-threshold", type=float, help="mask logit threshold")
+    g.add_argument("--box-nms-thresh", type=float)
+    g.add_argument("--crop-n-layers", type=int)
+    g.add_argument("--crop-nms-thresh", type=float)
+    g.add_argument("--crop-overlap-ratio", type=float)
+    g.add_argument("--crop-n-points-downscale-factor", type=int)
+    g.add_argument("--min-mask-region-area", type=int)
     g.add_argument("--use-m2m", action="store_true", help="refine each mask once (SAM 2)")
     g.add_argument(
         "--single-mask", action="store_true", help="one mask per point (multimask_output=False)"
@@ -54,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..amg import MaskGenerator
+    from ..amg import AmgSettings, MaskGenerator
     from ..amg.render import everything_overlay
     from ..amg.summary import outcome
     from ..artifacts import resolve_model
@@ -73,54 +76,24 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(
         artifact, args.provider, args.threads, provider_settings=provider_settings(args)
     )
+    # Options named after AmgSettings fields pass through; None keeps the family default.
+    names = {f.name for f in dataclasses.fields(AmgSettings)}
+    given = {name: value for name, value in vars(args).items() if name in names}
+    settings = AmgSettings.for_spec(predictor.spec, **given, multimask_output=not args.single_mask)
     generator = MaskGenerator(
-        predictor,
-        points_per_side=args.points_per_side,
-        points_per_batch=args.points_per_batch,
-        pred_iou_thresh=args.pred_iou_thresh,
-        stability_score_thresh=args.stability_score_thresh,
-        stability_score_offset=args.stability_score_offset,
-        mask_threshold=args.mask_threshold,
-        box_nms_thresh=args.box_nms_thresh,
-        crop_n_layers=args.crop_n_layers,
-        crop_nms_thresh=args.crop_nms_thresh,
-        crop_overlap_ratio=args.crop_overlap_ratio,
-        crop_n_points_downscale_factor=args.crop_n_points_downscale_factor,
-        min_mask_region_area=args.min_mask_region_area,
-        use_m2m=args.use_m2m,
-        multimask_output=not args.single_mask,
-        fast=args.fast,
-        fast_stride=args.fast_stride,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        predictor, settings, progress=not args.no_progress and sys.stderr.isatty()
     )
     result = generator.generate_masks(image)
     height, width = image.shape[:2]
     annotations = []
-    for i, record in enumerate(result.records(args.output_mode)):
+    for i, record in enumerate(result.records(settings.output_mode)):
         annotations.append({"id": i, **record})
     stats = {k: round(v, 3) if isinstance(v, float) else v for k, v in result.stats.items()}
     document = {
         "model": predictor.spec.name,
         "weights": artifact.manifest.weights.get("source"),
         "image": {"path": str(args.image), "width": width, "height": height},
-        "settings": {
-            "points_per_side": args.points_per_side,
-            "points_per_batch": generator.points_per_batch,
-            "pred_iou_thresh": generator.pred_iou_thresh,
-            "stability_score_thresh": generator.stability_score_thresh,
-            "stability_score_offset": generator.stability_score_offset,
-            "mask_threshold": generator.mask_threshold,
-            "box_nms_thresh": generator.box_nms_thresh,
-            "crop_n_layers": generator.crop_n_layers,
-            "crop_nms_thresh": generator.crop_nms_thresh,
-            "crop_overlap_ratio": generator.crop_overlap_ratio,
-            "crop_n_points_downscale_factor": args.crop_n_points_downscale_factor,
-            "min_mask_region_area": generator.min_mask_region_area,
-            "use_m2m": generator.use_m2m,
-            "multimask_output": generator.multimask_output,
-            "fast": generator.fast,
-            "output_mode": args.output_mode,
-        },
+        "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "point_grids"},
         "provider": predictor.providers,
         "stats": stats,
         "annotations": annotations,
@@ -136,6 +109,6 @@ def run(args: argparse.Namespace) -> int:
         f"{args.out}: {len(result)} masks from {stats['prompts']} prompts in "
         f"{stats['total_s']:.1f} s (encode {stats['encode_s']:.1f} s, decode "
         f"{stats['decode_s']:.1f} s, post-processing {stats['post_s']:.1f} s); "
-        + outcome(stats, generator.pred_iou_thresh, generator.stability_score_thresh)
+        + outcome(stats, settings.pred_iou_thresh, settings.stability_score_thresh)
     )
     return 0

@@ -6,10 +6,11 @@ everything here is testable with plain Python.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,9 @@ from .state import DEFAULT_MAX_DISPLAY_SIDE, LoadedImage, Prompts
 from .uploads import DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_PIXELS, MB, read_upload, safe_stem
 
 if TYPE_CHECKING:
+    from ..amg.settings import AmgSettings
     from ..runtime.predictor import Predictor
+    from ..specs import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -38,20 +41,38 @@ class Choice:
 
 @dataclass(frozen=True)
 class EverythingParams:
-    """Segment-everything settings (the Everything tab's sliders)."""
+    """Segment-everything settings (the Everything tab's sliders): the
+    :class:`~samedge.amg.AmgSettings` fields the tab offers. ``None`` keeps the model's
+    official default (see :meth:`defaults` for the values the sliders start at)."""
 
-    points_per_side: int = 32
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    box_nms_thresh: float = 0.7
+    points_per_side: int | None = None
+    pred_iou_thresh: float | None = None
+    stability_score_thresh: float | None = None
+    box_nms_thresh: float | None = None
 
     def __post_init__(self) -> None:
-        if not 1 <= int(self.points_per_side) <= 128:
+        if self.points_per_side is not None and not 1 <= int(self.points_per_side) <= 128:
             raise PromptError(f"points per side must be 1..128, got {self.points_per_side}")
         for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
-            value = float(getattr(self, name))
-            if not 0.0 <= value <= 1.0:
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= float(value) <= 1.0:
                 raise PromptError(f"{name.replace('_', ' ')} must be in [0, 1], got {value}")
+
+    @classmethod
+    def defaults(cls, spec: ModelSpec) -> EverythingParams:
+        """The official defaults of ``spec``'s family, every field set."""
+        return cls.of(cls().settings(spec))
+
+    @classmethod
+    def of(cls, settings: AmgSettings) -> EverythingParams:
+        """The fields of ``settings`` that the tab offers."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+
+    def settings(self, spec: ModelSpec) -> AmgSettings:
+        """The full settings of a run on a ``spec`` model: these fields, the rest default."""
+        from ..amg.settings import AmgSettings
+
+        return AmgSettings.for_spec(spec, **{f.name: getattr(self, f.name) for f in fields(self)})
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,6 +169,17 @@ class Engine:
             text += " (random test weights: masks are meaningless)"
         return text
 
+    def everything_defaults(self, label: str | None) -> EverythingParams:
+        """The Everything tab's slider values for the model offered as ``label``: the
+        official defaults of its family (the library's and the CLI's).
+
+        Raises:
+            SamedgeError: this server offers no model ``label``.
+        """
+        from ..registry import get_spec
+
+        return EverythingParams.defaults(get_spec(self.catalog.lookup(label, None).model))
+
     def prepare(self, image: LoadedImage, choice: Choice) -> str:
         """Encode a new image (or find it cached); returns the status line."""
         entry, predictor, lookup = self.encode(image, choice)
@@ -230,13 +262,8 @@ class Engine:
 
         start = time.perf_counter()
         entry, predictor, lookup = self.encode(image, choice)
-        generator = MaskGenerator(
-            predictor,
-            points_per_side=int(params.points_per_side),
-            pred_iou_thresh=float(params.pred_iou_thresh),
-            stability_score_thresh=float(params.stability_score_thresh),
-            box_nms_thresh=float(params.box_nms_thresh),
-        )
+        settings = params.settings(predictor.spec)
+        generator = MaskGenerator(predictor, settings)
         found = generator.generate_masks(image.pixels, embedding=lookup.embedding)
         records = found.records()
         generated = time.perf_counter()
@@ -259,12 +286,7 @@ class Engine:
             "encode": round(encode_ms, 1),
             "decode": round(decode_ms, 1),
         }
-        record["settings"] = {
-            "points_per_side": int(params.points_per_side),
-            "pred_iou_thresh": float(params.pred_iou_thresh),
-            "stability_score_thresh": float(params.stability_score_thresh),
-            "box_nms_thresh": float(params.box_nms_thresh),
-        }
+        record["settings"] = dataclasses.asdict(EverythingParams.of(settings))
         record["masks"] = [
             {
                 "area": int(_field(r, "area")),
@@ -283,8 +305,8 @@ class Engine:
             f"{len(records)} mask{'s' * (len(records) != 1)} ("
             + outcome(
                 {**found.stats, "masks": len(records)},
-                float(params.pred_iou_thresh),
-                float(params.stability_score_thresh),
+                settings.pred_iou_thresh,
+                settings.stability_score_thresh,
             )
             + f") · {self.describe(entry, predictor)}"
         )
