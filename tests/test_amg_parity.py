@@ -184,7 +184,7 @@ def test_split_decoder_draws_only_needed_masks_with_the_same_result(
 
     name = "sam2.1_hiera_tiny"
     predictor = Predictor.from_pretrained(export_test_model(name), threads=2)
-    assert predictor.can_split
+    assert predictor.graphs.can_split
     embedding = predictor.encode(groceries)
     height, width = groceries.shape[:2]
     points = point_grid(SAM2_SETTINGS["points_per_side"]) * np.array([width, height])
@@ -195,7 +195,7 @@ def test_split_decoder_draws_only_needed_masks_with_the_same_result(
         points=points[:, None, :],
         labels=np.ones((len(points), 1)),
     )
-    _, iou, _ = predictor.decode(embedding, prompts)
+    _, iou, _ = predictor.graphs.decode(embedding, prompts)
     settings = dict(
         SAM2_SETTINGS,
         box_nms_thresh=1.0,

@@ -114,7 +114,7 @@ def test_prompt_sequences_follow_the_official_order(name: str) -> None:
 def test_large_batches_decode_in_cpu_sized_calls(predictor: Predictor, photo: Path) -> None:
     """Five prompt sets (more than CPU_DECODE_BATCH, one with a mask prompt) give what
     five separate calls give."""
-    from samedge.runtime.predictor import CPU_DECODE_BATCH
+    from samedge.runtime.graphs import CPU_DECODE_BATCH
 
     emb = predictor.encode(photo)
     points = np.array([[[100, 100]], [[400, 300]], [[700, 50]], [[20, 500]], [[650, 400]]])
@@ -128,27 +128,28 @@ def test_large_batches_decode_in_cpu_sized_calls(predictor: Predictor, photo: Pa
         mask_input=mask,
     )  # fmt: skip
     assert prompts.batch > CPU_DECODE_BATCH
-    low, iou, obj = predictor.decode(emb, prompts)
+    decode = predictor.graphs.decode
+    low, iou, obj = decode(emb, prompts)
     assert low.shape == (5, 4, 256, 256) and iou.shape == (5, 4) and obj.shape == (5,)
     for i in range(5):
-        one = predictor.decode(emb, prompts.rows(i, i + 1))
+        one = decode(emb, prompts.rows(i, i + 1))
         np.testing.assert_allclose(low[i : i + 1], one[0], rtol=0, atol=1e-4)
         np.testing.assert_allclose(iou[i : i + 1], one[1], rtol=0, atol=1e-5)
     # An embedding without the decoder context (built by hand) decodes the same.
     bare = dataclasses.replace(emb, context=())
-    np.testing.assert_allclose(predictor.decode(bare, prompts)[0], low, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(decode(bare, prompts)[0], low, rtol=0, atol=1e-5)
     # A mask prompt goes to decoder_mask.onnx and changes the result.
-    refined = predictor.decode(emb, masked)
+    refined = decode(emb, masked)
     assert not np.allclose(refined[0][0], low[1], atol=1e-3)
     # Mask prompts in a batch: decoder_mask.onnx, one call per set, the same values.
     two = normalize_prompts(
         predictor.spec, emb.original_size, emb.input_size, points=points[:2],
         labels=np.ones((2, 1)), mask_input=np.stack([mask, -mask])[:, None],
     )  # fmt: skip
-    low2, iou2, obj2 = predictor.decode(emb, two)
+    low2, iou2, obj2 = decode(emb, two)
     assert obj2 is not None and obj2.shape == (2,)
     for i in range(2):
-        one = predictor.decode(emb, two.rows(i, i + 1))
+        one = decode(emb, two.rows(i, i + 1))
         np.testing.assert_allclose(low2[i : i + 1], one[0], rtol=0, atol=1e-4)
         np.testing.assert_allclose(iou2[i : i + 1], one[1], rtol=0, atol=1e-5)
         np.testing.assert_allclose(obj2[i : i + 1], one[2], rtol=0, atol=1e-5)
@@ -184,9 +185,10 @@ def test_memory_arena_follows_the_setting(
     else:
         monkeypatch.setenv("SAMEDGE_ORT_ARENA", setting)
     p = Predictor.from_pretrained(export_test_model("sam2.1_hiera_tiny"), threads=2)
-    options = p._encoder.get_session_options()
+    sessions = p.graphs._sessions
+    options = sessions["encoder"].get_session_options()
     assert options.enable_cpu_mem_arena is arena and options.enable_mem_pattern is False
-    assert (p._encoder_options is not None) is shrink
+    assert (p.graphs._encoder_options is not None) is shrink
 
     def shares(session: Any) -> bool:
         entries = session.get_session_options()
@@ -195,8 +197,8 @@ def test_memory_arena_follows_the_setting(
         except RuntimeError:  # the entry was never set
             return False
 
-    assert shares(p._encoder) is shared
-    assert shares(p._decoder) is (setting != "private")
+    assert shares(sessions["encoder"]) is shared
+    assert shares(sessions["decoder"]) is (setting != "private")
     if setting == "shrink":  # two images through a shrinking arena, against no arena
         monkeypatch.setenv("SAMEDGE_ORT_ARENA", "0")
         plain = Predictor.from_pretrained(export_test_model("sam2.1_hiera_tiny"), threads=2)
@@ -213,16 +215,17 @@ def test_split_decoder_draws_needed_masks_like_the_whole_decoder(
     """decoder_head.onnx + upscaler.onnx give decoder.onnx's outputs, drawing masks only
     where asked; a folder without them (older or quantized) draws every mask."""
     p = Predictor.from_pretrained(export_test_model(name), threads=2)
-    assert p.can_split
+    graphs = p.graphs
+    assert graphs.can_split
     emb = p.encode(photo)
     rng = np.random.default_rng(5)
     xy = rng.uniform(0, 1, (6, 1, 2)) * np.array(emb.original_size[::-1])
     prompts = normalize_prompts(
         p.spec, emb.original_size, emb.input_size, points=xy, labels=np.ones((6, 1))
     )
-    low_res, iou, obj = p.decode(emb, prompts)
+    low_res, iou, obj = graphs.decode(emb, prompts)
     cut = float(np.median(iou[:, 0]))
-    got, got_iou, got_obj, drawn = p.decode_needed(emb, prompts, lambda s: bool(s[0] > cut))
+    got, got_iou, got_obj, drawn = graphs.decode_needed(emb, prompts, lambda s: bool(s[0] > cut))
     np.testing.assert_array_equal(drawn, iou[:, 0] > cut)
     assert 0 < drawn.sum() < len(drawn)
     np.testing.assert_allclose(got_iou, iou, atol=1e-6)
@@ -237,7 +240,7 @@ def test_split_decoder_draws_needed_masks_like_the_whole_decoder(
     plain = dataclasses.replace(
         p.artifact, manifest=dataclasses.replace(p.artifact.manifest, files=without)
     )
-    old = Predictor(plain, threads=2)
+    old = Predictor(plain, threads=2).graphs
     assert not old.can_split
     got, got_iou, _, drawn = old.decode_needed(emb, prompts, lambda s: False)
     assert drawn.all()

@@ -14,8 +14,8 @@ import pytest
 from samedge.cli.main import main
 from samedge.registry import get_spec
 from samedge.runtime import session
-from samedge.runtime.predictor import Predictor, decoder_shape_profile
-from samedge.runtime.session import ProviderSettings, provider_options
+from samedge.runtime.predictor import Predictor
+from samedge.runtime.providers import ProviderSettings, decoder_shape_profile, provider_options
 
 MODEL = "sam2.1_hiera_tiny"
 
@@ -121,7 +121,7 @@ def test_io_binding_path_gives_the_same_masks(model) -> None:
     plain = predictor.encode(_image())
     expected = predictor.predict(plain, points=[[200, 150], [120, 100]], labels=[1, 0])
     # Run the CUDA/TensorRT code path with the CPU as the device.
-    predictor._devices = {role: ("cpu", 0) for role in predictor._devices}
+    predictor.graphs.devices = {role: ("cpu", 0) for role in predictor.graphs.devices}
     bound = predictor.encode(_image())
     assert bound.on_device is not None and bound.on_device.device == ("cpu", 0)
     assert set(bound.on_device.values) == set(predictor.spec.context_outputs)

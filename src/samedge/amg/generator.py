@@ -403,13 +403,13 @@ class MaskGenerator:
         )
         t = time.perf_counter()
         if mask_input is None and self._split(multimask, stats):
-            low_res, iou, _, drawn = self.predictor.decode_needed(
+            low_res, iou, _, drawn = self.predictor.graphs.decode_needed(
                 embedding, prompts, lambda scores: self._needed(scores, multimask)
             )
             stats.split_prompts += len(points)
             stats.drawn += int(np.count_nonzero(drawn))
         else:
-            low_res, iou, _ = self.predictor.decode(embedding, prompts)
+            low_res, iou, _ = self.predictor.graphs.decode(embedding, prompts)
             stats.drawn += len(points)
         stats.decode_s += time.perf_counter() - t
         stats.decoder_calls += 1
@@ -423,7 +423,7 @@ class MaskGenerator:
 
     def _split(self, multimask: bool, stats: AmgStats) -> bool:
         """Whether the next batch goes through the split decoder (see ``split_decoder``)."""
-        if self.settings.split_decoder is False or not self.predictor.can_split:
+        if self.settings.split_decoder is False or not self.predictor.graphs.can_split:
             return False
         # Masks that are kept whatever their IoU, refined ones, and SAM 2's single-mask
         # choice (by stability) need every point's masks.

@@ -107,7 +107,7 @@ class SamedgeSide:
         from ..runtime.predictor import Predictor
         from ..runtime.preprocess import preprocess
         from ..runtime.prompts import normalize_prompts
-        from ..runtime.session import ProviderSettings
+        from ..runtime.providers import ProviderSettings
 
         self.import_s = clock() - start
         self._load_image = load_image
@@ -157,7 +157,7 @@ class SamedgeSide:
                 labels=arrays["labels"],
                 box=arrays["box"],
             )
-            low_res, iou, _ = predictor.decode(emb, prepared)
+            low_res, iou, _ = predictor.graphs.decode(emb, prepared)
             d1 = clock()
             logits, _ = self._select(low_res, iou, spec, p.multimask)
             self._upscale(logits, spec, emb.input_size, emb.original_size, spec.mask_threshold)

@@ -62,10 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runtime import diagnostics, policy
     from ..runtime import session as s
+    from ..runtime.providers import PROVIDER_NAMES
 
     out: list[str] = []
-    installed = s.installed_ort_distributions()
+    installed = diagnostics.installed_ort_distributions()
     out.append("== onnxruntime")
     out.append(f"python {sys.version.split()[0]} ({platform.platform()})")
     try:
@@ -80,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     out.append("== providers")
     out.append("available: " + ", ".join(available))
     wanted = [p for p in (args.provider or "").split(",") if p.strip()]
-    for short in wanted or [k for k in s.PROVIDER_NAMES if k != "cpu"]:
-        reason = s.unavailable_reason(short, available, installed)
+    for short in wanted or [k for k in PROVIDER_NAMES if k != "cpu"]:
+        reason = diagnostics.unavailable_reason(short, available, installed)
         if reason is not None and s.native_openvino([short]):
             from importlib import metadata
 
@@ -102,12 +104,12 @@ def run(args: argparse.Namespace) -> int:
     for var in ("SAMEDGE_THREADS", "SAMEDGE_ORT_SPIN", "SAMEDGE_ORT_ARENA", "OMP_NUM_THREADS"):
         out.append(f"{var}={os.environ.get(var, '(unset)')}")
     out.append(
-        f"effective: {s.default_threads()} intra-op threads, spinning "
-        f"{'on' if s.spinning_enabled() else 'off'}, memory arena "
-        f"{s.arena_mode()}"
+        f"effective: {policy.default_threads()} intra-op threads, spinning "
+        f"{'on' if policy.spinning_enabled() else 'off'}, memory arena "
+        f"{policy.arena_mode()}"
     )
     out.append("== conflicts")
-    conflicts = s.provider_conflicts(installed)
+    conflicts = diagnostics.provider_conflicts(installed)
     out.extend(conflicts or ["none"])
     print("\n".join(out))
     return 1 if conflicts else 0

@@ -48,7 +48,7 @@ from ..manifest import (
     sha256_file,
 )
 from ..outputs import publish_mode
-from ..runtime.predictor import run_head, run_upscaler
+from ..runtime.graphs import run_head, run_upscaler
 from ..runtime.session import create_session
 from ..specs import (
     HAS_MASK_INPUT,

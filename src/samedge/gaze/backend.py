@@ -75,7 +75,7 @@ def _load_ort(path: Path, providers: Sequence[str] | str | None, threads: int | 
 def _load_openvino(path: Path, threads: int | None) -> Network:
     require_extra("openvino", "gaze", "running networks on OpenVINO")
     from ..runtime.openvino_native import compile_model
-    from ..runtime.session import default_threads
+    from ..runtime.policy import default_threads
 
     compiled = compile_model(path, "CPU", threads or default_threads())
     request = compiled.create_infer_request()

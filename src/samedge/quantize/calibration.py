@@ -78,4 +78,4 @@ def decoder_feeds(
                 first = parent.predict(emb, **prompt, best_only=True)
                 prompt = {**prompt, "mask_input": first.low_res_logits[0]}
             p = normalize_prompts(spec, emb.original_size, emb.input_size, **prompt)
-            yield parent.decoder_feeds(emb, p)[1]
+            yield parent.graphs.decoder_feeds(emb, p)[1]

@@ -16,7 +16,7 @@ against 17.5 ms, with its shapes made static (28 ms dynamic).
 On the CPU the graph is compiled with ``INFERENCE_PRECISION_HINT=f32``: OpenVINO's CPU
 plugin would otherwise compute in bf16 on CPUs with AMX, a silent change of precision. A
 compiled model is cached (``CACHE_DIR``) under ``<samedge home>/engines/openvino``, one
-folder per graph file (see :meth:`samedge.runtime.session.ProviderSettings.engine_dir`):
+folder per graph file (see :meth:`samedge.runtime.providers.ProviderSettings.engine_dir`):
 SAM 2.1 tiny's encoder compiles in ~1.5 s, and loads from the cache in ~0.4 s.
 """
 
@@ -101,8 +101,9 @@ def _port(port: Any) -> Port:
 
 class OpenVINOSession:
     """One ONNX graph compiled by OpenVINO, with the part of ``onnxruntime.InferenceSession``'s
-    interface that :class:`samedge.runtime.predictor.Predictor` uses: ``run``,
-    ``get_inputs``, ``get_outputs`` and ``get_providers``.
+    interface that :class:`samedge.runtime.graphs.ModelGraphs` runs an encoder through
+    (:class:`samedge.runtime.types.GraphSession`): ``run``, ``get_inputs``,
+    ``get_outputs`` and ``get_providers``.
 
     Args:
         path: the ``.onnx`` file.

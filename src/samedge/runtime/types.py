@@ -9,11 +9,75 @@ Conventions used everywhere in samedge:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
+
+
+class TensorInfo(Protocol):
+    """A graph input or output as a session lists it (ONNX Runtime's ``NodeArg``,
+    OpenVINO's :class:`samedge.runtime.openvino_native.Port`)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+class GraphSession(Protocol):
+    """What runs one graph: the part of ``onnxruntime.InferenceSession``'s interface that
+    :class:`samedge.runtime.openvino_native.OpenVINOSession` also has, so the image encoder
+    runs on either.
+
+    ``run(output_names, feeds, run_options)`` returns the named outputs (all when ``None``)
+    as arrays the caller owns; ``run_options`` is ONNX Runtime's ``RunOptions`` or ``None``.
+    ``get_providers()[0]`` names what actually runs the graph.
+    """
+
+    def run(
+        self,
+        output_names: Sequence[str] | None,
+        feeds: Mapping[str, np.ndarray],
+        run_options: Any = None,
+        /,
+    ) -> list[np.ndarray]: ...
+
+    def get_providers(self) -> list[str]: ...
+
+    def get_inputs(self) -> Sequence[TensorInfo]: ...
+
+    def get_outputs(self) -> Sequence[TensorInfo]: ...
+
+
+class BindableSession(GraphSession, Protocol):
+    """An ONNX Runtime session: it also runs through IOBinding (see
+    :func:`samedge.runtime.session.run_bound`); the binding is onnxruntime's ``IOBinding``."""
+
+    def io_binding(self) -> Any: ...
+
+    def run_with_iobinding(self, iobinding: Any, run_options: Any = None, /) -> None: ...
+
+
+_C = TypeVar("_C", bound="Closeable")
+
+
+class Closeable:
+    """``with obj:`` calls ``obj.close()`` at the end of the block, as a file does."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

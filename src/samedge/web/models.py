@@ -151,7 +151,7 @@ def provider_choices(available: Sequence[str], native_openvino: bool = False) ->
     """Short provider names (``cpu``, ``cuda``, ...) for ONNX Runtime's provider names;
     ``native_openvino``: ``openvino`` too, which runs the encoder on OpenVINO's own runtime
     (:func:`samedge.runtime.session.native_openvino`)."""
-    from ..runtime.session import PROVIDER_NAMES
+    from ..runtime.providers import PROVIDER_NAMES
 
     short = {full: name for name, full in PROVIDER_NAMES.items()}
     # Providers samedge has no name for (AzureExecutionProvider calls remote endpoints, it

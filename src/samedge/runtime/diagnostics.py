@@ -1,0 +1,75 @@
+"""Why a provider cannot run here, and which onnxruntime installs conflict (for
+``samedge doctor`` and the fallback warning). Imports onnxruntime only through
+:mod:`samedge.runtime.session`, and only when the caller gives no provider list."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .providers import ORT_DISTRIBUTIONS, PROVIDER_PACKAGES, full_name
+
+
+def installed_ort_distributions() -> dict[str, str]:
+    """onnxruntime distributions installed in this environment, name -> version."""
+    from importlib import metadata
+
+    found = {}
+    for name in ORT_DISTRIBUTIONS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def provider_conflicts(installed: dict[str, str] | None = None) -> list[str]:
+    """One line per conflicting onnxruntime installation (empty when the setup is sane)."""
+    installed = installed_ort_distributions() if installed is None else installed
+    if len(installed) <= 1:
+        return []
+    names = ", ".join(f"{k} {v}" for k, v in installed.items())
+    keep = next((k for k in installed if k != "onnxruntime"), "onnxruntime")
+    return [
+        f"several onnxruntime packages are installed ({names}); they overwrite each other and "
+        f"GPU providers may silently disappear: pip uninstall {' '.join(installed)} && "
+        f"pip install {keep}"
+    ]
+
+
+def unavailable_reason(
+    provider: str,
+    available: Sequence[str] | None = None,
+    installed: dict[str, str] | None = None,
+) -> str | None:
+    """Why ``provider`` (short or full name) cannot run here, or ``None`` if it can.
+
+    The reason names the fix: the package to install, the conflicting packages to remove,
+    or the native libraries (CUDA, cuDNN, TensorRT) that the package could not load.
+
+    Args:
+        available: the providers of the installed onnxruntime build (``None``: ask it).
+        installed: :func:`installed_ort_distributions` (``None``: look them up).
+    """
+    name = full_name(provider)
+    if available is None:
+        from .session import available_providers
+
+        available = available_providers()
+    if name in available:
+        return None
+    installed = installed_ort_distributions() if installed is None else installed
+    package = PROVIDER_PACKAGES.get(name, "a matching onnxruntime build")
+    conflicts = provider_conflicts(installed)
+    if conflicts:
+        return f"{name} is not available: {conflicts[0]}"
+    if name == "CoreMLExecutionProvider":
+        return f"{name} is only available on macOS builds of onnxruntime"
+    if package in installed:
+        return (
+            f"{name} is not available although {package} {installed[package]} is installed: "
+            f"its native libraries were not found (for CUDA/TensorRT: install the CUDA, cuDNN "
+            f"and TensorRT versions that {package} {installed[package]} was built for and put "
+            f"them on the library path)"
+        )
+    have = ", ".join(installed) or "no onnxruntime package"
+    return f"{name} is not available: it needs {package} (installed: {have})"
