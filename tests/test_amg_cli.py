@@ -43,6 +43,9 @@ def test_everything_writes_json_overlay_and_pngs(export_test_model, tmp_path, ca
     assert doc["model"] == "sam2.1_hiera_tiny"
     assert doc["image"]["width"] == 800 and doc["image"]["height"] == 534
     assert doc["settings"]["points_per_side"] == 2
+    # the options not given keep the official defaults of the family
+    assert doc["settings"]["points_per_batch"] == 64 and doc["settings"]["crop_n_layers"] == 0
+    assert doc["settings"]["output_mode"] == "coco_rle" and doc["settings"]["fast"] is False
     assert doc["stats"]["prompts"] == 4
     anns = doc["annotations"]
     assert len(anns) >= 1
@@ -134,3 +137,14 @@ def test_generator_reuses_a_given_whole_image_embedding(export_test_model):
     )
     with pytest.raises(SamedgeError, match=r"embedding is of a 800x534 image .* not of this"):
         generator.generate_masks(image[:100], embedding=embedding)
+
+
+def test_help_gives_each_familys_official_default(capsys):
+    from samedge.registry import get_spec, list_models
+
+    with pytest.raises(SystemExit):
+        main(["everything", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in list_models():
+        spec = get_spec(name)
+        assert f"{spec.amg.pred_iou_thresh:g} for {spec.family}" in text

@@ -35,16 +35,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     # Unset options keep AmgSettings.for_spec's value: the official generator's default for
     # the model's family (e.g. pred_iou_thresh 0.88 for SAM, 0.8 for SAM 2).
     g = parser.add_argument_group("generator settings (defaults: the official ones)")
-    g.add_argument("--points-per-side", type=int)
-    g.add_argument("--points-per-batch", type=int)
-    g.add_argument("--pred-iou-thresh", type=float)
-    g.add_argument("--stability-score-thresh", type=float)
-    g.add_argument("--stability-score-offset", type=float)
-    g.add_argument("--mask-threshold", type=float, help="mask logit threshold")
-    g.add_argument("--box-nms-thresh", type=float)
+    g.add_argument("--points-per-side", type=int, help=_family_defaults("points_per_side"))
+    g.add_argument("--points-per-batch", type=int, help=_family_defaults("points_per_batch"))
+    g.add_argument("--pred-iou-thresh", type=float, help=_family_defaults("pred_iou_thresh"))
+    for name in ("stability_score_thresh", "stability_score_offset"):
+        g.add_argument(f"--{name.replace('_', '-')}", type=float, help=_family_defaults(name))
+    g.add_argument(
+        "--mask-threshold", type=float, help="mask logit " + _family_defaults("mask_threshold")
+    )
+    g.add_argument("--box-nms-thresh", type=float, help=_family_defaults("box_nms_thresh"))
     g.add_argument("--crop-n-layers", type=int)
-    g.add_argument("--crop-nms-thresh", type=float)
-    g.add_argument("--crop-overlap-ratio", type=float)
+    g.add_argument("--crop-nms-thresh", type=float, help=_family_defaults("crop_nms_thresh"))
+    g.add_argument("--crop-overlap-ratio", type=float, help=_family_defaults("crop_overlap_ratio"))
     g.add_argument("--crop-n-points-downscale-factor", type=int)
     g.add_argument("--min-mask-region-area", type=int)
     g.add_argument("--use-m2m", action="store_true", help="refine each mask once (SAM 2)")
@@ -54,6 +56,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_runtime_options(parser)
     add_progress_option(parser)
     parser.set_defaults(func=run)
+
+
+def _family_defaults(name: str) -> str:
+    """``"default 0.88 for sam, 0.8 for sam2"``, or ``"default 0.95"`` where the families
+    agree: the official default of ``name`` (a :class:`~samedge.specs.AmgDefaults` field,
+    else a :class:`~samedge.specs.ModelSpec` one)."""
+    from ..registry import get_spec, list_models
+
+    by_value: dict[float, dict[str, None]] = {}  # value -> families having it, in order
+    for model in list_models():
+        spec = get_spec(model)
+        value = getattr(spec.amg, name) if hasattr(spec.amg, name) else getattr(spec, name)
+        by_value.setdefault(value, {})[spec.family] = None
+    if len(by_value) == 1:
+        return f"default {next(iter(by_value)):.4g}"
+    return "default " + ", ".join(f"{v:.4g} for {' and '.join(f)}" for v, f in by_value.items())
 
 
 def run(args: argparse.Namespace) -> int:
