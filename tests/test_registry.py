@@ -45,3 +45,19 @@ def test_unknown_name_suggests_close_names() -> None:
     message = str(err.value)
     assert "unknown model 'sam_vit_x'" in message
     assert "sam_vit_b" in message and "samedge models list" in message
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_reference_package_is_the_one_export_builds_with(name: str) -> None:
+    """``reference_package`` (missing-extra messages, bench --compare-torch) names the
+    package whose predictor and generator the exporter's builders return."""
+    pytest.importorskip("torch")
+    from samedge.export.build import official_mask_generator_class, official_predictor_class
+    from samedge.export.torch_compat import ensure_torchvision
+
+    ensure_torchvision()
+    spec = get_spec(name)
+    for cls in (official_predictor_class(spec), official_mask_generator_class(spec)):
+        assert cls.__module__.split(".")[0] == spec.reference_package
+    assert spec.small_regions in ("full_res", "low_res")
+    assert spec.prompt_frame is None  # no registered model has a separate prompt frame yet
