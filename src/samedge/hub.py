@@ -103,9 +103,7 @@ def download(
             ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise DownloadError(
-            f"cannot download {url}: {reason}; {offline_hint(url, dest)}"
-        ) from None
+        raise DownloadError(f"cannot download {url}: {reason}; {offline_hint(url, dest)}") from None
 
     if response is not None:
         with response:

@@ -387,7 +387,5 @@ def fetch_aux_model(name: str, progress: bool = True, mirror: str | None = None)
         if dest.is_file() and verify_file(dest, item.sha256):
             continue
         url = item.url if mirror is None else f"{mirror.rstrip('/')}/{item.filename}"
-        download(
-            url, dest, item.sha256, item.size, progress=progress, offline_hint=offline_hint
-        )
+        download(url, dest, item.sha256, item.size, progress=progress, offline_hint=offline_hint)
     return aux_cache_dir() / model.filename
