@@ -64,14 +64,17 @@ def _family_defaults(name: str) -> str:
     else a :class:`~samedge.specs.ModelSpec` one)."""
     from ..registry import get_spec, list_models
 
-    by_value: dict[float, dict[str, None]] = {}  # value -> families having it, in order
+    pairs = []  # (default, family) of every registered model
     for model in list_models():
         spec = get_spec(model)
         value = getattr(spec.amg, name) if hasattr(spec.amg, name) else getattr(spec, name)
-        by_value.setdefault(value, {})[spec.family] = None
-    if len(by_value) == 1:
-        return f"default {next(iter(by_value)):.4g}"
-    return "default " + ", ".join(f"{v:.4g} for {' and '.join(f)}" for v, f in by_value.items())
+        pairs.append((value, spec.family))
+    values = list(dict.fromkeys(v for v, _ in pairs))
+    if len(values) == 1:
+        return f"default {values[0]:.4g}"
+    return "default " + ", ".join(
+        f"{v:.4g} for {' and '.join(dict.fromkeys(f for w, f in pairs if w == v))}" for v in values
+    )
 
 
 def run(args: argparse.Namespace) -> int:
