@@ -136,8 +136,10 @@ class Engine:
     ) -> None:
         self.catalog = catalog
         self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="samedge-web-"))
-        self.cache = cache or EmbeddingCache()
-        self.pool = pool or PredictorPool()
+        # Not "cache or ...": an empty cache has len 0 and is falsy, and "or" used to swap
+        # the caller's (--cache-size) for a default one of 8 entries.
+        self.cache = cache if cache is not None else EmbeddingCache()
+        self.pool = pool if pool is not None else PredictorPool()
         self.max_upload_bytes = int(max_upload_mb * MB)
         self.max_upload_pixels = max_upload_pixels
         self.max_display_side = max_display_side
