@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import warnings
 import zlib
 from collections.abc import Callable
@@ -243,3 +244,27 @@ def test_paths_that_are_not_images(tmp_path: Path, name: str) -> None:
     with pytest.raises(ImageError) as err:
         load_image(str(tmp_path / name.replace("/", "_")))
     assert str(err.value)
+
+
+def test_concurrent_reads_restore_pillows_bomb_limit(tmp_path: Path) -> None:
+    """Each read used to save and restore Pillow's global limit alone; two overlapping
+    reads could leave it off (None) for the whole process."""
+    path = tmp_path / "small.png"
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(path)
+    before = Image.MAX_IMAGE_PIXELS
+    errors: list[BaseException] = []
+
+    def read_many() -> None:
+        try:
+            for _ in range(200):
+                load_image(path)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert before == Image.MAX_IMAGE_PIXELS

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -140,10 +141,8 @@ def read_image_file(path: Path) -> np.ndarray:
             raise ImageError(f"not a file: {path}")
     except OSError as exc:  # e.g. a name longer than the file system allows
         raise ImageError(f"cannot read image {path}: {exc.strerror or exc}") from None
-    limit = Image.MAX_IMAGE_PIXELS
     try:
-        Image.MAX_IMAGE_PIXELS = None  # our own limit applies, with a message naming the fix
-        with Image.open(path) as im:
+        with _PILLOW_LIMIT_OFF, Image.open(path) as im:
             _check_size(im.height, im.width, str(path))
             im.load()
             return _from_pil(im, str(path))
@@ -153,5 +152,35 @@ def read_image_file(path: Path) -> np.ndarray:
         raise ImageError(f"not an image (or a format Pillow cannot read): {path}") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"cannot read image {path}: {_one_line(exc)}") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
+
+
+class _PillowLimitOff:
+    """Pillow's decompression-bomb limit switched off while samedge's own applies (with a
+    message naming the fix). The limit is a module global shared by every thread: the first
+    reader in saves it and the last one out restores it. Each reader saving and restoring
+    it alone left it off for the whole process after two overlapping reads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._readers = 0
+        self._saved: int | None = None
+
+    def __enter__(self) -> None:
+        from PIL import Image
+
+        with self._lock:
+            if self._readers == 0:
+                self._saved = Image.MAX_IMAGE_PIXELS
+                Image.MAX_IMAGE_PIXELS = None
+            self._readers += 1
+
+    def __exit__(self, *exc: object) -> None:
+        from PIL import Image
+
+        with self._lock:
+            self._readers -= 1
+            if self._readers == 0:
+                Image.MAX_IMAGE_PIXELS = self._saved
+
+
+_PILLOW_LIMIT_OFF = _PillowLimitOff()
