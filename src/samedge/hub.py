@@ -65,7 +65,7 @@ def checkpoint_offline_hint(url: str, dest: Path) -> str:
 def download(
     url: str,
     dest: Path,
-    sha256: str,
+    sha256: str | None,
     size: int | None = None,
     progress: bool = True,
     timeout: float = 30.0,
@@ -73,18 +73,23 @@ def download(
 ) -> Path:
     """Download ``url`` to ``dest``, resuming ``dest.part`` and verifying ``sha256``.
 
-    ``offline_hint(url, dest)`` ends the message of a failed connection: what the user can
-    do instead (it names the options of the command that needs the file).
+    ``sha256=None`` (no published hash) verifies the file's ``size`` in bytes instead, which
+    must then be given. ``offline_hint(url, dest)`` ends the message of a failed
+    connection: what the user can do instead (it names the options of the command that
+    needs the file).
 
     Returns:
         ``dest``, complete and verified.
 
     Raises:
         DownloadError: network or HTTP failure; a partial file is kept for resuming.
-        ChecksumError: the downloaded bytes do not match ``sha256``; the partial file is
-            removed.
+        ChecksumError: the downloaded bytes do not match ``sha256`` (or ``size``); the
+            partial file is removed.
     """
     from tqdm import tqdm
+
+    if sha256 is None and size is None:
+        raise ValueError("download() needs the file's sha256 or its size to verify it")
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -145,7 +150,15 @@ def download(
     else:
         actual = sha256_file(part)
 
-    if actual != sha256:
+    received = part.stat().st_size
+    if sha256 is None and received != size:
+        part.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"{dest.name}: {received} bytes where {size} were expected (no sha256 is "
+            f"published for it); the file was removed, run the command again to download it "
+            f"afresh"
+        )
+    if sha256 is not None and actual != sha256:
         part.unlink(missing_ok=True)
         raise ChecksumError(
             f"{dest.name}: sha256 {actual} does not match the expected {sha256}; the file was "
@@ -159,18 +172,27 @@ def verify_file(path: Path, sha256: str) -> bool:
     return sha256_file(path) == sha256
 
 
+def verify_checkpoint(path: Path, spec: ModelSpec) -> bool:
+    """``path`` is ``spec``'s official checkpoint: its sha256 where one is published, its
+    size in bytes otherwise."""
+    if spec.checkpoint.sha256 is None:
+        return path.stat().st_size == spec.checkpoint.size_bytes
+    return verify_file(path, spec.checkpoint.sha256)
+
+
 def pull(spec: ModelSpec, url: str | None = None, progress: bool = True) -> Path:
     """Make sure ``spec``'s official checkpoint is in the cache; returns its path.
 
-    An existing file with the wrong sha256 is removed and downloaded again.
+    An existing file with the wrong sha256 (or size, where no sha256 is published) is
+    removed and downloaded again.
 
     Args:
-        url: download from this URL (a mirror) instead of the official one; the sha256 must
-            still match the official checkpoint.
+        url: download from this URL (a mirror) instead of the official one; the sha256 (or
+            size) must still match the official checkpoint.
     """
     dest = checkpoint_path(spec)
     if dest.exists():
-        if verify_file(dest, spec.checkpoint.sha256):
+        if verify_checkpoint(dest, spec):
             return dest
         dest.unlink()
     return download(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 ResizeRule = Literal["longest_side_pad", "stretch"]
-Family = Literal["sam", "sam2"]
+Family = Literal["sam", "sam2", "mobile_sam"]
 #: How segment everything removes small disconnected regions and holes (see
 #: :mod:`samedge.amg.regions`): ``"full_res"`` (SAM: on the final full-resolution masks,
 #: then NMS again preferring unchanged masks) or ``"low_res"`` (SAM 2: fill them in the
@@ -45,10 +45,18 @@ LOW_RES_SIZE = 256  # side of the decoder's low-resolution mask logits
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """An official checkpoint: where to download it and how to recognise it."""
+    """An official checkpoint: where to download it and how to recognise it.
+
+    Attributes:
+        url: the authors' download location.
+        sha256: the file's sha256 where the authors (or a byte-identical source) publish
+            one; ``None`` where nobody does: a download is then checked by its size only,
+            and ``samedge models list`` says so.
+        size_bytes: the file's size in bytes.
+    """
 
     url: str
-    sha256: str
+    sha256: str | None
     size_bytes: int
 
     @property
@@ -91,7 +99,9 @@ class ModelSpec:
 
     Attributes:
         name: registry name, e.g. ``"sam_vit_b"``.
-        family: ``"sam"`` (Segment Anything 1) or ``"sam2"`` (SAM 2.x).
+        family: ``"sam"`` (Segment Anything 1), ``"sam2"`` (SAM 2.x) or ``"mobile_sam"``
+            (MobileSAM: SAM's prompt encoder, mask decoder and preprocessing behind a
+            TinyViT image encoder).
         title: human-readable name.
         checkpoint: official weights (URL, sha256, size).
         licence: licence of the weights and code (SPDX identifier).
@@ -112,9 +122,11 @@ class ModelSpec:
             output's stability score at +-delta is below thresh, the best of the three
             multimask outputs is returned instead. ``None`` disables it (SAM).
         official_builder: how the exporter builds the model with the official package
-            (SAM: key of ``sam_model_registry``; SAM 2: Hydra config name).
+            (SAM, MobileSAM: key of the package's ``sam_model_registry``; SAM 2: Hydra
+            config name).
         reference_package: import name of the official PyTorch package
-            (``"segment_anything"``, ``"sam2"``): what export, ``bench --compare-torch`` and
+            (``"segment_anything"``, ``"sam2"``, ``"mobile_sam"``): what export,
+            ``bench --compare-torch`` and
             ``eval --against torch`` need installed.
         prompt_frame: side of the square frame the decoder's prompts and low-res masks
             refer to, in pixels; ``None``: the encoder input's (``image_size``). Differs

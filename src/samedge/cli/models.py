@@ -6,6 +6,7 @@ import argparse
 
 from ..errors import ModelNotFoundError
 from ..hub import checkpoint_path, pull
+from ..manifest import sha256_file
 from ..registry import get_spec, list_models
 from .options import add_progress_option
 
@@ -18,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     lst.set_defaults(func=run_list)
     pl = msub.add_parser("pull", help="download an official checkpoint into the cache")
     pl.add_argument("name", help="registered model name")
-    pl.add_argument("--url", help="download from this mirror URL (sha256 is still checked)")
+    pl.add_argument(
+        "--url", help="download from this mirror URL (sha256, or size, is still checked)"
+    )
     add_progress_option(pl)
     pl.set_defaults(func=run_pull)
 
@@ -29,7 +32,7 @@ def run_list(args: argparse.Namespace) -> int:
     names = list_models(args.pattern)
     if not names:
         raise ModelNotFoundError(f"no model matches '{args.pattern}'; try 'samedge models list'")
-    header = f"{'name':24} {'family':6} {'resize':17} {'checkpoint':>10}  {'licence':10} status"
+    header = f"{'name':24} {'family':10} {'resize':17} {'checkpoint':>10}  {'licence':10} status"
     print(header)
     for name in names:
         spec = get_spec(name)
@@ -38,9 +41,11 @@ def run_list(args: argparse.Namespace) -> int:
             status.append("checkpoint")
         if (default_model_folder(name) / "samedge.json").exists():
             status.append("exported")
+        if spec.checkpoint.sha256 is None:
+            status.append("sha256 not published: size checked")
         size = f"{spec.checkpoint.size_bytes / 2**20:.0f} MiB"
         print(
-            f"{name:24} {spec.family:6} {spec.resize:17} {size:>10}  {spec.licence:10} "
+            f"{name:24} {spec.family:10} {spec.resize:17} {size:>10}  {spec.licence:10} "
             f"{', '.join(status) or '-'}"
         )
     return 0
@@ -49,5 +54,11 @@ def run_list(args: argparse.Namespace) -> int:
 def run_pull(args: argparse.Namespace) -> int:
     spec = get_spec(args.name)
     path = pull(spec, url=args.url, progress=not args.no_progress)
-    print(f"{spec.name}: {path} (sha256 verified)")
+    if spec.checkpoint.sha256 is None:
+        print(
+            f"{spec.name}: {path} (size verified: {spec.checkpoint.size_bytes} bytes; the "
+            f"authors publish no sha256, this file's is {sha256_file(path)})"
+        )
+    else:
+        print(f"{spec.name}: {path} (sha256 verified)")
     return 0
