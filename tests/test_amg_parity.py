@@ -124,10 +124,11 @@ def test_sam2_m2m_single_mask_matches_official(export_test_model, torch_model, g
 
 
 @pytest.mark.slow
-def test_sam_vit_b_matches_official_with_small_region_removal(
-    export_test_model, torch_model, groceries
+@pytest.mark.parametrize("name", ["sam_vit_b", "mobile_sam"])
+def test_sam_api_models_match_official_with_small_region_removal(
+    export_test_model, torch_model, groceries, name
 ):
-    name = "sam_vit_b"
+    """SAM's generator (``segment_anything``'s, and ``mobile_sam``'s for MobileSAM)."""
     settings = dict(
         points_per_side=3,
         pred_iou_thresh=0.0,

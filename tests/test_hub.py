@@ -174,3 +174,44 @@ def test_gaze_fetch_offline_names_the_gaze_options_and_the_cache(
         with pytest.raises(DownloadError, match=f"samedge gaze with {option} PATH"):
             models.fetch_aux_model(name, progress=False)
     assert not any(cache.glob("*.onnx")) and not any(cache.glob("*.xml"))
+
+
+def test_download_without_a_published_sha256_checks_the_size(
+    server: _Server, tmp_path: Path
+) -> None:
+    dest = tmp_path / "ckpt.pth"
+    assert download(server.url, dest, None, len(PAYLOAD), progress=False) == dest
+    assert dest.read_bytes() == PAYLOAD
+    server.payload = PAYLOAD[:-1]
+    with pytest.raises(ChecksumError, match=f"where {len(PAYLOAD)} were expected"):
+        download(server.url, tmp_path / "short.pth", None, len(PAYLOAD), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pth"]
+
+
+def test_cli_pull_and_list_without_a_published_sha256(
+    server: _Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """mobile_sam's authors publish no sha256: the size is checked, the pull states the
+    file's sha256, and ``models list`` says that none is published."""
+    from samedge import registry
+    from samedge.specs import Checkpoint
+
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
+    spec = registry.get_spec("mobile_sam")
+    assert spec.checkpoint.sha256 is None
+    fake = type(spec)(**{**spec.__dict__, "checkpoint": Checkpoint(server.url, None, len(PAYLOAD))})
+    monkeypatch.setitem(registry._BY_NAME, "mobile_sam", fake)
+    assert main(["models", "pull", "mobile_sam", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"size verified: {len(PAYLOAD)} bytes" in out and SHA in out
+    dest = checkpoint_path(fake)
+    dest.write_bytes(PAYLOAD[:10])  # a cut file is replaced
+    assert main(["models", "pull", "mobile_sam", "--quiet"]) == 0
+    assert dest.read_bytes() == PAYLOAD
+    capsys.readouterr()
+    assert main(["models", "list", "mobile_sam"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()[1:]
+    assert "checkpoint" in line and "sha256 not published" in line

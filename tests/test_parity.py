@@ -15,6 +15,7 @@ import pytest
 from samedge import Predictor
 from samedge.imageio import load_image
 from samedge.maskutils import mask_iou
+from samedge.registry import get_spec
 
 from .conftest import PARITY_PHOTOS, requires_export, shared_path
 
@@ -24,20 +25,14 @@ MIN_IOU = 0.99
 MAX_SCORE_DIFF = 1e-3
 
 
-@pytest.fixture(scope="module", params=["sam2.1_hiera_tiny", "sam_vit_b"])
+@pytest.fixture(scope="module", params=["sam2.1_hiera_tiny", "sam_vit_b", "mobile_sam"])
 def pair(request: pytest.FixtureRequest, export_test_model: Any, torch_model: Any) -> tuple:
-    """(samedge predictor, official predictor) for one model."""
+    """(samedge predictor, official predictor of the model's family) for one model."""
+    from samedge.export.build import official_predictor
+
     name = request.param
     folder = export_test_model(name)
-    model = torch_model(name)
-    if name.startswith("sam2"):
-        from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-        official = SAM2ImagePredictor(model)
-    else:
-        from segment_anything import SamPredictor
-
-        official = SamPredictor(model)
+    official = official_predictor(get_spec(name), torch_model(name))
     return Predictor.from_pretrained(folder), official
 
 

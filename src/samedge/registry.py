@@ -13,6 +13,7 @@ from .specs import AmgDefaults, Checkpoint, ModelSpec
 
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+_MOBILE_SAM_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
 
 
 def _sam(name: str, title: str, builder: str, url: str, sha: str, size: int) -> ModelSpec:
@@ -107,6 +108,23 @@ _MODELS: tuple[ModelSpec, ...] = (
         "configs/sam2.1/sam2.1_hiera_l.yaml",
         "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
         898_083_611,
+    ),
+    # SAM's prompt encoder, mask decoder and preprocessing behind a TinyViT-5M encoder; the
+    # official package is segment_anything's API (sam_model_registry["vit_t"]).
+    ModelSpec(
+        name="mobile_sam",
+        family="mobile_sam",
+        title="MobileSAM (TinyViT)",
+        # The authors publish no sha256; the size is the one commonly stated for this file.
+        checkpoint=Checkpoint(url=_MOBILE_SAM_URL, sha256=None, size_bytes=40_728_226),
+        licence="Apache-2.0",
+        official_builder="vit_t",
+        resize="longest_side_pad",
+        pad_point="no_box",
+        box_first=False,
+        reference_package="mobile_sam",
+        amg=AmgDefaults(pred_iou_thresh=0.88),  # mobile_sam's SamAutomaticMaskGenerator
+        small_regions="full_res",
     ),
 )
 

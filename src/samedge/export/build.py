@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -15,14 +18,35 @@ from .torch_compat import ensure_torchvision
 #: Standard deviation of the noise added to constant-initialised tensors by ``random_init``.
 RANDOM_INIT_STD = 0.02
 
+#: Families whose official package has segment_anything's API: ``sam_model_registry``,
+#: ``SamPredictor``, ``SamAutomaticMaskGenerator``, and a ``Sam`` module with
+#: ``image_encoder``, ``prompt_encoder`` and ``mask_decoder``. MobileSAM's ``mobile_sam`` is
+#: segment_anything with a TinyViT image encoder added (``sam_model_registry["vit_t"]``).
+SAM_API_FAMILIES = frozenset({"sam", "mobile_sam"})
+
+
+def sam_api(spec: ModelSpec) -> bool:
+    """Whether ``spec``'s official package has segment_anything's API (see
+    :data:`SAM_API_FAMILIES`); otherwise it is SAM 2's."""
+    return spec.family in SAM_API_FAMILIES
+
+
+def reference_module(spec: ModelSpec) -> ModuleType:
+    """``spec.reference_package``, imported (torchvision made importable first)."""
+    ensure_torchvision()
+    with warnings.catch_warnings():
+        # mobile_sam's TinyViT imports timm through paths timm deprecated, and registers
+        # TinyViT model names timm already has; neither affects the networks built here.
+        warnings.filterwarnings("ignore", "Importing from timm", FutureWarning)
+        warnings.filterwarnings("ignore", "Overwriting tiny_vit", UserWarning)
+        return importlib.import_module(spec.reference_package)
+
 
 def build_official(spec: ModelSpec) -> torch.nn.Module:
     """The model with the official package's default initialisation, in eval mode on CPU."""
-    ensure_torchvision()
-    if spec.family == "sam":
-        from segment_anything import sam_model_registry
-
-        model = sam_model_registry[spec.official_builder](checkpoint=None)
+    package = reference_module(spec)
+    if sam_api(spec):
+        model = package.sam_model_registry[spec.official_builder](checkpoint=None)
     else:
         from sam2.build_sam import build_sam2
 
@@ -36,10 +60,8 @@ def official_predictor_class(spec: ModelSpec) -> type:
     """The official image predictor class (``SamPredictor`` for SAM,
     ``SAM2ImagePredictor`` for SAM 2), imported here: what ``eval --against torch`` and
     ``bench --compare-torch`` compare with."""
-    if spec.family == "sam":
-        from segment_anything import SamPredictor
-
-        return SamPredictor
+    if sam_api(spec):
+        return reference_module(spec).SamPredictor
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     return SAM2ImagePredictor
@@ -48,10 +70,8 @@ def official_predictor_class(spec: ModelSpec) -> type:
 def official_mask_generator_class(spec: ModelSpec) -> type:
     """The official automatic mask generator class (``SamAutomaticMaskGenerator``,
     ``SAM2AutomaticMaskGenerator``) that :class:`samedge.amg.MaskGenerator` reproduces."""
-    if spec.family == "sam":
-        from segment_anything import SamAutomaticMaskGenerator
-
-        return SamAutomaticMaskGenerator
+    if sam_api(spec):
+        return reference_module(spec).SamAutomaticMaskGenerator
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
     return SAM2AutomaticMaskGenerator
@@ -67,6 +87,7 @@ def official_predictor(spec: ModelSpec, model: torch.nn.Module) -> Any:
 #: itself is called. The benchmark times these calls without changing their code.
 OFFICIAL_STAGES: dict[str, dict[str, tuple[str, str]]] = {
     "sam": {"pre": ("transform", "apply_image"), "post": ("model", "postprocess_masks")},
+    "mobile_sam": {"pre": ("transform", "apply_image"), "post": ("model", "postprocess_masks")},
     "sam2": {"pre": ("_transforms", "__call__"), "post": ("_transforms", "postprocess_masks")},
 }
 
@@ -110,7 +131,11 @@ def build_model(
         randomize_(model, seed)
     else:
         load_checkpoint_(model, Path(checkpoint), spec)  # type: ignore[arg-type]
-    return model
+    # eval() again once the weights are final: TinyViT's attention (MobileSAM) computes its
+    # eval-mode bias table ``ab`` from ``attention_biases`` in ``train(False)``, so a model
+    # put in eval mode before its weights changed would keep the old table (as the official
+    # README does, which calls eval() after building with the checkpoint).
+    return model.eval()
 
 
 def load_checkpoint_(model: torch.nn.Module, path: Path, spec: ModelSpec) -> None:

@@ -162,6 +162,9 @@ def _export_graph(
         # The TorchScript exporter is chosen deliberately (see module docstring).
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # TinyViT (MobileSAM) slices with steps; the exporter only says it leaves those
+        # Slice nodes unfolded, which ONNX Runtime folds itself when the session loads.
+        warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
         torch.onnx.export(
             module,
             args,
@@ -204,13 +207,20 @@ def _export_graph(
     return files
 
 
+#: How each family's image encoder attention is traced (see :func:`_export_graph`);
+#: MobileSAM's TinyViT attends within 7 x 7 and 14 x 14 windows only: traced as it is.
+ENCODER_ATTENTION: dict[str, Literal["fused", "chunked"] | None] = {
+    "sam": "chunked",
+    "sam2": "fused",
+    "mobile_sam": None,
+}
+
+
 def _versions(spec: ModelSpec) -> dict[str, str]:
-    packages = [
-        "torch",
-        "onnx",
-        "onnxruntime",
-        "segment-anything" if spec.family == "sam" else "sam2",
-    ]
+    # The distributions that install the reference package (e.g. mobile_sam comes from
+    # mobilesam-mirror), under their distribution names.
+    reference = metadata.packages_distributions().get(spec.reference_package, [])
+    packages = ["torch", "onnx", "onnxruntime", *(reference or [spec.reference_package])]
     out = {"samedge": __version__, "python": platform.python_version()}
     for name in packages:
         try:
@@ -316,7 +326,7 @@ def _export_into(
             list(spec.encoder_inputs),
             list(spec.encoder_outputs),
             None,
-            attention="fused" if spec.family == "sam2" else "chunked",
+            attention=ENCODER_ATTENTION[spec.family],
             # SAM 2: the neck's lateral convolutions + conv_s0 / conv_s1
             rewrite=fold_pointwise_convs if spec.family == "sam2" else None,
             say=say,

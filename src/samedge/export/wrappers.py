@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..specs import ModelSpec
+from .build import sam_api
 
 
 class ImageEncoder(nn.Module):
@@ -58,7 +59,7 @@ class ImageEncoder(nn.Module):
         self.spec = spec
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if self.spec.family == "sam":
+        if sam_api(self.spec):
             return (self.model.image_encoder(image),)
         # As SAM2ImagePredictor.set_image, for one image.
         backbone_out = self.model.forward_image(image)
@@ -87,7 +88,7 @@ class PromptDecoder(nn.Module):
     def __init__(self, model: nn.Module, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
-        if spec.family == "sam":
+        if sam_api(spec):
             self.prompt_encoder = model.prompt_encoder
             self.mask_decoder = model.mask_decoder
         else:
@@ -120,7 +121,7 @@ class PromptDecoder(nn.Module):
         sparse = self._embed_points(point_coords, point_labels)
         dense = self._embed_masks(mask_input, has_mask_input)
         image_pe = self.prompt_encoder.get_dense_pe()
-        if self.spec.family == "sam":
+        if sam_api(self.spec):
             masks, iou = self.mask_decoder.predict_masks(
                 image_embeddings=image_embeddings,
                 image_pe=image_pe,
@@ -432,7 +433,7 @@ class FastDecoder(_DecoderParts):
         """``iou_predictions`` [and ``object_score_logits``] from the final queries."""
         s = queries.shape[1] - 1  # the IoU token is the last one before the mask tokens
         iou = self.mask_decoder.iou_prediction_head(queries[:, s, :])
-        if self.spec.family == "sam":
+        if sam_api(self.spec):
             return (iou,)
         return iou, self.mask_decoder.pred_obj_score_head(queries[:, 0, :])
 
