@@ -246,6 +246,7 @@ class ModelGraphs(Closeable):
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
         return self._encoder is None
 
     @property
