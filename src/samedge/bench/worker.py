@@ -199,7 +199,8 @@ class _TransformProxy:
 
 
 class OfficialSide:
-    """Times the official PyTorch predictor (segment-anything or sam2) with the same weights."""
+    """Times the official PyTorch predictor of the model's family (``spec.reference_package``:
+    segment-anything, sam2, mobile_sam) with the same weights."""
 
     def __init__(self, model: str, threads: int) -> None:
         start = clock()
