@@ -18,7 +18,7 @@ from .conftest import TEST_SEED, requires_export
 pytestmark = [requires_export, pytest.mark.export]
 
 
-@pytest.mark.parametrize("name", ["sam2.1_hiera_tiny", "sam_vit_b"])
+@pytest.mark.parametrize("name", ["sam2.1_hiera_tiny", "sam_vit_b", "mobile_sam"])
 def test_export_writes_verified_graphs_and_manifest(export_test_model: Any, name: str) -> None:
     import onnx
 
@@ -47,6 +47,12 @@ def test_export_writes_verified_graphs_and_manifest(export_test_model: Any, name
     assert manifest.parity["decoder_max_rel_error"] < 1e-5
     assert manifest.precision == {"encoder": "fp32", "decoder": "fp32"}
     spec = get_spec(name)
+    # The version of the distribution that installed the official package is recorded
+    # (mobile_sam: mobilesam-mirror).
+    from importlib import metadata
+
+    (dist,) = metadata.packages_distributions()[spec.reference_package]
+    assert manifest.exporter[dist] == metadata.version(dist)
     for graph, names in (
         ("decoder", spec.decoder_inputs),
         ("decoder_mask", spec.mask_decoder_inputs),

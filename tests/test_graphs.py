@@ -47,7 +47,7 @@ def test_every_role_of_every_model_has_its_names_in_the_table() -> None:
         assert set(io["upscaler"].inputs) <= {*io["decoder_head"].outputs, *spec.context_outputs}
 
 
-@pytest.mark.parametrize("name", [MODEL, "sam_vit_b"])
+@pytest.mark.parametrize("name", [MODEL, "sam_vit_b", "mobile_sam"])
 def test_the_table_names_what_each_exported_graph_has(export_test_model: Any, name: str) -> None:
     """Every graph file of an export has exactly the table's inputs and at least its
     outputs, under the spec's names: the runtime binds nothing by position."""
