@@ -1,4 +1,5 @@
-"""``samedge segment IMAGE --model NAME --point X,Y[,LABEL] --box X0,Y0,X1,Y1 --out mask.png``."""
+"""``samedge segment IMAGE --model NAME --point X,Y[,LABEL] --box X0,Y0,X1,Y1 --out mask.png``,
+or ``--auto`` for the five clicks on the most salient object (:mod:`samedge.saliency`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from ..errors import PromptError, SamedgeError
 from ..maskutils import mask_area, mask_to_box, rle_encode
+from ..saliency import BACKENDS
 from .options import add_runtime_options, provider_settings
 
 
@@ -61,6 +63,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="X0,Y0,X1,Y1",
         help="a box in pixels; several boxes segment several objects (one mask each)",
     )
+    parser.add_argument(
+        "--auto",
+        action="store_true",
+        help="no prompt needed: five positive clicks on the most salient object (SqueezeSAM's "
+        "rule, see docs/evaluation.md); the JSON and overlay show them",
+    )
+    parser.add_argument(
+        "--saliency",
+        choices=BACKENDS,
+        default="classic",
+        help="saliency for --auto: classic (spectral residual, no weights; default) or "
+        "u2netp (U²-Net-p, 4.6 MB downloaded once)",
+    )
+    parser.add_argument(
+        "--saliency-model",
+        type=Path,
+        metavar="PATH",
+        help="a local u2netp.onnx for --saliency u2netp (no download)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="mask PNG to write")
     parser.add_argument("--overlay", type=Path, help="also write the image with the mask drawn")
     parser.add_argument("--json", type=Path, help="also write scores, boxes, areas and COCO RLE")
@@ -86,8 +107,14 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime.prompts import normalize_prompts
     from ..visualize import overlay
 
-    if not args.point and not args.box:
-        raise PromptError("no prompt: give at least one --point X,Y or --box X0,Y0,X1,Y1")
+    if args.auto and (args.point or args.box):
+        raise PromptError("--auto makes its own clicks: drop --point/--box, or drop --auto")
+    if args.saliency_model is not None and not args.auto:
+        raise PromptError("--saliency-model is for --auto")
+    if not args.point and not args.box and not args.auto:
+        raise PromptError(
+            "no prompt: give at least one --point X,Y or --box X0,Y0,X1,Y1, or --auto"
+        )
     if args.point and len(args.box) > 1:
         raise PromptError("points can be combined with one box only (one object)")
     if args.out.suffix.lower() != ".png":
@@ -97,6 +124,13 @@ def run(args: argparse.Namespace) -> int:
     height, width = image.shape[:2]
     points = np.array([p[:2] for p in args.point]) if args.point else None
     labels = np.array([p[2] for p in args.point]) if args.point else None
+    auto = None
+    if args.auto:
+        from ..saliency import auto_prompt, make_backend
+
+        backend = make_backend(args.saliency, args.saliency_model, args.provider, args.threads)
+        auto = auto_prompt(image, backend)  # no salient blob: one line, nothing written
+        points, labels = auto.points, auto.labels
     boxes = np.array(args.box) if args.box else None
     # Validate the prompts against the image before spending seconds on the encoder.
     normalize_prompts(
@@ -120,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
         points=points,
         labels=labels,
         boxes=boxes,
-        multimask_output=True,
+        # Five clicks on one object leave no ambiguity for three candidates to resolve.
+        multimask_output=auto is None or args.multimask,
         best_only=not args.multimask,
     )
     decoded = time.perf_counter()
@@ -166,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
                         "labels": [] if labels is None else np.asarray(labels).reshape(-1).tolist(),
                         "boxes": [] if boxes is None else boxes.tolist(),
                     },
+                    **({} if auto is None else {"auto": auto.to_json()}),
                     "provider": predictor.providers,
                     "timings_ms": {
                         "encode": round(1000 * (encoded - start), 1),

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from ..errors import SamedgeError
@@ -95,6 +94,8 @@ class AutoPrompt:
 
 def threshold_of(saliency: np.ndarray, min_threshold: float = MIN_THRESHOLD) -> float:
     """``max(otsu, min_threshold)`` of a [0, 1] map (Otsu on 256 levels)."""
+    import cv2  # imported here: the CLI imports this package to list the backends
+
     levels = np.round(np.clip(saliency, 0.0, 1.0) * 255).astype(np.uint8)
     otsu, _ = cv2.threshold(levels, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     return max(float(otsu) / 255.0, min_threshold)
@@ -126,6 +127,8 @@ def five_clicks(
     Raises:
         NoSalientObjectError: no blob passes the threshold and the minimum area.
     """
+    import cv2
+
     saliency = np.asarray(saliency, dtype=np.float32)
     height, width = saliency.shape
     if min_area is None:
