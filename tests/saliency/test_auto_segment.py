@@ -55,10 +55,8 @@ def test_cli_auto_without_a_blob_writes_nothing(
     flat = tmp_path / "flat.png"
     Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(flat)
     outputs = [tmp_path / "m.png", tmp_path / "o.png", tmp_path / "r.json"]
-    code = main(
-        ["segment", str(flat), "--model", str(model), "--auto", "--out", str(outputs[0])]
-        + ["--overlay", str(outputs[1]), "--json", str(outputs[2])]
-    )
+    files = ["--out", str(outputs[0]), "--overlay", str(outputs[1]), "--json", str(outputs[2])]
+    code = main(["segment", str(flat), "--model", str(model), "--auto", *files])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "no salient object" in err
     assert not any(p.exists() for p in outputs)
