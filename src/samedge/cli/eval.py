@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SamedgeError
+from ..saliency import BACKENDS
 from .options import add_progress_option, add_runtime_options, provider_settings
 
 
@@ -22,7 +23,7 @@ def _positive_int(text: str) -> int:
 #: Same as samedge.eval's FORMATS and PROTOCOLS (a test checks), spelled out so that building
 #: the parser does not import the evaluation code.
 FORMATS = ("interactive", "coco", "folder")
-PROTOCOLS = ("points", "center", "box", "box+center", "clicks")
+PROTOCOLS = ("points", "center", "box", "box+center", "clicks", "auto")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,6 +65,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, help="checkpoint for --against torch (default: the cache)"
     )
+    parser.add_argument(
+        "--saliency",
+        choices=BACKENDS,
+        default="classic",
+        help="saliency backend of the 'auto' protocol (default classic; see samedge segment "
+        "--auto)",
+    )
+    parser.add_argument(
+        "--saliency-model",
+        type=Path,
+        metavar="PATH",
+        help="a local u2netp.onnx for --saliency u2netp (no download)",
+    )
     add_runtime_options(parser)
     add_progress_option(parser)
     parser.set_defaults(func=run)
@@ -99,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_clicks=args.max_clicks,
         limit=args.limit,
+        saliency=args.saliency,
+        saliency_model=None if args.saliency_model is None else str(args.saliency_model),
     )
     result = evaluate(
         predictor,
@@ -116,6 +132,11 @@ def run(args: argparse.Namespace) -> int:
             line += (
                 f", NoC@85 {s.noc['85']:.2f}, NoC@90 {s.noc['90']:.2f}, "
                 f"failures@90 {s.failures['90'] if s.failures else 0}"
+            )
+        if s.saliency:
+            line += (
+                f", saliency blob mIoU {s.saliency['blob_miou']:.4f}, all clicks inside "
+                f"{s.saliency['all_clicks_inside']:.1%}, no blob {s.saliency['no_blob']}"
             )
         print(line)
     if result.fidelity is not None:

@@ -20,6 +20,13 @@ predicted with ``multimask_output=True`` keeping the highest-scoring mask; each 
 is placed by :func:`samedge.eval.clicks.next_click` on the current prediction and predicted
 with all clicks so far plus the previous chosen low-res logits as ``mask_input`` and
 ``multimask_output=False`` (the RITM-style practice). IoU is measured after every click.
+
+The ``auto`` protocol uses no ground truth to prompt: :mod:`samedge.saliency`'s five clicks
+on the image's most salient blob (the same prompt for every instance of an image), predicted
+together with ``multimask_output=False``. Beside the mask's IoU it records the saliency
+blob's IoU with the instance and how many clicks fall inside the instance (a click on an
+ignore pixel, e.g. GrabCut's boundary band, does not count as inside). An image with no
+salient blob scores IoU 0 for each of its instances (the auto prompt failed).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -36,9 +43,13 @@ from .clicks import Click, center_point, next_click
 from .datasets import Instance
 from .metrics import iou
 
+if TYPE_CHECKING:
+    from ..saliency import AutoPrompt
+
 STATIC_PROTOCOLS = ("points", "center", "box", "box+center")
 INTERACTIVE = "clicks"
-PROTOCOLS = (*STATIC_PROTOCOLS, INTERACTIVE)
+AUTO = "auto"
+PROTOCOLS = (*STATIC_PROTOCOLS, INTERACTIVE, AUTO)
 
 
 @runtime_checkable
@@ -213,6 +224,35 @@ def interactive(
         steps.append(step)
         pred, logits = step.mask, step.low_res_logits
     return steps
+
+
+def auto_steps(
+    predictor: PromptPredictor, embedding: Any, auto: AutoPrompt | None, instance: Instance
+) -> list[Step]:
+    """The ``auto`` protocol's one predictor call, or none when the image has no salient
+    blob (``auto`` is ``None``)."""
+    if auto is None:
+        return []
+    prompt = Prompt(auto.points, auto.labels, None, multimask_output=False)
+    return [run_prompt(predictor, embedding, prompt, instance)]
+
+
+def auto_quality(auto: AutoPrompt | None, instance: Instance) -> dict[str, Any]:
+    """How well the saliency stage alone found ``instance``: the blob's IoU with it and the
+    clicks that fall inside it (blob IoU 0 and no clicks when there was no blob)."""
+    if auto is None:
+        return {"backend": None, "blob_iou": 0.0, "clicks": 0, "clicks_inside": 0}
+    cols = np.clip(np.round(auto.points[:, 0]).astype(int), 0, instance.mask.shape[1] - 1)
+    rows = np.clip(np.round(auto.points[:, 1]).astype(int), 0, instance.mask.shape[0] - 1)
+    inside = instance.mask[rows, cols]
+    if instance.ignore is not None:
+        inside &= ~instance.ignore[rows, cols]
+    return {
+        "backend": auto.backend,
+        "blob_iou": iou(auto.blob, instance.mask, instance.ignore),
+        "clicks": len(auto.points),
+        "clicks_inside": int(inside.sum()),
+    }
 
 
 def parse_protocols(text: str | Sequence[str]) -> tuple[str, ...]:

@@ -75,6 +75,15 @@ def markdown(result: EvalResult) -> str:
                 f"mIoU after k clicks ({name}): "
                 + ", ".join(f"{k}: {s.miou_per_click[k - 1]:.3f}" for k in picks),
             ]
+    for name, s in result.summaries.items():
+        if s.saliency:
+            lines += [
+                "",
+                f"Saliency alone ({name}, {result.config.saliency}): blob mIoU "
+                f"{s.saliency['blob_miou']:.3f}, all clicks inside the object "
+                f"{s.saliency['all_clicks_inside']:.1%}, images with no salient blob "
+                f"{s.saliency['no_blob']}.",
+            ]
     if result.fidelity is not None:
         lines += [
             "",

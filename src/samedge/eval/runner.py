@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,13 +20,19 @@ from .metrics import (
     size_bucket,
 )
 from .protocols import (
+    AUTO,
     INTERACTIVE,
     PromptPredictor,
     Step,
+    auto_quality,
+    auto_steps,
     interactive,
     run_prompt,
     static_prompt,
 )
+
+if TYPE_CHECKING:
+    from ..saliency import AutoPrompt, SaliencyBackend
 
 NOC_THRESHOLDS = (0.85, 0.90)
 
@@ -42,6 +48,8 @@ class EvalConfig:
         max_clicks: clicks per instance in the ``clicks`` protocol (NoC failures above it).
         limit: evaluate only the first ``limit`` listed samples (instances, in dataset order;
             samples rejected by validation count towards it).
+        saliency: the ``auto`` protocol's saliency backend (:data:`samedge.saliency.BACKENDS`).
+        saliency_model: a local U²-Net-p file for ``saliency="u2netp"``.
     """
 
     protocols: tuple[str, ...] = ("center", "box", INTERACTIVE)
@@ -49,6 +57,8 @@ class EvalConfig:
     seed: int = 0
     max_clicks: int = 20
     limit: int | None = None
+    saliency: str = "classic"
+    saliency_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,9 @@ class ProtocolSummary:
         noc: mean NoC@85 / NoC@90 (failures counted as ``max_clicks``).
         failures: samples that never reached 85 / 90 % within ``max_clicks``.
         miou_per_click: mIoU after 1..``max_clicks`` clicks.
+        saliency: ``auto`` only: ``blob_miou`` (the saliency blob's mean IoU with the
+            instance), ``all_clicks_inside`` (share of samples whose every click is inside
+            the instance), ``no_blob`` (samples of images with no salient blob).
     """
 
     protocol: str
@@ -96,6 +109,7 @@ class ProtocolSummary:
     noc: dict[str, float] | None = None
     failures: dict[str, int] | None = None
     miou_per_click: list[float] | None = None
+    saliency: dict[str, float | int] | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +178,18 @@ def _summarise(protocol: str, records: list[SampleRecord], max_clicks: int) -> P
         if vals:
             by_size[bucket] = {"count": len(vals), "miou": float(np.mean(vals))}
     miou = float(np.mean([r.iou for r in records])) if records else float("nan")
+    if protocol == AUTO:
+        quality = [r.prompt["saliency"] for r in records]
+        saliency: dict[str, float | int] = {
+            "blob_miou": float(np.mean([q["blob_iou"] for q in quality])) if quality else 0.0,
+            "all_clicks_inside": float(
+                np.mean([q["clicks"] > 0 and q["clicks_inside"] == q["clicks"] for q in quality])
+            )
+            if quality
+            else 0.0,
+            "no_blob": sum(q["clicks"] == 0 for q in quality),
+        }
+        return ProtocolSummary(protocol, len(records), miou, by_size, saliency=saliency)
     if protocol != INTERACTIVE:
         return ProtocolSummary(protocol, len(records), miou, by_size)
     curves = (
@@ -194,7 +220,10 @@ def _instance_steps(
     protocol: str,
     config: EvalConfig,
     clicks: list[Click] | None = None,
+    auto: AutoPrompt | None = None,
 ) -> list[Step]:
+    if protocol == AUTO:
+        return auto_steps(predictor, embedding, auto, instance)
     if protocol == INTERACTIVE:
         return interactive(predictor, embedding, instance, config.max_clicks, clicks)
     prompt = static_prompt(protocol, instance, config.num_points, config.seed)
@@ -202,9 +231,26 @@ def _instance_steps(
 
 
 def _record(
-    image_id: str, instance: Instance, protocol: str, steps: list[Step], config: EvalConfig
+    image_id: str,
+    instance: Instance,
+    protocol: str,
+    steps: list[Step],
+    config: EvalConfig,
+    auto: AutoPrompt | None = None,
 ) -> SampleRecord:
     area = instance.area
+    if protocol == AUTO:
+        prompt = steps[0].prompt.to_json() if steps else {"points": None}
+        return SampleRecord(
+            instance.sample_id,
+            image_id,
+            protocol,
+            area,
+            size_bucket(area),
+            steps[0].iou if steps else 0.0,
+            steps[0].score if steps else 0.0,
+            {**prompt, "saliency": auto_quality(auto, instance)},
+        )
     last = steps[-1]
     if protocol != INTERACTIVE:
         return SampleRecord(
@@ -236,6 +282,15 @@ def _record(
     )
 
 
+def _auto_prompt(backend: SaliencyBackend, image: np.ndarray) -> AutoPrompt | None:
+    from ..saliency import NoSalientObjectError, auto_prompt
+
+    try:
+        return auto_prompt(image, backend)
+    except NoSalientObjectError:
+        return None
+
+
 def evaluate(
     predictor: PromptPredictor,
     dataset: Dataset,
@@ -258,6 +313,11 @@ def evaluate(
     from tqdm import tqdm
 
     config = config or EvalConfig()
+    backend = None
+    if AUTO in config.protocols:
+        from ..saliency import make_backend
+
+        backend = make_backend(config.saliency, config.saliency_model, progress=progress)
     start = time.perf_counter()
     records: list[SampleRecord] = []
     fidelity_records: list[FidelityRecord] = []
@@ -279,14 +339,19 @@ def evaluate(
                 images += 1
                 emb = predictor.encode(sample.image)
                 ref_emb = reference.encode(sample.image) if reference is not None else None
+                auto = None if backend is None else _auto_prompt(backend, sample.image)
                 for instance in sample.instances:
                     for protocol in config.protocols:
-                        steps = _instance_steps(predictor, emb, instance, protocol, config)
-                        records.append(_record(sample.image_id, instance, protocol, steps, config))
+                        steps = _instance_steps(
+                            predictor, emb, instance, protocol, config, auto=auto
+                        )
+                        records.append(
+                            _record(sample.image_id, instance, protocol, steps, config, auto)
+                        )
                         if reference is not None:
                             clicks = [s.click for s in steps if s.click is not None]
                             ref_steps = _instance_steps(
-                                reference, ref_emb, instance, protocol, config, clicks or None
+                                reference, ref_emb, instance, protocol, config, clicks or None, auto
                             )
                             for k, (a, b) in enumerate(zip(steps, ref_steps, strict=True)):
                                 fidelity_records.append(
