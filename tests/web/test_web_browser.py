@@ -434,3 +434,42 @@ def test_gaze_tab_streams_the_webcam_through_the_pipeline(
     page.locator("#gaze-upload input[type=file]").set_input_files(str(photo))
     status = _wait_text(page, "#gaze-status", "600x450 image")
     assert "face " in status and "FPS" in status
+
+
+def test_auto_button_in_a_real_browser(
+    server: tuple[str, Path, Path], browser_page: Any, tmp_path: Path
+) -> None:
+    """Point tab, **Auto**: five positive clicks on the most salient object appear as
+    points (drawn, in the JSON, undoable); an image with no salient blob gets a message."""
+    from samedge.saliency import auto_prompt
+
+    url, _model_folder, image_path = server
+    page = browser_page
+    page.goto(url)
+    original = load_image(image_path)
+    width = original.shape[1]
+    page.locator("#source-image input[type=file]").set_input_files(str(image_path))
+    _wait_text(page, "#status", "encode")
+    _wait_image(page, "#canvas-point img", width)
+    page.click("#auto-point")
+    latency = _wait_text(page, "#latency-point", "5 points (5 positive, 0 negative)")
+    assert "encode cached" in latency and "1 mask" in latency
+    record = json.loads(_fetch(page, _download_url(page, "#json-point")))
+    expected = auto_prompt(original)
+    np.testing.assert_allclose(record["prompts"]["points"], expected.points, atol=1e-6)
+    assert record["prompts"]["labels"] == [1] * 5
+    # The clicks are ordinary points: undo removes the last one.
+    _wait_image(page, "#canvas-point img", width)
+    page.click("#undo-point")
+    _wait_text(page, "#latency-point", "4 points (4 positive, 0 negative)")
+
+    # No salient blob: a one-line message, no stack trace, nothing drawn.
+    flat = tmp_path / "flat.png"
+    cv2.imwrite(str(flat), np.full((240, 320, 3), 90, np.uint8))
+    page.click("#remove-image")
+    _wait_text(page, "#status", "No image yet")
+    page.locator("#source-image input[type=file]").set_input_files(str(flat))
+    _wait_text(page, "#status", "encode")
+    page.click("#auto-point")
+    toast = _wait_text(page, "body", "no salient object")
+    assert "Traceback" not in toast

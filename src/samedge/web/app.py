@@ -35,7 +35,8 @@ TABS = (
         "point",
         "Point",
         "Click the object: each click adds a point. Choose **positive** (part of the object) "
-        "or **negative** (not part of it) for the next click.",
+        "or **negative** (not part of it) for the next click. **Auto** places five positive "
+        "clicks on the most salient object; undo, add or clear them like your own.",
         ("positive", "negative"),
     ),
     (
@@ -154,6 +155,15 @@ def build_app(
                             buttons=["download", "fullscreen"],
                         )
                         with gr.Row():
+                            auto = (
+                                gr.Button(
+                                    "Auto (salient object)",
+                                    elem_id=f"auto-{mode}",
+                                    variant="primary",
+                                )
+                                if mode == "point"
+                                else None
+                            )
                             undo = gr.Button("Undo last prompt", elem_id=f"undo-{mode}")
                             clear = gr.Button("Clear prompts", elem_id=f"clear-{mode}")
                         latency = gr.Markdown(elem_id=f"latency-{mode}")
@@ -185,6 +195,7 @@ def build_app(
                             model_dd,
                             precision_dd,
                             provider_dd,
+                            auto,
                         )
                 with gr.Tab("Everything", id="everything", elem_id="tab-everything"):
                     every = _everything_tab(
@@ -284,6 +295,7 @@ def _wire_tab(
     model_dd: Any,
     precision_dd: Any,
     provider_dd: Any,
+    auto: Any = None,
 ) -> None:
     settings = [model_dd, precision_dd, provider_dd]
 
@@ -337,6 +349,15 @@ def _wire_tab(
                 return [prompts.clear(), None, "", None, None]
             return show(image, prompts.clear(), Choice(m, p, prov), request.session_hash or "")
 
+    def on_auto(
+        image: LoadedImage | None, prompts: Prompts, m: str, p: str, prov: str, request: gr.Request
+    ) -> list[Any]:
+        with user_errors():
+            clicks = engine.auto_prompts(image, prompts)
+            return show(image, clicks, Choice(m, p, prov), request.session_hash or "")
+
+    if auto is not None:
+        auto.click(on_auto, inputs=[image_state, tab.prompts, *settings], outputs=tab.outputs)
     tab.canvas.select(
         on_click,
         inputs=[image_state, tab.prompts, tab.kind, *settings],

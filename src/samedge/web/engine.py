@@ -27,6 +27,7 @@ from .uploads import DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_PIXELS, MB, read_
 if TYPE_CHECKING:
     from ..amg.settings import AmgSettings
     from ..runtime.predictor import Predictor
+    from ..saliency import SaliencyBackend
     from ..specs import ModelSpec
 
 
@@ -122,6 +123,7 @@ class Engine:
         max_upload_mb: largest accepted upload, in MB.
         max_upload_pixels: largest accepted image, in pixels.
         max_display_side: longest side of the picture sent to the browser.
+        saliency: the Point tab's **Auto** backend (default: the weights-free ``classic``).
     """
 
     def __init__(
@@ -133,6 +135,7 @@ class Engine:
         max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
         max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
         max_display_side: int = DEFAULT_MAX_DISPLAY_SIDE,
+        saliency: SaliencyBackend | None = None,
     ) -> None:
         self.catalog = catalog
         self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="samedge-web-"))
@@ -143,6 +146,7 @@ class Engine:
         self.max_upload_bytes = int(max_upload_mb * MB)
         self.max_upload_pixels = max_upload_pixels
         self.max_display_side = max_display_side
+        self._saliency = saliency
 
     # -- images and models ---------------------------------------------------------------
 
@@ -246,6 +250,27 @@ class Engine:
         return ActionResult(
             canvas, message, masks, scores, mask_path, json_path, encode_ms, decode_ms
         )
+
+    def auto_prompts(self, image: LoadedImage | None, prompts: Prompts) -> Prompts:
+        """``prompts`` replaced by the five positive clicks on the image's most salient
+        object (:func:`samedge.saliency.auto_prompt`); they are ordinary points, so the user
+        can undo them one by one, add more or clear them.
+
+        Raises:
+            SamedgeError: no image; :class:`samedge.saliency.NoSalientObjectError` when the
+                image has no salient blob (the prompts are left as they were).
+        """
+        from ..saliency import auto_prompt, make_backend
+
+        if image is None:
+            raise SamedgeError("upload an image (or pick an example) first")
+        if self._saliency is None:
+            self._saliency = make_backend("classic")
+        auto = auto_prompt(np.asarray(image.pixels), self._saliency)
+        result = prompts.clear()
+        for x, y in auto.points:
+            result = result.add("positive", float(x), float(y))
+        return result
 
     # -- segment everything --------------------------------------------------------------
 
