@@ -239,29 +239,20 @@ def _record(
     auto: AutoPrompt | None = None,
 ) -> SampleRecord:
     area = instance.area
-    if protocol == AUTO:
-        prompt = steps[0].prompt.to_json() if steps else {"points": None}
-        return SampleRecord(
-            instance.sample_id,
-            image_id,
-            protocol,
-            area,
-            size_bucket(area),
-            steps[0].iou if steps else 0.0,
-            steps[0].score if steps else 0.0,
-            {**prompt, "saliency": auto_quality(auto, instance)},
-        )
-    last = steps[-1]
     if protocol != INTERACTIVE:
+        last = steps[-1] if steps else None  # none: 'auto' on an image with no salient blob
+        prompt = last.prompt.to_json() if last is not None else {"points": None}
+        if protocol == AUTO:
+            prompt["saliency"] = auto_quality(auto, instance)
         return SampleRecord(
             instance.sample_id,
             image_id,
             protocol,
             area,
             size_bucket(area),
-            last.iou,
-            last.score,
-            last.prompt.to_json(),
+            last.iou if last is not None else 0.0,
+            last.score if last is not None else 0.0,
+            prompt,
         )
     ious = [s.iou for s in steps]
     noc = {
