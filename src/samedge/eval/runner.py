@@ -254,6 +254,7 @@ def _record(
             last.score if last is not None else 0.0,
             prompt,
         )
+    last = steps[-1]
     ious = [s.iou for s in steps]
     noc = {
         f"{round(t * 100)}": number_of_clicks(ious, t, config.max_clicks) for t in NOC_THRESHOLDS
