@@ -98,3 +98,7 @@ def test_segment_auto_api(export_test_model: Callable[[str], Path], photo: Path)
         np.testing.assert_array_equal(again.masks[0, 0], result.mask)
         with pytest.raises(NoSalientObjectError):
             segment_auto(predictor, np.zeros((64, 64, 3), np.uint8))
+        # The Predictor-level convenience takes a path and gives the same clicks and mask.
+        same = predictor.segment_auto(photo)
+        np.testing.assert_array_equal(same.prompt.points, result.prompt.points)
+        np.testing.assert_array_equal(same.mask, result.mask)

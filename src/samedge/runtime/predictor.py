@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from .preprocess import preprocess
 from .prompts import normalize_prompts
 from .providers import ProviderSettings
 from .types import Closeable, ImageEmbedding, MaskPrediction
+
+if TYPE_CHECKING:
+    from ..saliency import AutoSegmentation, SaliencyBackend
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,28 @@ class Predictor(Closeable):
         rgb = load_image(image, color=color)
         tensor, input_size = preprocess(rgb, self.spec)
         return self.encode_preprocessed(tensor, input_size, rgb.shape[:2])
+
+    def segment_auto(
+        self, image: ImageLike, saliency: SaliencyBackend | str = "classic"
+    ) -> AutoSegmentation:
+        """Segment the most salient object of ``image`` with no prompt: five positive clicks
+        from :mod:`samedge.saliency` (SqueezeSAM's rule), predicted together.
+
+        Args:
+            image: path, PIL image or ``H x W x 3`` uint8 RGB array.
+            saliency: ``"classic"``, ``"u2netp"`` or a
+                :class:`samedge.saliency.SaliencyBackend`.
+
+        Returns:
+            :class:`samedge.saliency.AutoSegmentation`: the clicks (``.prompt``), the mask
+            (``.mask``) and the embedding, to refine with more clicks.
+
+        Raises:
+            samedge.saliency.NoSalientObjectError: no salient blob (before encoding).
+        """
+        from ..saliency import segment_auto
+
+        return segment_auto(self, image, saliency)
 
     def encode_preprocessed(
         self, tensor: np.ndarray, input_size: tuple[int, int], original_size: tuple[int, int]

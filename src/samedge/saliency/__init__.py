@@ -2,8 +2,9 @@
 
 A saliency backend turns an image into a map; :func:`five_clicks` turns the map into five
 positive clicks on the most salient blob (the rule and its parameters are documented in
-:mod:`samedge.saliency.prompt`); :func:`segment_auto` gives them to a
-:class:`samedge.Predictor`. Backends (:data:`BACKENDS`):
+:mod:`samedge.saliency.prompt`); :func:`segment_auto` (or
+:meth:`samedge.Predictor.segment_auto`) gives them to a :class:`samedge.Predictor`.
+Backends (:data:`BACKENDS`):
 
 ``classic``  spectral residual (Hou & Zhang 2007), no weights (:mod:`.classic`).
 ``u2netp``   U²-Net-p on ONNX Runtime, 4.6 MB downloaded once (:mod:`.u2netp`).
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import SamedgeError
+from ..imageio import ImageLike, load_image
 from .prompt import AutoPrompt, NoSalientObjectError, five_clicks
 
 if TYPE_CHECKING:
@@ -85,7 +87,7 @@ def make_backend(
 
 
 def auto_prompt(
-    image: np.ndarray,
+    image: ImageLike,
     backend: SaliencyBackend | str = "classic",
     min_threshold: float | None = None,
     min_area: int | None = None,
@@ -93,7 +95,8 @@ def auto_prompt(
     """Five positive clicks on the most salient object of ``image``.
 
     Args:
-        image: uint8 ``(H, W, 3)`` RGB.
+        image: path, PIL image or uint8 ``(H, W, 3)`` RGB array
+            (:func:`samedge.imageio.load_image`); points are in its pixels.
         backend: a :class:`SaliencyBackend` or a name from :data:`BACKENDS` (made with
             :func:`make_backend`'s defaults; make it once yourself for many images).
         min_threshold, min_area: see :func:`five_clicks` (``None``: its defaults).
@@ -102,7 +105,7 @@ def auto_prompt(
         NoSalientObjectError: no salient blob (one line saying what to do instead).
     """
     chosen = make_backend(backend) if isinstance(backend, str) else backend
-    saliency = chosen.saliency(np.asarray(image))
+    saliency = chosen.saliency(load_image(image))
     kwargs: dict[str, Any] = {"min_area": min_area, "backend": chosen.name}
     if min_threshold is not None:
         kwargs["min_threshold"] = min_threshold
@@ -131,7 +134,7 @@ class AutoSegmentation:
 
 def segment_auto(
     predictor: Predictor,
-    image: np.ndarray,
+    image: ImageLike,
     backend: SaliencyBackend | str = "classic",
     embedding: ImageEmbedding | None = None,
 ) -> AutoSegmentation:
@@ -140,13 +143,15 @@ def segment_auto(
     points leave no ambiguity to resolve).
 
     Args:
+        image: path, PIL image or uint8 ``(H, W, 3)`` RGB array.
         embedding: ``predictor.encode(image)`` when already computed.
 
     Raises:
         NoSalientObjectError: before the encoder runs, when there is no salient blob.
     """
-    prompt = auto_prompt(image, backend)
-    emb = predictor.encode(image) if embedding is None else embedding
+    rgb = load_image(image)
+    prompt = auto_prompt(rgb, backend)
+    emb = predictor.encode(rgb) if embedding is None else embedding
     prediction = predictor.predict(
         emb, points=prompt.points, labels=prompt.labels, multimask_output=False
     )
