@@ -26,7 +26,7 @@ PARITY_PHOTOS = ("groceries.jpg", "dogs.jpg", "truck.jpg", "cars.jpg")
 
 HAS_EXPORT = all(
     importlib.util.find_spec(m) is not None
-    for m in ("torch", "onnx", "segment_anything", "sam2", "mobile_sam", "timm")
+    for m in ("torch", "onnx", "segment_anything", "sam2", "mobile_sam", "timm", "efficientsam")
 )
 requires_export = pytest.mark.skipif(
     not HAS_EXPORT, reason="needs the [export] extra: pip install 'samedge[export]'"

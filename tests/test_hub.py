@@ -215,3 +215,35 @@ def test_cli_pull_and_list_without_a_published_sha256(
     assert main(["models", "list", "mobile_sam"]) == 0
     (line,) = capsys.readouterr().out.splitlines()[1:]
     assert "checkpoint" in line and "sha256 not published" in line
+
+
+def test_pull_and_list_without_a_published_sha256_or_size(
+    server: _Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """EfficientViT-SAM's authors publish neither a sha256 nor a size: a download cut short
+    of the server's Content-Length is still refused (and resumed); a complete one is kept
+    and the pull says it is not verified, giving the file's size and sha256."""
+    from samedge import registry
+    from samedge.specs import Checkpoint
+
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
+    name = "efficientvit_sam_l0"
+    spec = registry.get_spec(name)
+    assert spec.checkpoint.sha256 is None and spec.checkpoint.size_bytes is None
+    fake = type(spec)(**{**spec.__dict__, "checkpoint": Checkpoint(server.url, None, None)})
+    monkeypatch.setitem(registry._BY_NAME, name, fake)
+    server.cut_after = 1000
+    assert main(["models", "pull", name, "--quiet"]) != 0
+    assert "interrupted at 1000 of" in capsys.readouterr().err
+    server.cut_after = None
+    assert main(["models", "pull", name, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "not verified" in out and f"{len(PAYLOAD)} bytes" in out and SHA in out
+    assert checkpoint_path(fake).read_bytes() == PAYLOAD
+    assert server.range_requests == ["bytes=1000-"]
+    assert main(["models", "list", name]) == 0
+    (line,) = capsys.readouterr().out.splitlines()[1:]
+    assert "unknown" in line and "sha256 and size not published: not verified" in line

@@ -25,7 +25,9 @@ MIN_IOU = 0.99
 MAX_SCORE_DIFF = 1e-3
 
 
-@pytest.fixture(scope="module", params=["sam2.1_hiera_tiny", "sam_vit_b", "mobile_sam"])
+@pytest.fixture(
+    scope="module", params=["sam2.1_hiera_tiny", "sam_vit_b", "mobile_sam", "efficientvit_sam_l0"]
+)
 def pair(request: pytest.FixtureRequest, export_test_model: Any, torch_model: Any) -> tuple:
     """(samedge predictor, official predictor of the model's family) for one model."""
     from samedge.export.build import official_predictor

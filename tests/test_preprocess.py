@@ -108,3 +108,30 @@ def test_single_mask_selection_follows_sam2_stability_rule() -> None:
     sam = get_spec("sam_vit_b")
     assert select_masks(low, iou, sam, False)[1][:, 0].tolist() == [0.5, 0.5]
     assert stability_score(low[1, 0], 0.0, 0.05) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("photo", PARITY_PHOTOS)
+def test_efficientvit_sam_frames_match_official(torch_mod, torch_model, photo: str) -> None:
+    """EfficientViT-SAM L0: the encoder input is the official 512-pixel transform, while the
+    resized size (prompt scaling, mask crop) and the mask upscaling are in the 1024 frame,
+    as ``EfficientViTSamPredictor`` computes them."""
+    from efficientsam.segment_anything.utils.transforms import ResizeLongestSide
+
+    torch = torch_mod
+    spec = get_spec("efficientvit_sam_l0")
+    model = torch_model(spec.name)
+    image = load_image(shared_path("data", "images", photo))
+    ours, input_size = preprocess(image, spec)
+    expected = model.transform(image)[None].numpy()
+    assert ours.shape == expected.shape == (1, 3, 512, 512)
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5)
+    # EfficientViTSamPredictor.set_image: the input size for the prompt frame, image_size[0]
+    assert model.image_size == (1024, 512)
+    official_size = ResizeLongestSide.get_preprocess_shape(*image.shape[:2], model.image_size[0])
+    assert input_size == tuple(official_size) and max(input_size) == 1024
+    low = np.random.default_rng(2).standard_normal((1, 3, 256, 256)).astype(np.float32) * 5
+    size = image.shape[:2]
+    ref = model.postprocess_masks(torch.from_numpy(low), input_size, size).numpy()
+    got = upscale_logits(low, spec, input_size, size)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=5e-5 * np.abs(ref).max())
+    assert np.mean((got > 0) != (ref > 0)) < 1e-5

@@ -16,15 +16,21 @@ EXPECTED = {
     "sam2.1_hiera_base_plus",
     "sam2.1_hiera_large",
     "mobile_sam",
+    "efficientvit_sam_l0",
 }
 #: Where each family's authors publish their checkpoints.
 OFFICIAL_DOWNLOADS = {
     "sam": "https://dl.fbaipublicfiles.com/segment_anything/",
     "sam2": "https://dl.fbaipublicfiles.com/segment_anything_2/",
     "mobile_sam": "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/",
+    "efficientvit_sam": "https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/",
 }
 #: Models whose authors publish no sha256 (a download is checked by its size).
-NO_PUBLISHED_SHA256 = {"mobile_sam"}
+NO_PUBLISHED_SHA256 = {"mobile_sam", "efficientvit_sam_l0"}
+#: ... nor a size (a download is only checked against the server's Content-Length).
+NO_PUBLISHED_SIZE = {"efficientvit_sam_l0"}
+#: Encoder input side where it is not the 1024-pixel prompt frame.
+ENCODER_SIDE = {"efficientvit_sam_l0": 512}
 
 
 def test_every_required_model_is_registered() -> None:
@@ -41,9 +47,13 @@ def test_spec_is_complete(name: str) -> None:
     else:
         assert re.fullmatch(r"[0-9a-f]{64}", spec.checkpoint.sha256 or "")
     assert spec.checkpoint.url.startswith(OFFICIAL_DOWNLOADS[spec.family])
-    assert spec.checkpoint.size_bytes > 40_000_000
+    if name in NO_PUBLISHED_SIZE:
+        assert spec.checkpoint.size_bytes is None
+    else:
+        assert (spec.checkpoint.size_bytes or 0) > 40_000_000
     assert spec.licence == "Apache-2.0"
-    assert spec.image_size == 1024
+    assert spec.image_size == ENCODER_SIDE.get(name, 1024)
+    assert spec.prompt_size == 1024
     # SAM resizes the longest side and pads; SAM 2 stretches to a square.
     assert spec.resize == ("stretch" if spec.family == "sam2" else "longest_side_pad")
     assert spec.encoder_outputs[0] == "image_embeddings"
@@ -72,4 +82,5 @@ def test_reference_package_is_the_one_export_builds_with(name: str) -> None:
     for cls in (official_predictor_class(spec), official_mask_generator_class(spec)):
         assert cls.__module__.split(".")[0] == spec.reference_package
     assert spec.small_regions in ("full_res", "low_res")
-    assert spec.prompt_frame is None  # no registered model has a separate prompt frame yet
+    # A separate prompt frame only where the encoder runs below SAM's 1024 pixels.
+    assert (spec.prompt_frame is not None) == (spec.image_size != 1024)

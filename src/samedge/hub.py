@@ -73,8 +73,9 @@ def download(
 ) -> Path:
     """Download ``url`` to ``dest``, resuming ``dest.part`` and verifying ``sha256``.
 
-    ``sha256=None`` (no published hash) verifies the file's ``size`` in bytes instead, which
-    must then be given. ``offline_hint(url, dest)`` ends the message of a failed
+    ``sha256=None`` (no published hash) verifies the file's ``size`` in bytes instead; with
+    neither, only a download cut short of the server's Content-Length is refused.
+    ``offline_hint(url, dest)`` ends the message of a failed
     connection: what the user can do instead (it names the options of the command that
     needs the file).
 
@@ -87,9 +88,6 @@ def download(
             partial file is removed.
     """
     from tqdm import tqdm
-
-    if sha256 is None and size is None:
-        raise ValueError("download() needs the file's sha256 or its size to verify it")
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -151,7 +149,7 @@ def download(
         actual = sha256_file(part)
 
     received = part.stat().st_size
-    if sha256 is None and received != size:
+    if sha256 is None and size is not None and received != size:
         part.unlink(missing_ok=True)
         raise ChecksumError(
             f"{dest.name}: {received} bytes where {size} were expected (no sha256 is "
@@ -174,9 +172,11 @@ def verify_file(path: Path, sha256: str) -> bool:
 
 def verify_checkpoint(path: Path, spec: ModelSpec) -> bool:
     """``path`` is ``spec``'s official checkpoint: its sha256 where one is published, its
-    size in bytes otherwise."""
+    size in bytes otherwise; with neither published, any complete download (a file is
+    renamed from ``.part`` only once complete) is taken."""
     if spec.checkpoint.sha256 is None:
-        return path.stat().st_size == spec.checkpoint.size_bytes
+        size = spec.checkpoint.size_bytes
+        return size is None or path.stat().st_size == size
     return verify_file(path, spec.checkpoint.sha256)
 
 

@@ -14,6 +14,7 @@ from .specs import AmgDefaults, Checkpoint, ModelSpec
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
 _MOBILE_SAM_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
+_EFFICIENTVIT_SAM_URL = "https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/"
 
 
 def _sam(name: str, title: str, builder: str, url: str, sha: str, size: int) -> ModelSpec:
@@ -53,6 +54,31 @@ def _sam2(name: str, title: str, config: str, sha: str, size: int) -> ModelSpec:
         # SAM2AutomaticMaskGenerator's default; SAM's generator keeps 0.88.
         amg=AmgDefaults(pred_iou_thresh=0.8),
         small_regions="low_res",
+    )
+
+
+def _efficientvit_sam(variant: str, image_size: int, size: int | None) -> ModelSpec:
+    """EfficientViT-SAM: SAM's prompt encoder and mask decoder (1024-pixel prompt frame,
+    64 x 64 embedding) behind an EfficientViT encoder run at ``image_size`` (L0-L2: 512,
+    XL0/XL1: 1024), with SAM's resize (Pillow bilinear, longest side), mean/std and padding
+    (``EfficientViTSam.transform``)."""
+    name = f"efficientvit_sam_{variant}"
+    return ModelSpec(
+        name=name,
+        family="efficientvit_sam",
+        title=f"EfficientViT-SAM {variant.upper()}",
+        # The authors publish no sha256 for their Hugging Face files.
+        checkpoint=Checkpoint(f"{_EFFICIENTVIT_SAM_URL}{name}.pt", sha256=None, size_bytes=size),
+        licence="Apache-2.0",
+        official_builder=f"efficientvit-sam-{variant}",  # key of the official model zoo
+        image_size=image_size,
+        prompt_frame=1024,
+        resize="longest_side_pad",
+        pad_point="no_box",
+        box_first=False,
+        reference_package="efficientsam",
+        amg=AmgDefaults(pred_iou_thresh=0.88),  # EfficientViTSamAutomaticMaskGenerator's
+        small_regions="full_res",
     )
 
 
@@ -126,6 +152,8 @@ _MODELS: tuple[ModelSpec, ...] = (
         amg=AmgDefaults(pred_iou_thresh=0.88),  # mobile_sam's SamAutomaticMaskGenerator
         small_regions="full_res",
     ),
+    # No size is given for the Hugging Face files by the authors either (see Checkpoint).
+    _efficientvit_sam("l0", 512, None),
 )
 
 _BY_NAME: dict[str, ModelSpec] = {spec.name: spec for spec in _MODELS}

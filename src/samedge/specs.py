@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 ResizeRule = Literal["longest_side_pad", "stretch"]
-Family = Literal["sam", "sam2", "mobile_sam"]
+Family = Literal["sam", "sam2", "mobile_sam", "efficientvit_sam"]
 #: How segment everything removes small disconnected regions and holes (see
 #: :mod:`samedge.amg.regions`): ``"full_res"`` (SAM: on the final full-resolution masks,
 #: then NMS again preferring unchanged masks) or ``"low_res"`` (SAM 2: fill them in the
@@ -52,12 +52,15 @@ class Checkpoint:
         sha256: the file's sha256 where the authors (or a byte-identical source) publish
             one; ``None`` where nobody does: a download is then checked by its size only,
             and ``samedge models list`` says so.
-        size_bytes: the file's size in bytes.
+        size_bytes: the file's size in bytes; ``None`` where neither the authors nor a
+            source that can be named state it (with no sha256 either, a download is then
+            only checked against the server's Content-Length, and the exporter's strict
+            ``weights_only`` load is what recognises the file).
     """
 
     url: str
     sha256: str | None
-    size_bytes: int
+    size_bytes: int | None
 
     @property
     def filename(self) -> str:
@@ -99,9 +102,10 @@ class ModelSpec:
 
     Attributes:
         name: registry name, e.g. ``"sam_vit_b"``.
-        family: ``"sam"`` (Segment Anything 1), ``"sam2"`` (SAM 2.x) or ``"mobile_sam"``
+        family: ``"sam"`` (Segment Anything 1), ``"sam2"`` (SAM 2.x), ``"mobile_sam"``
             (MobileSAM: SAM's prompt encoder, mask decoder and preprocessing behind a
-            TinyViT image encoder).
+            TinyViT image encoder) or ``"efficientvit_sam"`` (EfficientViT-SAM: the same
+            behind an EfficientViT encoder, at 512 pixels for L0-L2).
         title: human-readable name.
         checkpoint: official weights (URL, sha256, size).
         licence: licence of the weights and code (SPDX identifier).
@@ -130,8 +134,10 @@ class ModelSpec:
             ``eval --against torch`` need installed.
         prompt_frame: side of the square frame the decoder's prompts and low-res masks
             refer to, in pixels; ``None``: the encoder input's (``image_size``). Differs
-            only for models whose encoder runs at a smaller size than their prompt encoder;
-            the runtime does not support such models yet (it maps prompts to ``image_size``).
+            for models whose encoder runs at a smaller size than their prompt encoder
+            (EfficientViT-SAM L0-L2: 512-pixel encoder input, SAM's 1024-pixel prompt
+            frame): prompts are mapped to, and low-res masks upscaled through, this frame
+            (see :attr:`prompt_size`).
         amg: the official automatic mask generator's defaults.
         small_regions: how segment everything removes small regions (see
             :data:`SmallRegionRule`).
@@ -165,6 +171,12 @@ class ModelSpec:
     prompt_frame: int | None = None
     amg: AmgDefaults = AmgDefaults()
     small_regions: SmallRegionRule = "full_res"
+
+    @property
+    def prompt_size(self) -> int:
+        """Side of the square frame of prompt coordinates and low-res masks, in pixels:
+        :attr:`prompt_frame` where set, else the encoder input's :attr:`image_size`."""
+        return self.prompt_frame or self.image_size
 
     @property
     def encoder_inputs(self) -> tuple[str, ...]:

@@ -41,9 +41,14 @@ def run_list(args: argparse.Namespace) -> int:
             status.append("checkpoint")
         if (default_model_folder(name) / "samedge.json").exists():
             status.append("exported")
+        known = spec.checkpoint.size_bytes
         if spec.checkpoint.sha256 is None:
-            status.append("sha256 not published: size checked")
-        size = f"{spec.checkpoint.size_bytes / 2**20:.0f} MiB"
+            status.append(
+                "sha256 not published: size checked"
+                if known is not None
+                else "sha256 and size not published: not verified"
+            )
+        size = f"{known / 2**20:.0f} MiB" if known is not None else "unknown"
         print(
             f"{name:24} {spec.family:10} {spec.resize:17} {size:>10}  {spec.licence:10} "
             f"{', '.join(status) or '-'}"
@@ -54,7 +59,13 @@ def run_list(args: argparse.Namespace) -> int:
 def run_pull(args: argparse.Namespace) -> int:
     spec = get_spec(args.name)
     path = pull(spec, url=args.url, progress=not args.no_progress)
-    if spec.checkpoint.sha256 is None:
+    if spec.checkpoint.sha256 is None and spec.checkpoint.size_bytes is None:
+        print(
+            f"{spec.name}: {path} (not verified: the authors publish neither a sha256 nor "
+            f"a size; this file has {path.stat().st_size} bytes and sha256 "
+            f"{sha256_file(path)}; export loads it strictly as the model's weights)"
+        )
+    elif spec.checkpoint.sha256 is None:
         print(
             f"{spec.name}: {path} (size verified: {spec.checkpoint.size_bytes} bytes; the "
             f"authors publish no sha256, this file's is {sha256_file(path)})"

@@ -18,17 +18,42 @@ from .torch_compat import ensure_torchvision
 #: Standard deviation of the noise added to constant-initialised tensors by ``random_init``.
 RANDOM_INIT_STD = 0.02
 
-#: Families whose official package has segment_anything's API: ``sam_model_registry``,
-#: ``SamPredictor``, ``SamAutomaticMaskGenerator``, and a ``Sam`` module with
-#: ``image_encoder``, ``prompt_encoder`` and ``mask_decoder``. MobileSAM's ``mobile_sam`` is
-#: segment_anything with a TinyViT image encoder added (``sam_model_registry["vit_t"]``).
-SAM_API_FAMILIES = frozenset({"sam", "mobile_sam"})
+#: Families whose official model is a segment_anything ``Sam``-like module: ``image_encoder``,
+#: ``prompt_encoder`` and ``mask_decoder`` (SAM's). MobileSAM's ``mobile_sam`` is
+#: segment_anything with a TinyViT image encoder added (``sam_model_registry["vit_t"]``);
+#: EfficientViT-SAM's ``EfficientViTSam`` puts SAM's prompt encoder and mask decoder behind
+#: an EfficientViT encoder.
+SAM_API_FAMILIES = frozenset({"sam", "mobile_sam", "efficientvit_sam"})
+
+#: Official predictor and automatic mask generator of the families whose package does not
+#: export segment_anything's ``SamPredictor`` and ``SamAutomaticMaskGenerator`` at its top
+#: level, as ``"module:Class"``.
+OFFICIAL_CLASSES: dict[str, tuple[str, str]] = {
+    "sam2": (
+        "sam2.sam2_image_predictor:SAM2ImagePredictor",
+        "sam2.automatic_mask_generator:SAM2AutomaticMaskGenerator",
+    ),
+    "efficientvit_sam": (
+        "efficientsam.models.efficientvit.sam:EfficientViTSamPredictor",
+        "efficientsam.models.efficientvit.sam:EfficientViTSamAutomaticMaskGenerator",
+    ),
+}
 
 
 def sam_api(spec: ModelSpec) -> bool:
-    """Whether ``spec``'s official package has segment_anything's API (see
+    """Whether ``spec``'s official model has segment_anything's modules (see
     :data:`SAM_API_FAMILIES`); otherwise it is SAM 2's."""
     return spec.family in SAM_API_FAMILIES
+
+
+def _official_class(spec: ModelSpec, index: int, default: str) -> type:
+    """Class ``index`` of :data:`OFFICIAL_CLASSES` for ``spec``, else ``default`` of
+    ``spec.reference_package``."""
+    package = reference_module(spec)
+    if spec.family not in OFFICIAL_CLASSES:
+        return getattr(package, default)
+    module, name = OFFICIAL_CLASSES[spec.family][index].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def reference_module(spec: ModelSpec) -> ModuleType:
@@ -45,7 +70,12 @@ def reference_module(spec: ModelSpec) -> ModuleType:
 def build_official(spec: ModelSpec) -> torch.nn.Module:
     """The model with the official package's default initialisation, in eval mode on CPU."""
     package = reference_module(spec)
-    if sam_api(spec):
+    if spec.family == "efficientvit_sam":
+        from efficientsam.sam_model_zoo import create_efficientvit_sam_model
+
+        # As the official zoo builds it (it also sets every norm's eps to 1e-6).
+        model = create_efficientvit_sam_model(spec.official_builder, pretrained=False)
+    elif sam_api(spec):
         model = package.sam_model_registry[spec.official_builder](checkpoint=None)
     else:
         from sam2.build_sam import build_sam2
@@ -57,24 +87,17 @@ def build_official(spec: ModelSpec) -> torch.nn.Module:
 
 
 def official_predictor_class(spec: ModelSpec) -> type:
-    """The official image predictor class (``SamPredictor`` for SAM,
-    ``SAM2ImagePredictor`` for SAM 2), imported here: what ``eval --against torch`` and
-    ``bench --compare-torch`` compare with."""
-    if sam_api(spec):
-        return reference_module(spec).SamPredictor
-    from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-    return SAM2ImagePredictor
+    """The official image predictor class (``SamPredictor`` for SAM and MobileSAM,
+    ``SAM2ImagePredictor`` for SAM 2, ``EfficientViTSamPredictor``), imported here: what
+    ``eval --against torch`` and ``bench --compare-torch`` compare with."""
+    return _official_class(spec, 0, "SamPredictor")
 
 
 def official_mask_generator_class(spec: ModelSpec) -> type:
     """The official automatic mask generator class (``SamAutomaticMaskGenerator``,
-    ``SAM2AutomaticMaskGenerator``) that :class:`samedge.amg.MaskGenerator` reproduces."""
-    if sam_api(spec):
-        return reference_module(spec).SamAutomaticMaskGenerator
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-
-    return SAM2AutomaticMaskGenerator
+    ``SAM2AutomaticMaskGenerator``, ``EfficientViTSamAutomaticMaskGenerator``) that
+    :class:`samedge.amg.MaskGenerator` reproduces."""
+    return _official_class(spec, 1, "SamAutomaticMaskGenerator")
 
 
 def official_predictor(spec: ModelSpec, model: torch.nn.Module) -> Any:
@@ -89,6 +112,8 @@ OFFICIAL_STAGES: dict[str, dict[str, tuple[str, str]]] = {
     "sam": {"pre": ("transform", "apply_image"), "post": ("model", "postprocess_masks")},
     "mobile_sam": {"pre": ("transform", "apply_image"), "post": ("model", "postprocess_masks")},
     "sam2": {"pre": ("_transforms", "__call__"), "post": ("_transforms", "postprocess_masks")},
+    # EfficientViTSamPredictor.set_image calls model.transform (resize, normalise, pad).
+    "efficientvit_sam": {"pre": ("model", "transform"), "post": ("model", "postprocess_masks")},
 }
 
 
@@ -149,8 +174,11 @@ def load_checkpoint_(model: torch.nn.Module, path: Path, spec: ModelSpec) -> Non
             f"cannot read checkpoint {path} as PyTorch weights ({type(exc).__name__}); "
             f"download it again with 'samedge models pull {spec.name}'"
         ) from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]  # SAM 2 checkpoints wrap the state dict
+    for key in ("model", "state_dict"):
+        # SAM 2 checkpoints wrap the state dict in "model"; EfficientViT's loader
+        # (load_state_dict_from_file) unwraps a "state_dict" entry.
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
     if not isinstance(state, dict):
         raise ExportError(f"{path} does not contain a state dict")
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -113,7 +113,7 @@ def _fixed_image(spec: ModelSpec, seed: int = 1234) -> torch.Tensor:
 def _fixed_prompts(spec: ModelSpec, batch: int, points: int, seed: int) -> list[torch.Tensor]:
     """Prompt sets mixing positive/negative points, box corners and padding."""
     rng = np.random.default_rng(seed)
-    coords = rng.uniform(0, spec.image_size, size=(batch, points, 2)).astype(np.float32)
+    coords = rng.uniform(0, spec.prompt_size, size=(batch, points, 2)).astype(np.float32)
     labels = rng.choice(np.array([0, 1, 2, 3, -1], np.float32), size=(batch, points))
     labels[:, 0] = 1
     mask_input = rng.standard_normal((batch, 1, 256, 256)).astype(np.float32) * 4
@@ -208,11 +208,13 @@ def _export_graph(
 
 
 #: How each family's image encoder attention is traced (see :func:`_export_graph`);
-#: MobileSAM's TinyViT attends within 7 x 7 and 14 x 14 windows only: traced as it is.
+#: MobileSAM's TinyViT attends within 7 x 7 and 14 x 14 windows only, EfficientViT's
+#: ReLU linear attention has no softmax attention matrix: both are traced as they are.
 ENCODER_ATTENTION: dict[str, Literal["fused", "chunked"] | None] = {
     "sam": "chunked",
     "sam2": "fused",
     "mobile_sam": None,
+    "efficientvit_sam": None,
 }
 
 

@@ -78,8 +78,9 @@ class PromptDecoder(nn.Module):
     """Prompt encoder + mask decoder for ``B`` prompt sets of ``N`` points each.
 
     Inputs: image embedding ``(1, C, 64, 64)`` [+ high-res features], ``point_coords``
-    ``(B, N, 2)`` in the encoder's 1024-pixel input frame, ``point_labels`` ``(B, N)`` float
-    (1 positive, 0 negative, 2/3 box corners, -1 padding), ``mask_input`` ``(B, 1, 256, 256)``
+    ``(B, N, 2)`` in the 1024-pixel prompt frame (``spec.prompt_size``), ``point_labels``
+    ``(B, N)`` float (1 positive, 0 negative, 2/3 box corners, -1 padding), ``mask_input``
+    ``(B, 1, 256, 256)``
     and ``has_mask_input`` ``(B,)``.
     Outputs: ``low_res_masks`` ``(B, 4, 256, 256)``, ``iou_predictions`` ``(B, 4)`` [and
     ``object_score_logits`` ``(B, 1)`` for SAM 2].
@@ -97,7 +98,7 @@ class PromptDecoder(nn.Module):
 
     def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pe = self.prompt_encoder
-        coords = (coords + 0.5) / self.spec.image_size
+        coords = (coords + 0.5) / self.spec.prompt_size
         embedding = pe.pe_layer._pe_encoding(coords)
         labels = labels.unsqueeze(-1)
         embedding = embedding * (labels != -1)

@@ -266,7 +266,8 @@ class ModelGraphs(Closeable):
         Args:
             tensor: float32 ``(1, 3, S, S)``, from
                 :func:`samedge.runtime.preprocess.preprocess`.
-            input_size: ``(h, w)`` of the resized image inside the square input.
+            input_size: ``(h, w)`` of the resized image inside the prompt frame (see
+                :func:`samedge.runtime.preprocess.resized_size`).
             original_size: ``(H, W)`` of the image before preprocessing.
         """
         spec, devices = self.spec, self.devices

@@ -3,8 +3,9 @@
 The decoder graphs stop at ``256 x 256`` logits (static shapes for every provider); the host
 upscales only what is needed. Upscaling reproduces the official predictors:
 
-* SAM: bilinear to ``1024 x 1024``, crop the padding away, bilinear to the original size
-  (``Sam.postprocess_masks``);
+* SAM: bilinear to ``1024 x 1024`` (the prompt frame, ``spec.prompt_size``, also for
+  EfficientViT-SAM's 512-pixel encoders), crop the padding away, bilinear to the original
+  size (``Sam.postprocess_masks``, ``EfficientViTSam.postprocess_masks``);
 * SAM 2: bilinear straight to the original size (``SAM2Transforms.postprocess_masks``).
 
 Bilinear means ``align_corners=False`` without antialiasing, which is what
@@ -41,7 +42,7 @@ def _upscale_one(
     """One ``256 x 256`` logit map at the original size, written into ``dst`` if given."""
     height, width = original_size
     if spec.resize == "longest_side_pad":
-        side = spec.image_size
+        side = spec.prompt_size
         full = _resize(logits, side, side)[: input_size[0], : input_size[1]]
         return _resize(np.ascontiguousarray(full), height, width, dst)
     return _resize(logits, height, width, dst)
@@ -62,7 +63,8 @@ def upscale_logits(
     Args:
         low_res: float32 ``(..., 256, 256)`` logits.
         spec: the model's specification (its ``resize`` rule decides the path).
-        input_size: ``(h, w)`` of the resized image inside the encoder input.
+        input_size: ``(h, w)`` of the resized image inside the prompt frame
+            (:func:`samedge.runtime.preprocess.resized_size`).
         original_size: ``(H, W)`` of the original image.
 
     Returns:

@@ -3,9 +3,9 @@
 It reproduces the official predictors exactly:
 
 * SAM (``resize="longest_side_pad"``): the uint8 image is resized with Pillow's bilinear
-  filter so its longest side is 1024 (``ResizeLongestSide.apply_image``), normalised with
-  the ImageNet mean/std in 0..255 units, and zero-padded at the bottom and right
-  (``Sam.preprocess``).
+  filter so its longest side is 1024 (``ResizeLongestSide.apply_image``; 512 for
+  EfficientViT-SAM L0-L2, ``SamResize``), normalised with the ImageNet mean/std in 0..255
+  units, and zero-padded at the bottom and right (``Sam.preprocess``).
 * SAM 2 (``resize="stretch"``): the image is converted to float in [0, 1], resized to
   1024 x 1024 with antialiased bilinear filtering (torchvision ``Resize`` on tensors), and
   normalised (``SAM2Transforms``). Pillow's float ("F" mode) bilinear filter is the same
@@ -20,13 +20,22 @@ from PIL import Image
 from ..specs import ModelSpec
 
 
-def resized_size(height: int, width: int, spec: ModelSpec) -> tuple[int, int]:
-    """``(h, w)`` of the image inside the encoder's square input."""
-    side = spec.image_size
+def _fit(height: int, width: int, side: int, spec: ModelSpec) -> tuple[int, int]:
     if spec.resize == "stretch":
         return side, side
     scale = side * 1.0 / max(height, width)
     return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def resized_size(height: int, width: int, spec: ModelSpec) -> tuple[int, int]:
+    """``(h, w)`` of the resized image inside the square prompt frame
+    (``spec.prompt_size``): what prompts are scaled to and low-res masks are cropped to.
+
+    It is the image inside the encoder input except where the encoder runs at a smaller
+    size than the prompt encoder (``spec.prompt_frame``, EfficientViT-SAM L0-L2), whose
+    official predictors likewise compute it for the prompt frame.
+    """
+    return _fit(height, width, spec.prompt_size, spec)
 
 
 def preprocess(image: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, tuple[int, int]]:
@@ -38,12 +47,13 @@ def preprocess(image: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, tuple[in
 
     Returns:
         ``(tensor, (h, w))``: float32 ``(1, 3, S, S)`` with ``S = spec.image_size``, and the
-        size of the resized image inside it.
+        size of the resized image inside the prompt frame (:func:`resized_size`; inside
+        the tensor too, unless ``spec.prompt_frame`` differs from ``S``).
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected H x W x 3 uint8 RGB, got {image.dtype} {image.shape}")
     height, width = image.shape[:2]
-    new_h, new_w = resized_size(height, width, spec)
+    new_h, new_w = _fit(height, width, spec.image_size, spec)
     side = spec.image_size
     mean = np.asarray(spec.pixel_mean, dtype=np.float32)
     std = np.asarray(spec.pixel_std, dtype=np.float32)
@@ -70,4 +80,4 @@ def preprocess(image: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, tuple[in
             if (new_h, new_w) != (height, width):
                 channel = channel.resize((new_w, new_h), Image.Resampling.BILINEAR)
             out[0, c] = (np.asarray(channel, dtype=np.float32) - mean[c]) / std[c]
-    return out, (new_h, new_w)
+    return out, resized_size(height, width, spec)

@@ -109,8 +109,10 @@ class ImageEmbedding:
         high_res_features: float32 high-resolution feature maps, ``(1, 32, 256, 256)`` and
             ``(1, 64, 128, 128)`` for SAM 2; empty for SAM.
         original_size: ``(H, W)`` of the image that was encoded.
-        input_size: ``(h, w)`` of the resized image inside the encoder's square input
-            (SAM pads the rest; SAM 2 stretches, so this is the full square).
+        input_size: ``(h, w)`` of the resized image inside the square prompt frame
+            (SAM pads the rest; SAM 2 stretches, so this is the full square): the encoder
+            input's, except for models with a larger ``spec.prompt_frame`` (see
+            :func:`samedge.runtime.preprocess.resized_size`).
         context: the decoder's per-image tensors (``spec.context_outputs``, from
             ``context.onnx``), computed once here instead of once per prompt; empty means
             the predictor computes them on each decode.
