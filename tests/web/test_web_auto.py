@@ -58,3 +58,23 @@ def test_no_salient_blob_is_a_message(engine: Engine, tmp_path: Path) -> None:
     assert "\n" not in str(err.value)
     with pytest.raises(Exception, match="upload an image"):
         engine.auto_prompts(None, Prompts("point"))
+
+
+class _Disc:
+    """A backend whose map is one disc at (60, 40), radius 20 (``samedge web --saliency``
+    hands the Engine whichever backend was chosen)."""
+
+    name = "disc"
+
+    def saliency(self, image: np.ndarray) -> np.ndarray:
+        yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+        return (((xx - 60) ** 2 + (yy - 40) ** 2) <= 400).astype(np.float32)
+
+
+def test_the_engine_uses_its_saliency_backend(engine: Engine, tmp_path: Path) -> None:
+    other = Engine(engine.catalog, out_dir=tmp_path, pool=engine.pool, saliency=_Disc())
+    path = tmp_path / "gray.png"
+    Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(path)
+    prompts = other.auto_prompts(other.load(path, "gray.png"), Prompts("point"))
+    np.testing.assert_allclose(prompts.points[0], (60, 40), atol=0.01)
+    assert len(prompts.points) == 5

@@ -30,6 +30,8 @@ def test_defaults_bind_to_this_machine_only() -> None:
         (["web"], "no exported models found in"),
         (["web", "--detector", "no/such.onnx"], "yolox_nano: no/such.onnx is not a file"),
         (["web", "--gaze-models", "."], "gaze-estimation-adas-0002: gaze-estimation-adas-0002"),
+        (["web", "--saliency-model", "u2netp.onnx"], "classic has no weights"),
+        (["web", "--saliency", "u2netp", "--saliency-model", "no/such.onnx"], "is not a file"),
     ],
 )
 def test_bad_options_are_one_line_errors(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import SamedgeError
 from ..imageio import IMAGE_SUFFIXES
+from ..saliency import BACKENDS
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="folder with the Open Model Zoo gaze, head-pose and landmarks IR files",
     )
     gaze.add_argument("--detector", type=Path, help="YOLOX-style ONNX (default yolox_nano)")
+    auto = parser.add_argument_group("Point tab's Auto button (see samedge segment --auto)")
+    auto.add_argument(
+        "--saliency",
+        choices=BACKENDS,
+        default="classic",
+        help="saliency backend (default classic: no weights; u2netp is downloaded once)",
+    )
+    auto.add_argument(
+        "--saliency-model", type=Path, metavar="PATH", help="a local u2netp.onnx (no download)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -108,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
     examples = example_images(args.examples)
     gaze_models = GazeModels(args.face, args.face_model, args.gaze_models, args.detector)
     gaze_models.check()
+    from ..saliency import make_backend
+
+    saliency = make_backend(args.saliency, args.saliency_model, args.provider, args.threads)
     entries = discover_models(args.model)
     choices = provider_choices(available_providers(), native_openvino("openvino"))
     catalog = ModelCatalog(entries, choices)
@@ -125,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
             pool=PredictorPool(threads=args.threads),
             max_upload_mb=args.max_upload_mb,
             max_upload_pixels=int(args.max_upload_megapixels * 1e6),
+            saliency=saliency,
         )
         from ..web.app import build_app, launch
 
