@@ -61,3 +61,18 @@ def test_eval_auto(
     assert summary["saliency"]["blob_miou"] == pytest.approx(quality["blob_iou"] / 2)
     assert summary["miou"] == pytest.approx(patch["iou"] / 2)
     assert "Saliency alone (auto, classic)" in (out / "summary.md").read_text()
+
+
+def test_eval_auto_against_a_second_model_gives_it_the_same_clicks(
+    export_test_model: Callable[[str], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _dataset(tmp_path / "data")
+    out = tmp_path / "out"
+    model = str(export_test_model(MODEL))
+    args = ["eval", "--model", model, "--against", model, "--dataset", str(data)]
+    code = main([*args, "--format", "folder", "--protocol", "auto", "--out", str(out), "--quiet"])
+    assert code == 0
+    capsys.readouterr()
+    fidelity = json.loads((out / "summary.json").read_text())["fidelity"]["auto"]
+    # One prompt (the image with a blob); the same export given the same clicks agrees.
+    assert fidelity["prompts"] == 1 and fidelity["mean_iou"] == pytest.approx(1.0)
