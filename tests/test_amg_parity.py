@@ -124,11 +124,12 @@ def test_sam2_m2m_single_mask_matches_official(export_test_model, torch_model, g
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["sam_vit_b", "mobile_sam"])
+@pytest.mark.parametrize("name", ["sam_vit_b", "mobile_sam", "efficientvit_sam_l0"])
 def test_sam_api_models_match_official_with_small_region_removal(
     export_test_model, torch_model, groceries, name
 ):
-    """SAM's generator (``segment_anything``'s, and ``mobile_sam``'s for MobileSAM)."""
+    """SAM's generator (``segment_anything``'s, ``mobile_sam``'s for MobileSAM, and
+    ``EfficientViTSamAutomaticMaskGenerator``, SAM's with the 1024-pixel prompt frame)."""
     settings = dict(
         points_per_side=3,
         pred_iou_thresh=0.0,
