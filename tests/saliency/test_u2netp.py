@@ -5,7 +5,7 @@ the backend's contract on ONNX Runtime."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +118,25 @@ def test_preprocess_is_imagenet_normalised() -> None:
     # Divided by the image's maximum (200) first, then (v - mean) / std.
     np.testing.assert_allclose(x[0, 0, 5, 5], (1.0 - 0.485) / 0.229, rtol=1e-5)
     np.testing.assert_allclose(x[0, 1, 5, 5], (0.0 - 0.456) / 0.224, rtol=1e-5)
+
+
+def test_cli_offline_is_one_line_and_writes_nothing(
+    export_test_model: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from samedge.cli.main import main
+    from tests.conftest import shared_path
+
+    model = export_test_model("mobile_sam")
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(u2netp, "URL", "http://127.0.0.1:9/u2netp.onnx")
+    photo = shared_path("data", "interactive", "GrabCut", "data_GT", "teddy.jpg")
+    out = tmp_path / "m.png"
+    argv = ["segment", str(photo), "--model", str(model), "--auto", "--saliency", "u2netp"]
+    assert main([*argv, "--out", str(out), "--json", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "http://127.0.0.1:9/u2netp.onnx" in err
+    assert "--saliency-model PATH" in err
+    assert not out.exists() and not (tmp_path / "r.json").exists()
