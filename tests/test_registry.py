@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import inspect
 import re
+import sys
 
 import pytest
 
@@ -17,6 +19,8 @@ EXPECTED = {
     "sam2.1_hiera_large",
     "mobile_sam",
     "efficientvit_sam_l0",
+    "efficientsam_ti",
+    "efficientsam_s",
 }
 #: Where each family's authors publish their checkpoints.
 OFFICIAL_DOWNLOADS = {
@@ -24,11 +28,12 @@ OFFICIAL_DOWNLOADS = {
     "sam2": "https://dl.fbaipublicfiles.com/segment_anything_2/",
     "mobile_sam": "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/",
     "efficientvit_sam": "https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/",
+    "efficientsam": "https://github.com/yformer/EfficientSAM/raw/main/weights/",
 }
 #: Models whose authors publish no sha256 (a download is checked by its size).
-NO_PUBLISHED_SHA256 = {"mobile_sam", "efficientvit_sam_l0"}
+NO_PUBLISHED_SHA256 = {"mobile_sam", "efficientvit_sam_l0", "efficientsam_ti", "efficientsam_s"}
 #: ... nor a size (a download is only checked against the server's Content-Length).
-NO_PUBLISHED_SIZE = {"efficientvit_sam_l0"}
+NO_PUBLISHED_SIZE = {"efficientvit_sam_l0", "efficientsam_ti", "efficientsam_s"}
 #: Encoder input side where it is not the 1024-pixel prompt frame.
 ENCODER_SIDE = {"efficientvit_sam_l0": 512}
 
@@ -55,7 +60,9 @@ def test_spec_is_complete(name: str) -> None:
     assert spec.image_size == ENCODER_SIDE.get(name, 1024)
     assert spec.prompt_size == 1024
     # SAM resizes the longest side and pads; SAM 2 stretches to a square.
-    assert spec.resize == ("stretch" if spec.family == "sam2" else "longest_side_pad")
+    assert spec.resize == (
+        "stretch" if spec.family in ("sam2", "efficientsam") else "longest_side_pad"
+    )
     assert spec.encoder_outputs[0] == "image_embeddings"
     assert len(spec.encoder_outputs) == (3 if spec.family == "sam2" else 1)
     assert ("object_score_logits" in spec.decoder_outputs) == (spec.family == "sam2")
@@ -74,13 +81,24 @@ def test_reference_package_is_the_one_export_builds_with(name: str) -> None:
     """``reference_package`` (missing-extra messages, bench --compare-torch) names the
     package whose predictor and generator the exporter's builders return."""
     pytest.importorskip("torch")
-    from samedge.export.build import official_mask_generator_class, official_predictor_class
+    from samedge.export.build import (
+        has_official_mask_generator,
+        official_mask_generator_class,
+        official_predictor_class,
+    )
     from samedge.export.torch_compat import ensure_torchvision
 
     ensure_torchvision()
     spec = get_spec(name)
-    for cls in (official_predictor_class(spec), official_mask_generator_class(spec)):
-        assert cls.__module__.split(".")[0] == spec.reference_package
+    classes = [official_predictor_class(spec)]
+    if has_official_mask_generator(spec):
+        classes.append(official_mask_generator_class(spec))
+    for cls in classes:
+        if spec.reference_source is None:
+            assert cls.__module__.split(".")[0] == spec.reference_package
+        else:  # no package: samedge's adapter calls the official code, imported by name
+            source = inspect.getsource(sys.modules[cls.__module__])
+            assert f'"{spec.reference_package}.' in source
     assert spec.small_regions in ("full_res", "low_res")
     # A separate prompt frame only where the encoder runs below SAM's 1024 pixels.
     assert (spec.prompt_frame is not None) == (spec.image_size != 1024)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import ArtifactError, ModelNotFoundError
 from .hub import models_dir
-from .manifest import ROLES, Manifest
+from .manifest import Manifest, required_roles
 from .registry import get_spec, list_models, unknown_model_message
 from .specs import ModelSpec
 
@@ -58,7 +58,7 @@ class ModelArtifact:
                 f"{folder} holds model '{manifest.model}', which this samedge does not know; "
                 f"upgrade samedge"
             ) from None
-        for role in ROLES:
+        for role in required_roles(spec.mask_prompt):
             if not manifest.files.get(role):
                 raise ArtifactError(f"{folder}: the manifest lists no {role}; re-export the model")
         manifest.verify(folder, check_hashes=verify)

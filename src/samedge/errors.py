@@ -8,6 +8,11 @@ with ``SAMEDGE_DEBUG=1``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .specs import ModelSpec
+
 
 class SamedgeError(Exception):
     """Base class: a problem the user can fix. ``str(err)`` is a one-line explanation."""
@@ -46,6 +51,21 @@ class ChecksumError(DownloadError):
 
 class ExportError(SamedgeError):
     """An export could not be built, or failed its numeric parity gate."""
+
+
+def require_reference(spec: ModelSpec, feature: str) -> None:
+    """Raise :class:`MissingExtraError` if ``spec``'s official code cannot be imported: the
+    ``export`` extra's package, or, where no package publishes it
+    (``spec.reference_source``), one line saying where it comes from."""
+    import importlib.util
+
+    if spec.reference_source is None:
+        require_extra(spec.reference_package, "export", feature)
+    elif importlib.util.find_spec(spec.reference_package) is None:
+        raise MissingExtraError(
+            f"{feature} needs {spec.title}'s official code, which no package publishes: put "
+            f"{spec.reference_source} on PYTHONPATH (import name {spec.reference_package})"
+        )
 
 
 def require_extra(module: str, extra: str, feature: str) -> None:

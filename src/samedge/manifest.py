@@ -31,6 +31,15 @@ ROLES = tuple(role for roles in COMPONENT_ROLES.values() for role in roles)
 #: samedge.export.wrappers.DecoderHead) for segment everything. Folders exported before
 #: them, and quantized folders, have none and decode with ``decoder.onnx``.
 OPTIONAL_ROLES = ("decoder_head", "upscaler")
+#: The mask-prompt decoder, which models whose decoder takes no mask prompt
+#: (``ModelSpec.mask_prompt`` false, EfficientSAM) do not have.
+MASK_ROLE = "decoder_mask"
+
+
+def required_roles(mask_prompt: bool) -> tuple[str, ...]:
+    """The :data:`ROLES` a model folder must hold: all but :data:`MASK_ROLE` for a model
+    without a mask prompt (pass ``spec.mask_prompt``)."""
+    return ROLES if mask_prompt else tuple(r for r in ROLES if r != MASK_ROLE)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:

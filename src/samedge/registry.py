@@ -14,6 +14,12 @@ from .specs import AmgDefaults, Checkpoint, ModelSpec
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
 _MOBILE_SAM_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
+_EFFICIENTSAM_URL = "https://github.com/yformer/EfficientSAM/raw/main/weights/"
+#: The official code (no package): what tests and ``bench --compare-torch`` import.
+_EFFICIENTSAM_SOURCE = (
+    "a checkout of https://github.com/yformer/EfficientSAM "
+    "(commit d525f622e6f640acf5a0fc37c7ca1f243da5bde0)"
+)
 _EFFICIENTVIT_SAM_URL = "https://huggingface.co/mit-han-lab/efficientvit-sam/resolve/main/"
 
 
@@ -78,6 +84,37 @@ def _efficientvit_sam(variant: str, image_size: int, size: int | None) -> ModelS
         box_first=False,
         reference_package="efficientsam",
         amg=AmgDefaults(pred_iou_thresh=0.88),  # EfficientViTSamAutomaticMaskGenerator's
+        small_regions="full_res",
+    )
+
+
+def _efficientsam(variant: str, title: str, builder: str, file: str) -> ModelSpec:
+    """EfficientSAM (yformer/EfficientSAM): a ViT encoder pretrained with SAMI, built in
+    samedge's own code (:mod:`samedge.export.efficientsam`); images stretched to 1024 x 1024
+    without antialiasing, at most 6 points per prompt, no mask prompt, masks upscaled
+    bicubically."""
+    return ModelSpec(
+        name=f"efficientsam_{variant}",
+        family="efficientsam",
+        title=title,
+        # Weights in the repository (ViT-S zipped, as GitHub caps files at 100 MB); the
+        # authors publish neither a sha256 nor the sizes.
+        checkpoint=Checkpoint(url=_EFFICIENTSAM_URL + file, sha256=None, size_bytes=None),
+        licence="Apache-2.0",
+        official_builder=builder,
+        resize="stretch",
+        resize_antialias=False,
+        # The official model pads every prompt to 6 points itself: no extra padding point
+        # is needed, and the graph turns any the host adds into the official padding.
+        pad_point="no_box",
+        box_first=True,  # corners first, so a box survives the cut to 6 points
+        reference_package="efficient_sam",
+        reference_source=_EFFICIENTSAM_SOURCE,
+        mask_prompt=False,
+        max_points=6,
+        mask_upscale="bicubic",
+        # EfficientSAM has no official automatic mask generator: SAM's defaults.
+        amg=AmgDefaults(pred_iou_thresh=0.88),
         small_regions="full_res",
     )
 
@@ -154,6 +191,8 @@ _MODELS: tuple[ModelSpec, ...] = (
     ),
     # No size is given for the Hugging Face files by the authors either (see Checkpoint).
     _efficientvit_sam("l0", 512, None),
+    _efficientsam("ti", "EfficientSAM-Ti", "vit_t", "efficient_sam_vitt.pt"),
+    _efficientsam("s", "EfficientSAM-S", "vit_s", "efficient_sam_vits.pt.zip"),
 )
 
 _BY_NAME: dict[str, ModelSpec] = {spec.name: spec for spec in _MODELS}

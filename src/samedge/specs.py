@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 ResizeRule = Literal["longest_side_pad", "stretch"]
-Family = Literal["sam", "sam2", "mobile_sam", "efficientvit_sam"]
+Family = Literal["sam", "sam2", "mobile_sam", "efficientvit_sam", "efficientsam"]
 #: How segment everything removes small disconnected regions and holes (see
 #: :mod:`samedge.amg.regions`): ``"full_res"`` (SAM: on the final full-resolution masks,
 #: then NMS again preferring unchanged masks) or ``"low_res"`` (SAM 2: fill them in the
 #: 256 x 256 logits before upscaling).
 SmallRegionRule = Literal["full_res", "low_res"]
+#: How the low-res logits are interpolated to the original size: ``"bilinear"`` (SAM,
+#: SAM 2) or ``"bicubic"`` (EfficientSAM's example: ``F.interpolate(..., mode="bicubic")``).
+MaskUpscale = Literal["bilinear", "bicubic"]
 
 # ONNX tensor names shared by every exported model. The runtime binds inputs by these names.
 ENCODER_INPUT = "image"
@@ -104,8 +107,10 @@ class ModelSpec:
         name: registry name, e.g. ``"sam_vit_b"``.
         family: ``"sam"`` (Segment Anything 1), ``"sam2"`` (SAM 2.x), ``"mobile_sam"``
             (MobileSAM: SAM's prompt encoder, mask decoder and preprocessing behind a
-            TinyViT image encoder) or ``"efficientvit_sam"`` (EfficientViT-SAM: the same
-            behind an EfficientViT encoder, at 512 pixels for L0-L2).
+            TinyViT image encoder), ``"efficientvit_sam"`` (EfficientViT-SAM: the same
+            behind an EfficientViT encoder, at 512 pixels for L0-L2) or ``"efficientsam"``
+            (EfficientSAM: a ViT encoder; points only, at most 6, and its own decoder
+            details, see :mod:`samedge.export.efficientsam`).
         title: human-readable name.
         checkpoint: official weights (URL, sha256, size).
         licence: licence of the weights and code (SPDX identifier).
@@ -138,6 +143,22 @@ class ModelSpec:
             (EfficientViT-SAM L0-L2: 512-pixel encoder input, SAM's 1024-pixel prompt
             frame): prompts are mapped to, and low-res masks upscaled through, this frame
             (see :attr:`prompt_size`).
+        reference_source: where the official code comes from when no package publishes
+            it (EfficientSAM: its repository at a commit); ``None`` where
+            ``reference_package`` is installable with samedge's ``export`` extra. Set, the
+            exporter builds the network in samedge's own code, and only the comparisons
+            with the official code (tests, ``bench --compare-torch``) need it importable.
+        mask_prompt: the decoder takes a mask prompt (a previous prediction's low-res
+            logits). ``False`` (EfficientSAM): the export has no ``decoder_mask`` graph and
+            ``predict(mask_input=...)`` raises :class:`samedge.errors.PromptError`.
+        max_points: points (box corners included) the decoder sees per prompt set, where it
+            takes a fixed number (EfficientSAM: 6, padded or cut inside the graph as the
+            official model does); longer prompts raise :class:`samedge.errors.PromptError`
+            instead of being cut. ``None``: any number.
+        mask_upscale: see :data:`MaskUpscale`.
+        resize_antialias: ``resize="stretch"`` filters antialiased (SAM 2's torchvision
+            ``Resize``) or not (EfficientSAM: ``F.interpolate(..., mode="bilinear")``, which
+            samples the 2 x 2 nearest pixels even when shrinking).
         amg: the official automatic mask generator's defaults.
         small_regions: how segment everything removes small regions (see
             :data:`SmallRegionRule`).
@@ -169,6 +190,11 @@ class ModelSpec:
     decoder_gflops: float | None = None
     reference_package: str = "segment_anything"
     prompt_frame: int | None = None
+    reference_source: str | None = None
+    mask_prompt: bool = True
+    max_points: int | None = None
+    mask_upscale: MaskUpscale = "bilinear"
+    resize_antialias: bool = True
     amg: AmgDefaults = AmgDefaults()
     small_regions: SmallRegionRule = "full_res"
 

@@ -15,7 +15,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import SamedgeError, require_extra
+from ..errors import SamedgeError, require_extra, require_reference
 from .options import add_progress_option, add_provider_options, provider_settings
 
 #: Used when --images is not given (the project's real photos, beside a source checkout).
@@ -171,8 +171,8 @@ def run(args: argparse.Namespace) -> int:
     check_variants(artifact, others)
     variants = [str(v.folder) for v in others]
     if args.compare_torch:
-        for module in ("torch", artifact.spec.reference_package):
-            require_extra(module, "export", "--compare-torch")
+        require_extra("torch", "export", "--compare-torch")
+        require_reference(artifact.spec, "--compare-torch")
         check_official_weights(artifact)
     if args.images:
         sources = args.images

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     spec = get_spec(args.name)
     require_extra("torch", "export", "samedge export")
     require_extra("onnx", "export", "samedge export")
-    require_extra(spec.reference_package, "export", "samedge export")
+    if spec.reference_source is None:  # else samedge builds the network in its own code
+        require_extra(spec.reference_package, "export", "samedge export")
     checkpoint = args.checkpoint
     if args.random_init is None and checkpoint is None:
         checkpoint = checkpoint_path(spec)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import ModelArtifact
-from ..errors import SamedgeError, require_extra
+from ..errors import SamedgeError, require_extra, require_reference
 from ..runtime.types import MaskPrediction
 from .protocols import PromptPredictor
 
@@ -112,7 +112,7 @@ def torch_reference(
     or the cached checkpoint, whose sha256 must match the manifest's.
     """
     require_extra("torch", "export", "--against torch")
-    require_extra(artifact.spec.reference_package, "export", "--against torch")
+    require_reference(artifact.spec, "--against torch")
     kwargs = _weights_args(artifact, checkpoint)
     from ..export.build import build_model, official_predictor
 

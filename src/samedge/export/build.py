@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import warnings
+import zipfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -68,7 +70,13 @@ def reference_module(spec: ModelSpec) -> ModuleType:
 
 
 def build_official(spec: ModelSpec) -> torch.nn.Module:
-    """The model with the official package's default initialisation, in eval mode on CPU."""
+    """The model with the official package's default initialisation, in eval mode on CPU
+    (EfficientSAM, which has no package: samedge's own network, see
+    :mod:`samedge.export.efficientsam`)."""
+    if spec.family == "efficientsam":
+        from .efficientsam import build_efficientsam
+
+        return build_efficientsam(spec.official_builder)
     package = reference_module(spec)
     if spec.family == "efficientvit_sam":
         from efficientsam.sam_model_zoo import create_efficientvit_sam_model
@@ -90,13 +98,29 @@ def official_predictor_class(spec: ModelSpec) -> type:
     """The official image predictor class (``SamPredictor`` for SAM and MobileSAM,
     ``SAM2ImagePredictor`` for SAM 2, ``EfficientViTSamPredictor``), imported here: what
     ``eval --against torch`` and ``bench --compare-torch`` compare with."""
+    if spec.family == "efficientsam":
+        from .efficientsam_example import ExamplePredictor
+
+        return ExamplePredictor
     return _official_class(spec, 0, "SamPredictor")
+
+
+def has_official_mask_generator(spec: ModelSpec) -> bool:
+    """Whether ``spec``'s family publishes an automatic mask generator (EfficientSAM does
+    not: its segment everything defaults are SAM's, see ``ModelSpec.amg``)."""
+    return spec.family != "efficientsam"
 
 
 def official_mask_generator_class(spec: ModelSpec) -> type:
     """The official automatic mask generator class (``SamAutomaticMaskGenerator``,
     ``SAM2AutomaticMaskGenerator``, ``EfficientViTSamAutomaticMaskGenerator``) that
-    :class:`samedge.amg.MaskGenerator` reproduces."""
+    :class:`samedge.amg.MaskGenerator` reproduces.
+
+    Raises:
+        ExportError: the family has none (:func:`has_official_mask_generator`).
+    """
+    if not has_official_mask_generator(spec):
+        raise ExportError(f"{spec.title} has no official automatic mask generator")
     return _official_class(spec, 1, "SamAutomaticMaskGenerator")
 
 
@@ -114,6 +138,8 @@ OFFICIAL_STAGES: dict[str, dict[str, tuple[str, str]]] = {
     "sam2": {"pre": ("_transforms", "__call__"), "post": ("_transforms", "postprocess_masks")},
     # EfficientViTSamPredictor.set_image calls model.transform (resize, normalise, pad).
     "efficientvit_sam": {"pre": ("model", "transform"), "post": ("model", "postprocess_masks")},
+    # ExamplePredictor: EfficientSam.preprocess, then the bicubic upscaling of the example.
+    "efficientsam": {"pre": ("model", "preprocess"), "post": ("upscale", "__call__")},
 }
 
 
@@ -163,12 +189,25 @@ def build_model(
     return model.eval()
 
 
+def _unzipped(path: Path) -> Path | io.BytesIO:
+    """``path``, or the one ``.pt`` file inside it where it is a zip archive holding one
+    (EfficientSAM-S's ``efficient_sam_vits.pt.zip``). A PyTorch checkpoint is itself a zip
+    archive, but of ``data.pkl`` and tensor records, never of a ``.pt`` file."""
+    if not zipfile.is_zipfile(path):
+        return path
+    with zipfile.ZipFile(path) as archive:
+        inner = [n for n in archive.namelist() if n.endswith((".pt", ".pth"))]
+        if len(inner) != 1:
+            return path
+        return io.BytesIO(archive.read(inner[0]))
+
+
 def load_checkpoint_(model: torch.nn.Module, path: Path, spec: ModelSpec) -> None:
     """Load official weights into ``model`` (``weights_only=True``: no code is executed)."""
     if not path.is_file():
         raise ExportError(f"checkpoint not found: {path}")
     try:
-        state: Any = torch.load(path, map_location="cpu", weights_only=True)
+        state: Any = torch.load(_unzipped(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ExportError(
             f"cannot read checkpoint {path} as PyTorch weights ({type(exc).__name__}); "

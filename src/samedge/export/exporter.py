@@ -215,6 +215,8 @@ ENCODER_ATTENTION: dict[str, Literal["fused", "chunked"] | None] = {
     "sam2": "fused",
     "mobile_sam": None,
     "efficientvit_sam": None,
+    # EfficientSAM's ViT-Ti/S: 3 or 6 heads of global attention, traced as written.
+    "efficientsam": None,
 }
 
 
@@ -223,6 +225,8 @@ def _versions(spec: ModelSpec) -> dict[str, str]:
     # mobilesam-mirror), under their distribution names.
     reference = metadata.packages_distributions().get(spec.reference_package, [])
     packages = ["torch", "onnx", "onnxruntime", *(reference or [spec.reference_package])]
+    if spec.reference_source is not None:  # built in samedge's own code, not the package's
+        packages = packages[:3]
     out = {"samedge": __version__, "python": platform.python_version()}
     for name in packages:
         try:
@@ -312,10 +316,9 @@ def _export_into(
 ) -> dict[str, Any]:
     encoder = ImageEncoder(model, spec).eval()
     context = DecoderContext(model, spec).eval()
-    decoders = {
-        "decoder": FastDecoder(model, spec, with_mask=False).eval(),
-        "decoder_mask": FastDecoder(model, spec, with_mask=True).eval(),
-    }
+    decoders = {"decoder": FastDecoder(model, spec, with_mask=False).eval()}
+    if spec.mask_prompt:
+        decoders["decoder_mask"] = FastDecoder(model, spec, with_mask=True).eval()
     image = _fixed_image(spec)
     with torch.no_grad():
         features = [t.contiguous() for t in encoder(image)]
@@ -432,7 +435,7 @@ def _parity(
     dec_errs = []
     split = [create_session(work / f"{role}.onnx", threads=threads) for role in OPTIONAL_ROLES]
     # Several batch sizes and point counts: the graph's dynamic axes must really be dynamic.
-    for role in ("decoder", "decoder_mask"):
+    for role in ("decoder", "decoder_mask")[: 2 if spec.mask_prompt else 1]:
         say(
             f"{role}: parity with torch"
             + (" (and decoder_head + upscaler)" if role == "decoder" else "")

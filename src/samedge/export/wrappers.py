@@ -41,6 +41,7 @@ which keeps one graph for every prompt type and every provider.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +49,13 @@ from torch import nn
 
 from ..specs import ModelSpec
 from .build import sam_api
+
+
+def _sam_modules(spec: ModelSpec) -> bool:
+    """The model has SAM's ``image_encoder``, ``prompt_encoder`` and ``mask_decoder``: the
+    SAM-API families, and EfficientSAM (whose prompt encoder embeds points differently, has
+    no mask prompt, and whose decoder differs in its first block and upscaling)."""
+    return sam_api(spec) or spec.family == "efficientsam"
 
 
 class ImageEncoder(nn.Module):
@@ -59,7 +67,7 @@ class ImageEncoder(nn.Module):
         self.spec = spec
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if sam_api(self.spec):
+        if _sam_modules(self.spec):
             return (self.model.image_encoder(image),)
         # As SAM2ImagePredictor.set_image, for one image.
         backbone_out = self.model.forward_image(image)
@@ -89,7 +97,7 @@ class PromptDecoder(nn.Module):
     def __init__(self, model: nn.Module, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
-        if sam_api(spec):
+        if _sam_modules(spec):
             self.prompt_encoder = model.prompt_encoder
             self.mask_decoder = model.mask_decoder
         else:
@@ -98,6 +106,8 @@ class PromptDecoder(nn.Module):
 
     def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pe = self.prompt_encoder
+        if self.spec.family == "efficientsam":  # padded to 6 points as the official model
+            return pe.embed(coords, labels)
         coords = (coords + 0.5) / self.spec.prompt_size
         embedding = pe.pe_layer._pe_encoding(coords)
         labels = labels.unsqueeze(-1)
@@ -120,8 +130,10 @@ class PromptDecoder(nn.Module):
         high_res = list(args[:n_high])
         point_coords, point_labels, mask_input, has_mask_input = args[n_high:]
         sparse = self._embed_points(point_coords, point_labels)
-        dense = self._embed_masks(mask_input, has_mask_input)
         image_pe = self.prompt_encoder.get_dense_pe()
+        if not self.spec.mask_prompt:  # EfficientSAM: no dense embedding at all
+            return self.mask_decoder.predict_masks(image_embeddings, image_pe, sparse)
+        dense = self._embed_masks(mask_input, has_mask_input)
         if sam_api(self.spec):
             masks, iou = self.mask_decoder.predict_masks(
                 image_embeddings=image_embeddings,
@@ -236,6 +248,10 @@ class _DecoderParts(nn.Module):
         return self.prompt_encoder.get_dense_pe().flatten(2).transpose(1, 2)
 
     def no_mask(self) -> torch.Tensor:
+        """What the decoder adds to the image embedding without a mask prompt, ``(1, 1, C)``:
+        the no-mask embedding; zero for a decoder that takes no mask prompt."""
+        if not self.spec.mask_prompt:
+            return torch.zeros(1, 1, self.spec.embedding_shape[0])
         return self.prompt_encoder.no_mask_embed.weight.reshape(1, 1, -1)
 
 
@@ -403,13 +419,20 @@ class FastDecoder(_DecoderParts):
             sa = layer.self_attn
             t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
             x = queries if layer.skip_first_layer_pe else queries + tokens
+            # EfficientSAM's blocks attend over, and add to, the queries with their encoding
+            # (the first block too); SAM's values and residual leave it out, and its first
+            # block has no residual.
+            residual = x if self.spec.family == "efficientsam" else queries
             attn = _attend(
                 sa,
                 _project(sa.q_proj, x, h, _scale(sa)),
                 _project(sa.k_proj, x, h).transpose(-1, -2),
-                _project(sa.v_proj, queries, h),
+                _project(sa.v_proj, residual, h),
             )
-            queries = layer.norm1(attn if layer.skip_first_layer_pe else queries + attn)
+            if layer.skip_first_layer_pe and self.spec.family != "efficientsam":
+                queries = layer.norm1(attn)
+            else:
+                queries = layer.norm1(residual + attn)
             if i == 0:  # the first block's image keys and values come from the context
                 q_tok = _project(t2i.q_proj, queries + tokens, h, _scale(t2i))
                 attn = _attend(t2i, q_tok, k_img, v_img)
@@ -434,13 +457,37 @@ class FastDecoder(_DecoderParts):
         """``iou_predictions`` [and ``object_score_logits``] from the final queries."""
         s = queries.shape[1] - 1  # the IoU token is the last one before the mask tokens
         iou = self.mask_decoder.iou_prediction_head(queries[:, s, :])
-        if sam_api(self.spec):
+        if not self.spec.has_object_score:
             return (iou,)
         return iou, self.mask_decoder.pred_obj_score_head(queries[:, 0, :])
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         hyper, queries, keys, feats = self._transformer(*args)
         return (self._masks(hyper, keys, feats), *self._scores(queries))
+
+    def _upscaling(
+        self,
+    ) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor], nn.Module, nn.Module, nn.Module]:
+        """The upscaling's transposed convolutions and activations, and its normalisation
+        of ``(B, HW, 4, c1)`` phase-layout features: SAM's per-pixel layer norm over the
+        channels, or EfficientSAM's ``GroupNorm(1, c1)`` over everything of one prompt set."""
+        md = self.mask_decoder
+        if self.spec.family == "efficientsam":
+            (dc1, gn, act1), (dc2, _, act2) = md.final_output_upscaling_layers
+
+            shape = (self.side * self.side, 4, gn.num_channels)  # static for the trace
+
+            def norm(x: torch.Tensor) -> torch.Tensor:
+                return F.layer_norm(x, shape, eps=gn.eps) * gn.weight + gn.bias
+
+            return dc1, norm, act1, dc2, act2
+        dc1, ln, act1, dc2, act2 = md.output_upscaling
+        channels = (dc1.out_channels,)  # static for the trace
+
+        def layer_norm(x: torch.Tensor) -> torch.Tensor:
+            return F.layer_norm(x, channels, ln.weight, ln.bias, ln.eps)
+
+        return dc1, layer_norm, act1, dc2, act2
 
     def _masks(
         self, hyper: torch.Tensor, keys: torch.Tensor, feats: tuple[torch.Tensor, ...]
@@ -453,8 +500,7 @@ class FastDecoder(_DecoderParts):
         ``(2i + a, 2j + b)`` and ``(4i + 2a + a2, 4j + 2b + b2)`` of the two transposed
         convolutions.
         """
-        md = self.mask_decoder
-        dc1, ln1, act1, dc2, act2 = md.output_upscaling
+        dc1, norm1, act1, dc2, act2 = self._upscaling()
         c1, c2 = dc1.out_channels, dc2.out_channels
         side, bsz = self.side, hyper.shape[0]
         hw = side * side
@@ -464,7 +510,7 @@ class FastDecoder(_DecoderParts):
             x = _linear_onto(keys, w1, feats[0]).reshape(bsz, hw, 4, c1)
         else:
             x = _linear(keys, w1, b1).reshape(bsz, hw, 4, c1)
-        x = act1(F.layer_norm(x, (c1,), ln1.weight, ln1.bias, ln1.eps))
+        x = act1(norm1(x))
         x = x.reshape(bsz, hw * 4, c1)
         x = _linear_onto(x, w2, feats[1]) if feats else _linear(x, w2, b2)
         x = act2(x.reshape(bsz, hw, 16, c2))

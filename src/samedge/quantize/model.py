@@ -19,7 +19,14 @@ from typing import Any
 
 from ..artifacts import ModelArtifact, resolve_model
 from ..errors import SamedgeError, require_extra
-from ..manifest import COMPONENT_ROLES, MANIFEST_NAME, ROLES, FileEntry, Manifest, sha256_file
+from ..manifest import (
+    COMPONENT_ROLES,
+    MANIFEST_NAME,
+    FileEntry,
+    Manifest,
+    required_roles,
+    sha256_file,
+)
 from ..outputs import publish_mode
 from .calibration import decoder_feeds, encoder_feeds, file_hashes, list_images
 from .convert import STATIC_OP_CHOICES, STATIC_OPS, to_fp16, to_int8_dynamic, to_int8_static
@@ -220,7 +227,7 @@ def quantize_model(
     try:
         precision = dict(parent_precision)
         files: dict[str, list[FileEntry]] = {}
-        for role in ROLES:
+        for role in required_roles(parent_art.spec.mask_prompt):
             entries = parent_art.manifest.files[role]
             src = parent_art.folder / entries[0].path
             component = next(c for c, roles in COMPONENT_ROLES.items() if role in roles)

@@ -6,7 +6,10 @@ upscales only what is needed. Upscaling reproduces the official predictors:
 * SAM: bilinear to ``1024 x 1024`` (the prompt frame, ``spec.prompt_size``, also for
   EfficientViT-SAM's 512-pixel encoders), crop the padding away, bilinear to the original
   size (``Sam.postprocess_masks``, ``EfficientViTSam.postprocess_masks``);
-* SAM 2: bilinear straight to the original size (``SAM2Transforms.postprocess_masks``).
+* SAM 2: bilinear straight to the original size (``SAM2Transforms.postprocess_masks``);
+* EfficientSAM (``spec.mask_upscale == "bicubic"``): bicubic straight to the original size
+  (its example's ``F.interpolate(..., mode="bicubic")``; ``cv2.INTER_CUBIC`` uses the
+  same kernel, a = -0.75).
 
 Bilinear means ``align_corners=False`` without antialiasing, which is what
 ``cv2.INTER_LINEAR`` computes (OpenCV rounds the float interpolation weights slightly
@@ -22,14 +25,18 @@ from ..specs import ModelSpec
 
 
 def _resize(
-    logits: np.ndarray, height: int, width: int, dst: np.ndarray | None = None
+    logits: np.ndarray,
+    height: int,
+    width: int,
+    dst: np.ndarray | None = None,
+    interpolation: int = cv2.INTER_LINEAR,
 ) -> np.ndarray:
     if logits.shape == (height, width):
         if dst is None:
             return logits
         dst[...] = logits
         return dst
-    return cv2.resize(logits, (width, height), dst=dst, interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(logits, (width, height), dst=dst, interpolation=interpolation)
 
 
 def _upscale_one(
@@ -45,7 +52,8 @@ def _upscale_one(
         side = spec.prompt_size
         full = _resize(logits, side, side)[: input_size[0], : input_size[1]]
         return _resize(np.ascontiguousarray(full), height, width, dst)
-    return _resize(logits, height, width, dst)
+    cubic = spec.mask_upscale == "bicubic"
+    return _resize(logits, height, width, dst, cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR)
 
 
 def _flat(low_res: np.ndarray) -> np.ndarray:

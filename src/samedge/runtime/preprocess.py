@@ -9,11 +9,14 @@ It reproduces the official predictors exactly:
 * SAM 2 (``resize="stretch"``): the image is converted to float in [0, 1], resized to
   1024 x 1024 with antialiased bilinear filtering (torchvision ``Resize`` on tensors), and
   normalised (``SAM2Transforms``). Pillow's float ("F" mode) bilinear filter is the same
-  algorithm torchvision ported, so no torch is needed.
+  algorithm torchvision ported, so no torch is needed. EfficientSAM's model
+  (``spec.resize_antialias`` false) resizes without antialiasing (``F.interpolate``,
+  bilinear): OpenCV's ``INTER_LINEAR`` on float computes the same.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -77,7 +80,13 @@ def preprocess(image: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, tuple[in
     else:
         for c in range(3):
             channel = Image.fromarray(image[:, :, c].astype(np.float32) / np.float32(255.0))
-            if (new_h, new_w) != (height, width):
+            if (new_h, new_w) == (height, width):
+                pass
+            elif spec.resize_antialias:
                 channel = channel.resize((new_w, new_h), Image.Resampling.BILINEAR)
+            else:
+                channel = cv2.resize(
+                    np.asarray(channel), (new_w, new_h), interpolation=cv2.INTER_LINEAR
+                )
             out[0, c] = (np.asarray(channel, dtype=np.float32) - mean[c]) / std[c]
     return out, resized_size(height, width, spec)

@@ -93,7 +93,9 @@ def normalize_prompts(
 
     Raises:
         PromptError: no prompt at all, malformed shapes, labels other than 0/1, points or
-            boxes outside the image, or batch sizes that do not agree.
+            boxes outside the image, batch sizes that do not agree, more points than
+            ``spec.max_points``, or a mask prompt for a model without one
+            (``spec.mask_prompt``).
     """
     if box is not None and boxes is not None:
         raise PromptError("give either box or boxes, not both")
@@ -163,8 +165,18 @@ def normalize_prompts(
         parts_lbl.append(-np.ones((batch, 1)))
     coords = np.concatenate(parts_xy, axis=1).astype(np.float32)
     labels_out = np.concatenate(parts_lbl, axis=1).astype(np.float32)
+    given = int(np.count_nonzero(labels_out[0] != -1))
+    if spec.max_points is not None and given > spec.max_points:
+        raise PromptError(
+            f"{spec.title} takes at most {spec.max_points} points per prompt set (a box counts "
+            f"as 2), got {given}"
+        )
 
     side = LOW_RES_SIZE
+    if mask_input is not None and not spec.mask_prompt:
+        raise PromptError(
+            f"{spec.title} takes no mask prompt (mask_input): refine with more points instead"
+        )
     if mask_input is None:
         masks = np.zeros((batch, 1, side, side), dtype=np.float32)
         has_mask = np.zeros(batch, dtype=np.float32)
