@@ -77,7 +77,22 @@ def _compare(
 
 @pytest.mark.parametrize("photo", PARITY_PHOTOS)
 def test_parity_with_official_predictor(pair: tuple, photo: str) -> None:
-    ours, official = pair
+    _check_parity(*pair, photo)
+
+
+@pytest.mark.parametrize("name", [f"efficientvit_sam_{v}" for v in ("l1", "l2", "xl0", "xl1")])
+def test_bigger_variants_match_official_on_one_photo(
+    name: str, export_test_model: Any, torch_model: Any
+) -> None:
+    """The registered variants beyond a family's smallest: each exports with random
+    weights and passes the same checks on one photo."""
+    from samedge.export.build import official_predictor
+
+    official = official_predictor(get_spec(name), torch_model(name))
+    _check_parity(Predictor.from_pretrained(export_test_model(name)), official, PARITY_PHOTOS[1])
+
+
+def _check_parity(ours: Predictor, official: Any, photo: str) -> None:
     image = load_image(shared_path("data", "images", photo))
     h, w = image.shape[:2]
     embedding = ours.encode(image)

@@ -18,7 +18,7 @@ EXPECTED = {
     "sam2.1_hiera_base_plus",
     "sam2.1_hiera_large",
     "mobile_sam",
-    "efficientvit_sam_l0",
+    *(f"efficientvit_sam_{v}" for v in ("l0", "l1", "l2", "xl0", "xl1")),
     "efficientsam_ti",
     "efficientsam_s",
 }
@@ -31,11 +31,12 @@ OFFICIAL_DOWNLOADS = {
     "efficientsam": "https://github.com/yformer/EfficientSAM/raw/main/weights/",
 }
 #: Models whose authors publish no sha256 (a download is checked by its size).
-NO_PUBLISHED_SHA256 = {"mobile_sam", "efficientvit_sam_l0", "efficientsam_ti", "efficientsam_s"}
+_EFFICIENTVIT_SAM = {n for n in EXPECTED if n.startswith("efficientvit_sam")}
+NO_PUBLISHED_SHA256 = {"mobile_sam", *_EFFICIENTVIT_SAM, "efficientsam_ti", "efficientsam_s"}
 #: ... nor a size (a download is only checked against the server's Content-Length).
-NO_PUBLISHED_SIZE = {"efficientvit_sam_l0", "efficientsam_ti", "efficientsam_s"}
+NO_PUBLISHED_SIZE = {*_EFFICIENTVIT_SAM, "efficientsam_ti", "efficientsam_s"}
 #: Encoder input side where it is not the 1024-pixel prompt frame.
-ENCODER_SIDE = {"efficientvit_sam_l0": 512}
+ENCODER_SIDE = {f"efficientvit_sam_{v}": 512 for v in ("l0", "l1", "l2")}
 
 
 def test_every_required_model_is_registered() -> None:
@@ -100,5 +101,5 @@ def test_reference_package_is_the_one_export_builds_with(name: str) -> None:
             source = inspect.getsource(sys.modules[cls.__module__])
             assert f'"{spec.reference_package}.' in source
     assert spec.small_regions in ("full_res", "low_res")
-    # A separate prompt frame only where the encoder runs below SAM's 1024 pixels.
-    assert (spec.prompt_frame is not None) == (spec.image_size != 1024)
+    # A separate prompt frame where the encoder runs below SAM's 1024 pixels.
+    assert spec.prompt_size == 1024 and spec.prompt_frame in (None, 1024)

@@ -191,6 +191,10 @@ _MODELS: tuple[ModelSpec, ...] = (
     ),
     # No size is given for the Hugging Face files by the authors either (see Checkpoint).
     _efficientvit_sam("l0", 512, None),
+    _efficientvit_sam("l1", 512, None),
+    _efficientvit_sam("l2", 512, None),
+    _efficientvit_sam("xl0", 1024, None),
+    _efficientvit_sam("xl1", 1024, None),
     _efficientsam("ti", "EfficientSAM-Ti", "vit_t", "efficient_sam_vitt.pt"),
     _efficientsam("s", "EfficientSAM-S", "vit_s", "efficient_sam_vits.pt.zip"),
 )
