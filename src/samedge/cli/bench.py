@@ -80,8 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--compare-torch",
         action="store_true",
-        help="also run the model family's official PyTorch predictor (segment-anything, sam2 "
-        "or mobile_sam; needs samedge[export])",
+        help="also run the model family's official PyTorch predictor (segment-anything, sam2, "
+        "mobile_sam or efficientsam's EfficientViTSamPredictor; needs samedge[export])",
     )
     parser.add_argument(
         "--no-floors", action="store_true", help="skip FLOP counting and the GEMM peak"
