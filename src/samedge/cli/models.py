@@ -32,7 +32,7 @@ def run_list(args: argparse.Namespace) -> int:
     names = list_models(args.pattern)
     if not names:
         raise ModelNotFoundError(f"no model matches '{args.pattern}'; try 'samedge models list'")
-    header = f"{'name':24} {'family':10} {'resize':17} {'checkpoint':>10}  {'licence':10} status"
+    header = f"{'name':24} {'family':16} {'resize':17} {'checkpoint':>10}  {'licence':10} status"
     print(header)
     for name in names:
         spec = get_spec(name)
@@ -50,7 +50,7 @@ def run_list(args: argparse.Namespace) -> int:
             )
         size = f"{known / 2**20:.0f} MiB" if known is not None else "unknown"
         print(
-            f"{name:24} {spec.family:10} {spec.resize:17} {size:>10}  {spec.licence:10} "
+            f"{name:24} {spec.family:16} {spec.resize:17} {size:>10}  {spec.licence:10} "
             f"{', '.join(status) or '-'}"
         )
     return 0
