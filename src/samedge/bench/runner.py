@@ -56,7 +56,7 @@ class BenchConfig:
     images: list[Path]
     threads: int
     provider: str | None = None
-    #: :class:`samedge.runtime.session.ProviderSettings` fields (``to_dict()``).
+    #: :class:`samedge.runtime.providers.ProviderSettings` fields (``to_dict()``).
     provider_settings: dict[str, Any] = field(default_factory=dict)
     runs: int = 3
     repeats: int = 2

@@ -66,7 +66,7 @@ def add_provider_options(parser: argparse.ArgumentParser) -> None:
 
 
 def provider_settings(args: argparse.Namespace) -> Any:
-    """The :class:`samedge.runtime.session.ProviderSettings` of the parsed options."""
+    """The :class:`samedge.runtime.providers.ProviderSettings` of the parsed options."""
     from ..errors import SamedgeError
     from ..runtime.session import ProviderSettings
 

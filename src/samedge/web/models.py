@@ -186,5 +186,7 @@ class PredictorPool:
                 self._items[key] = predictor
             self._items.move_to_end(key)
             while len(self._items) > self.capacity:
+                # Dropped, not closed: a request that took this predictor a moment ago may
+                # still be decoding with it; its sessions are freed with the last reference.
                 self._items.popitem(last=False)
             return predictor
