@@ -58,7 +58,7 @@ def _sam2(name: str, title: str, config: str, sha: str, size: int) -> ModelSpec:
         has_object_score=True,
         reference_package="sam2",
         # SAM2AutomaticMaskGenerator's default; SAM's generator keeps 0.88.
-        amg=AmgDefaults(pred_iou_thresh=0.8),
+        amg=AmgDefaults(pred_iou_thresh=0.8, generator="SAM2AutomaticMaskGenerator"),
         small_regions="low_res",
     )
 
@@ -83,7 +83,7 @@ def _efficientvit_sam(variant: str, image_size: int, size: int | None) -> ModelS
         pad_point="no_box",
         box_first=False,
         reference_package="efficientsam",
-        amg=AmgDefaults(pred_iou_thresh=0.88),  # EfficientViTSamAutomaticMaskGenerator's
+        amg=AmgDefaults(pred_iou_thresh=0.88, generator="EfficientViTSamAutomaticMaskGenerator"),
         small_regions="full_res",
     )
 
@@ -114,7 +114,7 @@ def _efficientsam(variant: str, title: str, builder: str, file: str) -> ModelSpe
         max_points=6,
         mask_upscale="bicubic",
         # EfficientSAM has no official automatic mask generator: SAM's defaults.
-        amg=AmgDefaults(pred_iou_thresh=0.88),
+        amg=AmgDefaults(pred_iou_thresh=0.88, generator=None),
         small_regions="full_res",
     )
 

@@ -87,6 +87,8 @@ class AmgDefaults:
         box_nms_thresh: box IoU above which a mask duplicates a better one in a crop.
         crop_nms_thresh: box IoU above which a mask duplicates one from a smaller crop.
         crop_overlap_ratio: overlap of neighbouring crops, as a fraction of the short side.
+        generator: the official generator these defaults are from (``None``: the family
+            publishes none, and SAM's ``SamAutomaticMaskGenerator`` defaults are used).
     """
 
     points_per_side: int = 32
@@ -97,6 +99,7 @@ class AmgDefaults:
     box_nms_thresh: float = 0.7
     crop_nms_thresh: float = 0.7
     crop_overlap_ratio: float = 512 / 1500
+    generator: str | None = "SamAutomaticMaskGenerator"
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,19 @@ class AmgSettings:
         if "point_grids" in given and "points_per_side" not in given:
             given["points_per_side"] = None
         defaults = dataclasses.asdict(spec.amg) | {"mask_threshold": spec.mask_threshold}
+        del defaults["generator"]  # where the defaults come from, not a setting
         return cls(**(defaults | given))
+
+    @staticmethod
+    def source(spec: ModelSpec) -> str:
+        """One line saying whose defaults :meth:`for_spec` gives ``spec``: its family's
+        official generator, or SAM's where the family publishes none (EfficientSAM)."""
+        if spec.amg.generator is None:
+            return (
+                f"{spec.title} has no official mask generator: using "
+                f"SamAutomaticMaskGenerator's defaults"
+            )
+        return f"defaults of {spec.amg.generator}"
 
     def replace(self, **changes: Any) -> AmgSettings:
         """A copy with ``changes`` (validated like the constructor's arguments).

@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     names = {f.name for f in dataclasses.fields(AmgSettings)}
     given = {name: value for name, value in vars(args).items() if name in names}
     settings = AmgSettings.for_spec(predictor.spec, **given, multimask_output=not args.single_mask)
+    print(f"generator settings: {AmgSettings.source(predictor.spec)}", file=sys.stderr)
     generator = MaskGenerator(
         predictor, settings, progress=not args.no_progress and sys.stderr.isatty()
     )
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         "weights": artifact.manifest.weights.get("source"),
         "image": {"path": str(args.image), "width": width, "height": height},
         "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "point_grids"},
+        "settings_source": AmgSettings.source(predictor.spec),
         "provider": predictor.providers,
         "stats": stats,
         "annotations": annotations,
