@@ -22,6 +22,7 @@ COMMANDS = [
     "export",
     "segment",
     "everything",
+    "batch",
     "eval",
     "web",
     "gaze",
