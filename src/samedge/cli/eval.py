@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import SamedgeError
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from ..artifacts import resolve_model
     from ..eval import EvalConfig, evaluate, open_dataset, parse_protocols, write_report
     from ..eval.fidelity import load_reference
+    from ..eval.protocols import INTERACTIVE
     from ..runtime.predictor import Predictor
 
     try:
@@ -107,6 +109,14 @@ def run(args: argparse.Namespace) -> int:
         reference, reference_name = load_reference(
             args.against, artifact, args.checkpoint, args.provider, args.threads
         )
+    spec = artifact.spec
+    if INTERACTIVE in protocols and (not spec.mask_prompt or spec.max_points is not None):
+        rules = []
+        if not spec.mask_prompt:
+            rules.append("takes no mask prompt: each click is predicted from the clicks alone")
+        if spec.max_points is not None:
+            rules.append(f"at most {spec.max_points} points: clicking stops there")
+        print(f"clicks protocol: {spec.title} {'; '.join(rules)}", file=sys.stderr)
     config = EvalConfig(
         protocols=protocols,
         num_points=args.points,

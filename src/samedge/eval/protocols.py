@@ -190,6 +190,8 @@ def interactive(
     instance: Instance,
     max_clicks: int = 20,
     clicks: Sequence[Click] | None = None,
+    mask_prompt: bool = True,
+    max_points: int | None = None,
 ) -> list[Step]:
     """Simulated clicking on one instance (see the module docstring).
 
@@ -197,10 +199,15 @@ def interactive(
         max_clicks: most clicks to make.
         clicks: replay these clicks instead of simulating them (fidelity mode: a second
             model sees exactly the clicks the first one got, with its own logits fed back).
+        mask_prompt: the model takes a mask prompt (``ModelSpec.mask_prompt``); without
+            one, each click is predicted from the clicks alone (no previous logits).
+        max_points: most points the model takes per prompt (``ModelSpec.max_points``):
+            clicking stops there.
 
     Returns:
         One :class:`Step` per click. Fewer than ``max_clicks`` when the prediction has no
-        error left outside the ignore region (IoU 1), or when ``clicks`` is shorter.
+        error left outside the ignore region (IoU 1), when ``clicks`` is shorter, or at
+        ``max_points``.
     """
     steps: list[Step] = []
     points: list[tuple[int, int]] = []
@@ -208,6 +215,7 @@ def interactive(
     pred = np.zeros_like(instance.mask)
     logits: np.ndarray | None = None
     limit = max_clicks if clicks is None else min(max_clicks, len(clicks))
+    limit = limit if max_points is None else min(limit, max_points)
     for k in range(limit):
         click = next_click(instance.mask, pred, instance.ignore) if clicks is None else clicks[k]
         if click is None:
@@ -220,7 +228,9 @@ def interactive(
             None,
             multimask_output=k == 0,
         )
-        step = run_prompt(predictor, embedding, prompt, instance, logits, click)
+        step = run_prompt(
+            predictor, embedding, prompt, instance, logits if mask_prompt else None, click
+        )
         steps.append(step)
         pred, logits = step.mask, step.low_res_logits
     return steps

@@ -33,6 +33,7 @@ from .protocols import (
 
 if TYPE_CHECKING:
     from ..saliency import AutoPrompt, SaliencyBackend
+    from ..specs import ModelSpec
 
 NOC_THRESHOLDS = (0.85, 0.90)
 
@@ -221,11 +222,21 @@ def _instance_steps(
     config: EvalConfig,
     clicks: list[Click] | None = None,
     auto: AutoPrompt | None = None,
+    spec: ModelSpec | None = None,
 ) -> list[Step]:
     if protocol == AUTO:
         return auto_steps(predictor, embedding, auto, instance)
     if protocol == INTERACTIVE:
-        return interactive(predictor, embedding, instance, config.max_clicks, clicks)
+        # The evaluated model's prompt rules hold for its reference too (same family).
+        return interactive(
+            predictor,
+            embedding,
+            instance,
+            config.max_clicks,
+            clicks,
+            mask_prompt=spec is None or spec.mask_prompt,
+            max_points=None if spec is None else spec.max_points,
+        )
     prompt = static_prompt(protocol, instance, config.num_points, config.seed)
     return [run_prompt(predictor, embedding, prompt, instance)]
 
@@ -298,6 +309,9 @@ def evaluate(
     reuse that embedding. With ``reference``, every prompt is also given to the reference
     model (in ``clicks``, the reference replays exactly the clicks ``predictor`` got, with its
     own previous logits fed back) and the IoU between the two models' masks is recorded.
+    A ``predictor`` with a ``spec`` (:class:`samedge.Predictor`) has its prompt rules
+    honoured in ``clicks``: no previous logits where it takes no mask prompt, and no more
+    clicks than its ``max_points``.
 
     Returns:
         :class:`EvalResult`; accuracy records are those of ``predictor``.
@@ -305,6 +319,7 @@ def evaluate(
     from tqdm import tqdm
 
     config = config or EvalConfig()
+    spec: ModelSpec | None = getattr(predictor, "spec", None)
     backend = None
     if AUTO in config.protocols:
         from ..saliency import make_backend
@@ -335,7 +350,7 @@ def evaluate(
                 for instance in sample.instances:
                     for protocol in config.protocols:
                         steps = _instance_steps(
-                            predictor, emb, instance, protocol, config, auto=auto
+                            predictor, emb, instance, protocol, config, auto=auto, spec=spec
                         )
                         records.append(
                             _record(sample.image_id, instance, protocol, steps, config, auto)
@@ -343,7 +358,14 @@ def evaluate(
                         if reference is not None:
                             clicks = [s.click for s in steps if s.click is not None]
                             ref_steps = _instance_steps(
-                                reference, ref_emb, instance, protocol, config, clicks or None, auto
+                                reference,
+                                ref_emb,
+                                instance,
+                                protocol,
+                                config,
+                                clicks or None,
+                                auto,
+                                spec,
                             )
                             for k, (a, b) in enumerate(zip(steps, ref_steps, strict=True)):
                                 fidelity_records.append(
