@@ -23,6 +23,7 @@ COMMANDS = [
     "segment",
     "everything",
     "batch",
+    "track",
     "eval",
     "web",
     "gaze",

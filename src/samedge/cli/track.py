@@ -1,0 +1,230 @@
+"""``samedge track SOURCE --model NAME --out DIR --point FRAME:X,Y[,LABEL][@OBJ] ...``:
+follow objects through a video with SAM 2.1 (see docs/video.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..errors import SamedgeError
+from .options import add_progress_option, add_runtime_options
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+PROMPT_HELP = """\
+prompts (FRAME is the 0-based frame index, OBJ the object id, default 1; repeat each option
+as needed, e.g. --point 0:410,200 --point 0:600,300@2 --box 40:80,60,300,420@3):
+  --point FRAME:X,Y[,LABEL][@OBJ]   a click in pixels; LABEL 1 = object (default), 0 = not
+  --box FRAME:X0,Y0,X1,Y1[@OBJ]     a box in pixels (top-left, bottom-right corners)
+  --mask FRAME:PNG[@OBJ]            a mask image of the frame's size (object = non-zero)
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "track",
+        help="track objects through a video (SAM 2.1)",
+        description="Segment objects on the frames you prompt and follow them through the "
+        "video (a video file or a folder of frames), streaming: frames are decoded as they "
+        "are needed. Writes into --out, per object, a PNG mask per frame, an overlay video "
+        "to watch, optionally alpha mattes, and track.json (COCO RLE, object scores, "
+        "timings). Nothing is written if the run fails or is interrupted.",
+        epilog=PROMPT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("source", type=Path, help="video file, or a folder of .jpg/.png frames")
+    parser.add_argument("--model", required=True, help="registered SAM 2.1 name or exported folder")
+    parser.add_argument("--out", type=Path, required=True, help="folder to write (see above)")
+    # Parsed in run(), not by argparse, so a bad value is one line like every other error.
+    parser.add_argument("--point", action="append", default=[], metavar="FRAME:X,Y[,LABEL][@OBJ]")
+    parser.add_argument("--box", action="append", default=[], metavar="FRAME:X0,Y0,X1,Y1[@OBJ]")
+    parser.add_argument("--mask", action="append", default=[], metavar="FRAME:PNG[@OBJ]")
+    direction = parser.add_mutually_exclusive_group()
+    direction.add_argument(
+        "--reverse",
+        action="store_true",
+        help="track backward from the last prompted frame (default: forward from the first)",
+    )
+    direction.add_argument(
+        "--both",
+        action="store_true",
+        help="track backward from the last prompted frame, then forward from the first",
+    )
+    parser.add_argument(
+        "--max-frames",
+        type=_positive_int,
+        metavar="N",
+        help="track at most N frames in each direction from where it starts",
+    )
+    parser.add_argument(
+        "--alpha",
+        nargs="?",
+        const="matte",
+        choices=("matte", "rgba"),
+        help="also write alpha for compositing: 'matte' (default) a lossless grey matte "
+        "video per object (matte/obj<ID>.mov), 'rgba' per object the frames as RGBA PNGs",
+    )
+    parser.add_argument(
+        "--no-overlay", action="store_true", help="do not write overlay.mp4 (faster)"
+    )
+    parser.add_argument(
+        "--fps",
+        type=float,
+        help="frame rate of a frame folder, for the videos written (default 24; a video file "
+        "keeps its own)",
+    )
+    add_runtime_options(parser)
+    add_progress_option(parser)
+    parser.set_defaults(func=run)
+
+
+def _quiet_decoder_logs() -> None:
+    """FFmpeg and OpenCV print their own warnings for files they cannot read; the error
+    samedge raises already says it in one line."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def _stage_line(ms_per_frame: dict[str, float]) -> str:
+    parts = [f"{stage.replace('_', ' ')} {ms:.0f}" for stage, ms in ms_per_frame.items()]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..video.io import open_video
+    from ..video.prompts import group_prompts, parse_box, parse_mask, parse_point
+    from ..video.writers import TrackWriter, check_output_folder
+
+    _quiet_decoder_logs()
+    points = [parse_point(p) for p in args.point]
+    boxes = [parse_box(b) for b in args.box]
+    masks = [parse_mask(m) for m in args.mask]
+    if not (points or boxes or masks):
+        raise SamedgeError(
+            "no prompt: give at least one --point FRAME:X,Y, --box FRAME:X0,Y0,X1,Y1 or "
+            "--mask FRAME:PNG (add @OBJ for objects other than 1); see samedge track --help"
+        )
+    if args.fps is not None and not args.fps > 0:
+        raise SamedgeError(f"--fps must be positive, got {args.fps}")
+    check_output_folder(args.out)
+    source = open_video(args.source, fps=args.fps or 0.0)
+    if args.fps is not None and not args.source.is_dir():
+        raise SamedgeError("--fps is for a frame folder; a video file has its own frame rate")
+    prompts = group_prompts(points, boxes, masks, frames=len(source), size=source.size)
+
+    from ..video import VideoPredictor
+
+    predictor = VideoPredictor.from_pretrained(
+        args.model, providers=args.provider, threads=args.threads
+    )
+    width, height = source.size
+    objects = sorted({p.obj for p in prompts})
+    first, last = min(p.frame for p in prompts), max(p.frame for p in prompts)
+    passes = [(last, True)] if args.reverse else [(first, False)]
+    if args.both:
+        passes = [(last, True), (first, False)]
+    expected = sum(
+        min(args.max_frames or len(source), (start + 1) if reverse else len(source) - start)
+        for start, reverse in passes
+    )
+    say = (lambda _m: None) if args.no_progress else (lambda m: print(m, file=sys.stderr))
+    say(
+        f"samedge: tracking {len(objects)} object(s) in {args.source} ({len(source)} frames, "
+        f"{width}x{height}) with {args.model}"
+    )
+    marks: dict[int, tuple] = {}
+    for p in prompts:
+        if p.points is not None:
+            old = marks.get(p.frame)
+            if old is None:
+                marks[p.frame] = (p.points, p.labels)
+            else:
+                marks[p.frame] = (np.vstack([old[0], p.points]), np.concatenate([old[1], p.labels]))
+    header = {
+        "samedge_track": 1,
+        "model": args.model,
+        "source": {
+            "path": str(args.source),
+            "kind": "frames" if args.source.is_dir() else "video",
+            "width": width,
+            "height": height,
+            "fps": source.fps,
+            "frames": len(source),
+        },
+        "direction": "both" if args.both else "reverse" if args.reverse else "forward",
+        "max_frames": args.max_frames,
+        "prompts": [p.to_json() for p in prompts],
+    }
+    started = time.perf_counter()
+    with TrackWriter(
+        args.out,
+        source,
+        objects,
+        header,
+        alpha=args.alpha,
+        overlay_video=not args.no_overlay,
+        marks=marks,
+    ) as writer:
+        state = predictor.init_state(frame_size=source.size)
+        for p in prompts:
+            predictor.add_prompt(
+                state,
+                p.frame,
+                source[p.frame],
+                p.obj,
+                points=p.points,
+                labels=p.labels,
+                box=p.box,
+                mask=p.mask,
+            )
+        with tqdm(
+            total=expected, unit="frame", desc="track", disable=args.no_progress, file=sys.stderr
+        ) as bar:
+            for start, reverse in passes:
+                for result in predictor.propagate(
+                    state, source, start_frame=start, reverse=reverse, max_frames=args.max_frames
+                ):
+                    writer.add(result)
+                    bar.update(1)
+        tracked = time.perf_counter() - started
+        span = len(writer.frames)
+        with tqdm(
+            total=span, unit="frame", desc="write", disable=args.no_progress, file=sys.stderr
+        ) as bar:
+            summary = writer.finish(
+                {"seconds": round(tracked, 2)}, progress=lambda n: bar.update(n)
+            )
+    frames = summary["frames"]
+    print(
+        f"tracked {len(objects)} object(s) over {frames} frames "
+        f"({summary['first_frame']}..{summary['last_frame']}) in {tracked:.1f} s, "
+        f"{1000 * tracked / max(frames, 1):.0f} ms/frame{_stage_line(summary['ms_per_frame'])}"
+    )
+    for obj in objects:
+        present = summary["frames_present"][str(obj)]
+        print(f"object {obj}: present on {present} of {frames} frames")
+    written = ", ".join(
+        ["track.json", "masks/"]
+        + (["overlay.mp4"] if "overlay" in summary["files"] else [])
+        + (["matte/"] if "matte" in summary["files"] else [])
+        + (["rgba/"] if "rgba" in summary["files"] else [])
+    )
+    print(f"wrote {args.out} ({written})")
+    return 0
