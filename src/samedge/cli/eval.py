@@ -24,6 +24,8 @@ def _positive_int(text: str) -> int:
 #: Same as samedge.eval's FORMATS and PROTOCOLS (a test checks), spelled out so that building
 #: the parser does not import the evaluation code.
 FORMATS = ("interactive", "coco", "folder")
+#: Video formats (samedge.eval.davis): J&F of tracking, not prompts on images.
+VIDEO_FORMATS = ("davis",)
 PROTOCOLS = ("points", "center", "box", "box+center", "clicks", "auto")
 
 
@@ -36,10 +38,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "also give every prompt to a second model (another export, or the official PyTorch "
         "predictor) and measure how much their masks agree. See docs/evaluation.md.",
     )
-    parser.add_argument("--model", required=True, help="registered name or exported folder")
+    parser.add_argument(
+        "--model",
+        help="registered name or exported folder (required, except for --format davis "
+        "--predictions)",
+    )
     parser.add_argument("--dataset", required=True, type=Path, help="dataset folder or JSON")
     parser.add_argument(
-        "--format", required=True, choices=FORMATS, help="dataset layout (docs/evaluation.md)"
+        "--format",
+        required=True,
+        choices=FORMATS + VIDEO_FORMATS,
+        help="dataset layout (docs/evaluation.md); davis: video object segmentation, J&F "
+        "(docs/video.md)",
     )
     parser.add_argument(
         "--protocol",
@@ -79,12 +89,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="a local u2netp.onnx for --saliency u2netp (no download)",
     )
+    davis = parser.add_argument_group("--format davis (docs/video.md)")
+    davis.add_argument(
+        "--predictions",
+        type=Path,
+        metavar="DIR",
+        help="score these DAVIS-layout predictions (DIR/<sequence>/<frame>.png, object ids) "
+        "instead of tracking with --model",
+    )
+    davis.add_argument(
+        "--sequences",
+        metavar="NAME[,NAME]",
+        help="only these sequences (default: ImageSets/"
+        "2017/val.txt if the dataset has it, else every annotated sequence)",
+    )
+    davis.add_argument(
+        "--max-frames",
+        type=_positive_int,
+        metavar="N",
+        help="only the first N frames of each sequence (a quick check, not the benchmark)",
+    )
     add_runtime_options(parser)
     add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.format in VIDEO_FORMATS:
+        return run_davis(args)
+    given = [f"--{n.replace('_', '-')}" for n in ("predictions", "sequences", "max_frames")
+             if getattr(args, n) is not None]  # fmt: skip
+    if given:
+        raise SamedgeError(f"{given[0]} is for --format davis")
+    if args.model is None:
+        raise SamedgeError("--model is required: a registered name or an exported folder")
     from ..artifacts import resolve_model
     from ..eval import EvalConfig, evaluate, open_dataset, parse_protocols, write_report
     from ..eval.fidelity import load_reference
@@ -159,5 +197,103 @@ def run(args: argparse.Namespace) -> int:
             )
     if result.skipped:
         print(f"{len(result.skipped)} samples skipped (reasons in {args.out / 'summary.json'})")
+    print(f"results written to {args.out}")
+    return 0
+
+
+def run_davis(args: argparse.Namespace) -> int:
+    """``--format davis``: track every sequence from its first-frame annotation with
+    ``--model`` (or read ``--predictions``), then J&F as the DAVIS toolkit computes it."""
+    import shutil
+    import tempfile
+
+    from tqdm import tqdm
+
+    from ..eval.davis import evaluate_davis, open_davis, track_davis, write_davis_report
+    from ..outputs import OutputSet
+
+    if (args.model is None) == (args.predictions is None):
+        raise SamedgeError(
+            "--format davis scores either a model (--model, tracked from each first-frame "
+            "annotation) or predictions (--predictions DIR): give one of them"
+        )
+    unused = [
+        name
+        for name, value, default in (
+            ("--protocol", args.protocol, None),
+            ("--images", args.images, None),
+            ("--points", args.points, 1),
+            ("--max-clicks", args.max_clicks, 20),
+        )
+        if value != default
+    ]
+    if unused:
+        raise SamedgeError(f"{unused[0]} is not used by --format davis")
+    if args.against is not None and args.against != "torch":
+        raise SamedgeError("--format davis compares with --against torch only")
+    if args.against is not None and args.model is None:
+        raise SamedgeError("--against torch needs --model (the export to compare)")
+    if args.out.exists() and not args.out.is_dir():
+        raise SamedgeError(f"--out {args.out} is a file; give a folder")
+    names = [n.strip() for n in args.sequences.split(",") if n.strip()] if args.sequences else None
+    dataset = open_davis(args.dataset, names, limit=args.limit)
+    model_name = None
+    with OutputSet() as out:
+        scratch = None
+        try:
+            predictions = args.predictions
+            if args.model is not None:
+                from ..video import VideoPredictor
+
+                predictor = VideoPredictor.from_pretrained(
+                    args.model, providers=args.provider, threads=args.threads
+                )
+                model_name = args.model
+                parent = args.out.absolute().parent
+                parent.mkdir(parents=True, exist_ok=True)
+                scratch = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=parent))
+                total = sum(
+                    min(len(dataset.annotation_files(s)), args.max_frames or 10**9)
+                    for s in dataset.sequences
+                )
+                with tqdm(
+                    total=total, unit="frame", desc="davis", disable=args.no_progress,
+                    file=sys.stderr,
+                ) as bar:  # fmt: skip
+                    track_davis(predictor, dataset, scratch, args.max_frames, bar.update)
+                predictions = scratch
+            result = evaluate_davis(predictions, dataset, max_frames=args.max_frames)
+            result.model = model_name
+            if args.against is not None:
+                from ..eval.davis import against_torch
+
+                result.agreement = against_torch(
+                    args.model, dataset, predictions, args.max_frames, not args.no_progress
+                )
+            write_davis_report(result, args.out, out)
+            if scratch is not None:
+                final = args.out / "predictions"
+                if final.exists():
+                    shutil.rmtree(final)
+                args.out.mkdir(parents=True, exist_ok=True)
+                scratch.rename(final)
+                scratch = None
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+    g = result.means()
+    print(
+        f"davis: {len(result.sequences)} sequences, "
+        f"{sum(len(s.objects) for s in result.sequences)} objects, J&F {g['J&F-Mean']:.4f} "
+        f"(J {g['J-Mean']:.4f}, F {g['F-Mean']:.4f})"
+    )
+    for s in result.sequences:
+        print(f"  {s.name}: J&F {(s.j_mean + s.f_mean) / 2:.4f} ({len(s.objects)} objects)")
+    if result.agreement is not None:
+        a = result.agreement
+        print(
+            f"agreement with {a['reference']}: mean IoU {a['mean_iou']:.4f}, "
+            f"min {a['min_iou']:.4f}, >=0.99 {a['share_above_0.99']:.1%}"
+        )
     print(f"results written to {args.out}")
     return 0
