@@ -223,7 +223,8 @@ def points_items(images: list[tuple[Path, str]], jsonl: Path) -> WorkList:
     Each line is one object: ``{"image": NAME, "points": [[x, y], ...], "labels": [1, 0,
     ...]}`` and/or ``"box": [x0, y0, x1, y1]``; other fields (e.g. ``category_id``) are
     copied into the object's annotation. NAME is an image's file name in INPUT (or its base
-    name). Image ids follow INPUT's file-name order, as with ``--everything``.
+    name); one not in INPUT goes to the errors. Image ids follow INPUT's file-name order, as
+    with ``--everything``.
 
     Raises:
         SamedgeError: a line is not a JSON object with ``image`` and a prompt.
@@ -232,7 +233,7 @@ def points_items(images: list[tuple[Path, str]], jsonl: Path) -> WorkList:
         lines = jsonl.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise SamedgeError(f"cannot read --points {jsonl}: {exc.strerror or exc}") from None
-    prompts: dict[str, list[dict[str, Any]]] = {}
+    named: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -251,22 +252,24 @@ def points_items(images: list[tuple[Path, str]], jsonl: Path) -> WorkList:
             raise SamedgeError(
                 f"--points {jsonl} line {number}: 'points' need 'labels' (1 object, 0 background)"
             )
-        prompts.setdefault(obj["image"], []).append(obj)
+        named.append(obj)
     table = _lookup(images)
     ids = {name: i for i, (_, name) in enumerate(images, start=1)}
     names = {str(path): name for path, name in images}
+    paths = {name: path for path, name in images}
+    prompts: dict[str, list[dict[str, Any]]] = {}  # INPUT file name -> objects
     work = WorkList([])
-    for name, objs in prompts.items():
-        path = table.get(name) or table.get(Path(name).name)
+    for obj in named:
+        path = table.get(obj["image"]) or table.get(Path(obj["image"]).name)
         if path is None:
-            work.errors.append((name, "not found in INPUT"))
-            continue
-        file_name = names[str(path)]
+            if (obj["image"], "not found in INPUT") not in work.errors:
+                work.errors.append((obj["image"], "not found in INPUT"))
+        else:
+            prompts.setdefault(names[str(path)], []).append(obj)
+    for file_name, objs in sorted(prompts.items(), key=lambda pair: ids[pair[0]]):
         work.items.append(
-            WorkItem(shard_key(file_name), str(path), file_name, ids[file_name], tuple(objs))
+            WorkItem(
+                shard_key(file_name), str(paths[file_name]), file_name, ids[file_name], tuple(objs)
+            )
         )
-    work.items.sort(key=lambda item: item.image_id)
-    keys = [item.key for item in work.items]
-    if len(set(keys)) != len(keys):
-        raise SamedgeError(f"--points {jsonl} names one image in two ways; use INPUT's file names")
     return work

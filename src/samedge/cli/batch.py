@@ -107,7 +107,7 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.everything and (given or args.single_mask):
         flags = sorted(f"--{n.replace('_', '-')}" for n in given)
         flags += ["--single-mask"] if args.single_mask else []
-        raise SamedgeError(f"{', '.join(flags)} only apply to --everything")
+        raise SamedgeError(f"{', '.join(flags)} only work with --everything")
     amg = {n: v for n, v in vars(args).items() if n in names}
     if args.everything:
         amg["multimask_output"] = not args.single_mask
@@ -115,7 +115,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise SamedgeError(f"--workers must be at least 1, got {args.workers}")
     if args.ray is None and (args.cpus_per_worker is not None or args.gpus_per_worker):
-        raise SamedgeError("--cpus-per-worker and --gpus-per-worker only apply with --ray")
+        raise SamedgeError("--cpus-per-worker and --gpus-per-worker only work with --ray")
     job = BatchJob(
         model=args.model,
         mode=mode,
