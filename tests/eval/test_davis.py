@@ -270,3 +270,66 @@ def test_shared_davis2016_annotations_score_themselves_perfectly(tmp_path: Path)
     assert result.sequences[0].frames == tuple(f"{i:05d}" for i in range(1, 9))
     assert result.means()["J&F-Mean"] == 1.0
     assert math.isclose(result.means()["F-Mean"], 1.0)
+
+
+class OracleTracker:
+    """Stands in for VideoPredictor: 'tracks' by reading the annotation of each frame, so
+    the scores of ``--model`` are exactly 1 and any loss is in the wiring."""
+
+    def __init__(self, annotations: Path, fail: bool = False) -> None:
+        self.annotations, self.fail, self.prompts = annotations, fail, []
+
+    def init_state(self, frame_size):
+        return {"size": frame_size, "objects": []}
+
+    def add_prompt(self, state, frame_index, frame, obj_id, mask=None, **_):
+        assert frame_index == 0 and mask.dtype == bool and mask.any()
+        state["objects"].append(obj_id)
+        self.prompts.append(obj_id)
+
+    def propagate(self, state, frames, start_frame=None, reverse=False, max_frames=None):
+        from samedge.video import FrameResult
+
+        name = frames.path.name
+        files = sorted((self.annotations / name).glob("*.png"))
+        for i in range(start_frame, min(len(frames), start_frame + (max_frames or 10**9))):
+            if self.fail and i == 2:
+                raise RuntimeError("the tracker broke")
+            labels = read_labels(files[i], annotation=True)
+            ids = tuple(state["objects"])
+            masks = np.stack([labels == obj for obj in ids])
+            yield FrameResult(i, ids, masks, np.zeros((len(ids), 256, 256), np.float32),
+                              np.ones(len(ids), np.float32))  # fmt: skip
+
+
+def test_tracking_with_model_writes_predictions_and_scores_them(tmp_path, monkeypatch, capsys):
+    import samedge.video
+
+    root = shared_path("data", "davis2016")
+    oracle = OracleTracker(root / "Annotations")
+    monkeypatch.setattr(
+        samedge.video, "VideoPredictor",
+        type("Fake", (), {"from_pretrained": staticmethod(lambda *a, **k: oracle)}),
+        raising=False,
+    )  # fmt: skip
+    out = tmp_path / "run"
+    argv = ["eval", "--format", "davis", "--model", "m", "--dataset", str(root), "--out",
+            str(out), "--sequences", "dog,blackswan", "--max-frames", "6",
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert "davis: 2 sequences, 2 objects, J&F 1.0000" in capsys.readouterr().out
+    assert oracle.prompts == [1, 1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert sorted(p.name for p in out.iterdir()) == ["predictions", "summary.json", "summary.md"]
+    written = sorted(p.name for p in (out / "predictions" / "dog").iterdir())
+    assert written == [f"{i:05d}.png" for i in range(6)]
+    image = Image.open(out / "predictions" / "dog" / "00003.png")
+    assert image.mode == "P" and image.getpalette()[3:6] == [128, 0, 0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == "m" and summary["max_frames"] == 6
+    assert summary["sequences"]["dog"]["frames"] == 4  # frames 1..4 of 0..5
+
+    oracle.fail = True
+    with pytest.raises(RuntimeError, match="the tracker broke"):
+        main([*argv[:8], str(tmp_path / "second"), "--no-progress"])  # every frame
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing half-written

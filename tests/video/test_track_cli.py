@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 
 from samedge.cli.main import main
 from samedge.maskutils import rle_decode
+from samedge.video import FrameResult
 
 from ..conftest import requires_export, shared_path
 
@@ -143,3 +145,116 @@ def test_track_end_to_end(clip: Path, tmp_path: Path, capsys, export_test_model)
     overlay = cv2.VideoCapture(str(out / "overlay.mp4"))
     assert overlay.get(cv2.CAP_PROP_FRAME_COUNT) == 8
     assert overlay.get(cv2.CAP_PROP_FRAME_WIDTH) == 854
+
+
+class FakeTracker:
+    """Stands in for VideoPredictor (the CLI's side of the contract): each object is a
+    square at its first prompt, on every frame; ``fail_at`` raises on that frame."""
+
+    fail_at: ClassVar[int | None] = None
+    calls: ClassVar[list[tuple]] = []
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @classmethod
+    def from_pretrained(cls, name, providers=None, threads=None):
+        from samedge.errors import SamedgeError
+
+        if name == "image-model":
+            raise SamedgeError("image-model has no video graphs: it cannot track")
+        return cls(name)
+
+    def init_state(self, frame_size):
+        return {"size": frame_size, "objects": {}}
+
+    def add_prompt(self, state, frame_index, frame, obj_id, points=None, labels=None, box=None,
+                   mask=None):  # fmt: skip
+        assert frame.shape == (state["size"][1], state["size"][0], 3)
+        self.calls.append(("add", frame_index, obj_id))
+        if points is not None:
+            x, y = points[0]
+        elif box is not None:
+            x, y = box[:2]
+        else:
+            ys, xs = np.nonzero(mask)
+            x, y = xs.mean(), ys.mean()
+        state["objects"].setdefault(obj_id, (int(x), int(y)))
+
+    def propagate(self, state, frames, start_frame=None, reverse=False, max_frames=None):
+        self.calls.append(("propagate", start_frame, reverse, max_frames))
+        width, height = state["size"]
+        n = max_frames or len(frames)
+        order = (
+            range(start_frame, max(-1, start_frame - n), -1)
+            if reverse
+            else range(start_frame, min(len(frames), start_frame + n))
+        )
+        ids = tuple(sorted(state["objects"]))
+        for i in order:
+            frames[i]
+            if i == self.fail_at:
+                raise RuntimeError("the tracker broke")
+            masks = np.zeros((len(ids), height, width), bool)
+            for k, obj in enumerate(ids):
+                x, y = state["objects"][obj]
+                masks[k, max(0, y - 20) : y + 20, max(0, x - 20) : x + 20] = True
+            logits = np.zeros((len(ids), 256, 256), np.float32)
+            scores = np.ones(len(ids), np.float32)
+            yield FrameResult(i, ids, masks, logits, scores, {"encoder": 0.01})
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    import samedge.video
+
+    FakeTracker.fail_at = None
+    FakeTracker.calls = []
+    monkeypatch.setattr(samedge.video, "VideoPredictor", FakeTracker, raising=False)
+    return FakeTracker
+
+
+def test_passes_and_outputs_with_a_stand_in_tracker(clip: Path, tmp_path: Path, capsys, fake):
+    out = tmp_path / "out"
+    argv = ["track", str(clip), "--model", "m", "--out", str(out), "--point", "5:100,100",
+            "--box", "3:300,200,400,300@2", "--both", "--max-frames", "3",
+            "--no-progress"]  # fmt: skip
+    code, stdout, err = run(argv, capsys)
+    assert code == 0, err
+    # Prompts in frame order, then backward from the last prompted frame, forward from the first.
+    assert fake.calls == [("add", 3, 2), ("add", 5, 1), ("propagate", 5, True, 3),
+                          ("propagate", 3, False, 3)]  # fmt: skip
+    assert "tracked 2 object(s) over 3 frames (3..5)" in stdout
+    assert "object 1: present on 3 of 3 frames" in stdout and f"wrote {out}" in stdout
+    data = json.loads((out / "track.json").read_text())
+    assert [f["frame"] for f in data["frames"]] == [3, 4, 5]
+    assert data["direction"] == "both" and data["max_frames"] == 3
+
+
+@pytest.mark.parametrize("failure", ["error", "interrupt", "image model"])
+def test_a_run_that_fails_midway_writes_nothing(clip, tmp_path, capsys, fake, failure):
+    import samedge.video
+
+    out = tmp_path / "out"
+    model = "image-model" if failure == "image model" else "m"
+    fake.fail_at = 4
+    if failure == "interrupt":
+
+        class Interrupted(FakeTracker):
+            def propagate(self, *args, **kwargs):
+                for result in super().propagate(*args, **kwargs):
+                    if result.frame_index == 2:
+                        raise KeyboardInterrupt  # Ctrl-C while tracking
+                    yield result
+
+        samedge.video.VideoPredictor = Interrupted
+    argv = ["track", str(clip), "--model", model, "--out", str(out), "--point", "0:100,100",
+            "--no-progress"]  # fmt: skip
+    if failure == "error":
+        with pytest.raises(RuntimeError, match="the tracker broke"):
+            main(argv)
+    else:
+        code, _, err = run(argv, capsys)
+        assert code == (130 if failure == "interrupt" else 2)
+        assert err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
