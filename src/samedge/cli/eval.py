@@ -233,6 +233,8 @@ def run_davis(args: argparse.Namespace) -> int:
         raise SamedgeError("--format davis compares with --against torch only")
     if args.against is not None and args.model is None:
         raise SamedgeError("--against torch needs --model (the export to compare)")
+    if args.checkpoint is not None and args.against != "torch":
+        raise SamedgeError("--checkpoint is only used with --against torch")
     if args.out.exists() and not args.out.is_dir():
         raise SamedgeError(f"--out {args.out} is a file; give a folder")
     names = [n.strip() for n in args.sequences.split(",") if n.strip()] if args.sequences else None
@@ -268,7 +270,12 @@ def run_davis(args: argparse.Namespace) -> int:
                 from ..eval.davis import against_torch
 
                 result.agreement = against_torch(
-                    args.model, dataset, predictions, args.max_frames, not args.no_progress
+                    args.model,
+                    dataset,
+                    predictions,
+                    args.max_frames,
+                    not args.no_progress,
+                    checkpoint=args.checkpoint,
                 )
             write_davis_report(result, args.out, out)
             if scratch is not None:

@@ -557,3 +557,100 @@ def write_davis_report(result: DavisResult, out_dir: Path, files: Any) -> list[P
     files.add_json(out_dir / SUMMARY_JSON, _finite(result.summary_json()))
     files.add(out_dir / SUMMARY_MD, result.markdown().encode())
     return [out_dir / SUMMARY_JSON, out_dir / SUMMARY_MD]
+
+
+# -- agreement with the official predictor -------------------------------------------------
+
+
+def official_video_predictor(model: str, checkpoint: str | os.PathLike[str] | None = None) -> Any:
+    """The official ``SAM2VideoPredictor`` with the weights an export of ``model`` was made
+    from (its manifest's seed, or the checkpoint whose sha256 it records)."""
+    from ..artifacts import resolve_model
+    from ..errors import require_extra, require_reference
+    from .fidelity import _weights_args
+
+    require_extra("torch", "export", "--against torch")
+    artifact = resolve_model(model)
+    if getattr(artifact.spec, "video", None) is None:
+        raise SamedgeError(
+            f"{artifact.spec.name} does not track video: --against torch needs a SAM 2.1 model"
+        )
+    require_reference(artifact.spec, "--against torch")
+    kwargs = _weights_args(artifact, checkpoint)
+    from sam2.build_sam import build_sam2_video_predictor
+
+    from ..export.build import build_model
+
+    weights = build_model(artifact.spec, **kwargs).state_dict()
+    official = build_sam2_video_predictor(artifact.spec.official_builder, device="cpu", mode="eval")
+    official.load_state_dict(weights)
+    return official
+
+
+def against_torch(
+    model: str,
+    dataset: DavisDataset,
+    predictions: Path,
+    max_frames: int | None = None,
+    progress: bool = False,
+    checkpoint: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Track every sequence with the official ``SAM2VideoPredictor`` as :func:`track_davis`
+    does with samedge's (first-frame annotations as mask prompts, forward), and compare.
+
+    Returns:
+        ``reference``, the per-frame mask IoU between the two predictions over every object
+        and tracked frame (:func:`samedge.eval.metrics.fidelity_stats`: ``masks``,
+        ``mean_iou``, ``p1_iou``, ``min_iou``, shares above 0.9 / 0.95 / 0.99), the
+        reference's own ``reference_jf`` and per sequence its mean IoU.
+    """
+    import tempfile
+
+    import torch
+    from tqdm import tqdm
+
+    from .metrics import fidelity_stats
+
+    official = official_video_predictor(model, checkpoint)
+    ious: list[float] = []
+    per_sequence: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="samedge-davis-ref-") as tmp:
+        ref_root = Path(tmp)
+        for name in dataset.sequences:
+            gt_files = dataset.annotation_files(name)
+            first = read_labels(gt_files[0], annotation=True)
+            frames_dir = dataset.frames(name)
+            count = len(list(frames_dir.glob("*.jpg")))
+            stop = count if max_frames is None else min(max_frames, count)
+            (ref_root / name).mkdir()
+            seq_ious = []
+            with torch.inference_mode():
+                state = official.init_state(video_path=str(frames_dir))
+                for obj in range(1, int(first.max()) + 1):
+                    if np.any(first == obj):
+                        official.add_new_mask(state, frame_idx=0, obj_id=obj, mask=first == obj)
+                names = [p.stem for p in sorted(frames_dir.glob("*.jpg"))]
+                results = official.propagate_in_video(
+                    state, start_frame_idx=0, max_frame_num_to_track=stop - 1
+                )
+                for index, obj_ids, logits in tqdm(
+                    results, total=stop, desc=f"torch {name}", disable=not progress, leave=False
+                ):
+                    masks = (logits[:, 0] > 0).cpu().numpy()
+                    ids = [int(i) for i in obj_ids]
+                    ref = labels_of(masks, ids)
+                    (ref_root / name / f"{names[index]}.png").write_bytes(encode_labels(ref))
+                    ours = read_labels(predictions / name / f"{names[index]}.png", annotation=False)
+                    for obj in ids:
+                        seq_ious.append(jaccard(ours == obj, ref == obj))
+            ious += seq_ious
+            per_sequence[name] = float(np.mean(seq_ious))
+        reference = evaluate_davis(ref_root, dataset, max_frames=max_frames)
+    return {
+        "reference": "torch (official SAM2VideoPredictor, same weights)",
+        **fidelity_stats(ious),
+        "masks": len(ious),
+        "reference_jf": reference.means()["J&F-Mean"],
+        "reference_global": reference.means(),
+        "sequences_mean_iou": per_sequence,
+    }
