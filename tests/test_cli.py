@@ -263,6 +263,7 @@ PROGRESS_COMMANDS = {
     "export": ["export", "sam_vit_b"],
     "quantize": ["quantize", "m", "--precision", "fp16", "--out", "o", "--fidelity", "d"],
     "everything": ["everything", "a.jpg", "--model", "m", "--out", "a.json"],
+    "batch": ["batch", "images", "--model", "m", "--out", "o", "--everything"],
     "track": ["track", "v.mp4", "--model", "m", "--out", "o"],
     "eval": ["eval", "--model", "m", "--dataset", "d", "--format", "folder", "--out", "o"],
     "bench": ["bench", "--model", "m"],
