@@ -58,8 +58,13 @@ class VideoFile:
             width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
             height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
             fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-            _check_size(height, width, str(self.path))
             count = 0
+            if width < 1 or height < 1:  # some containers tell the size only by decoding
+                ok, frame = cap.read()
+                if ok and frame is not None:
+                    height, width = frame.shape[:2]
+                    count = 1
+            _check_size(height, width, str(self.path))
             while cap.grab():
                 count += 1
         finally:
