@@ -372,8 +372,8 @@ def test_click_propagate_correct_repropagate(
     point = np.array([[x, y]], np.float32)
     direct.add_prompt(state, 0, source[0], 1, points=point, labels=np.array([1], np.int32))
     list(direct.propagate(state, source, start_frame=0))
-    corrected = np.array([[x, y], [300.0, 60.0]], np.float32)
-    direct.add_prompt(state, 5, source[5], 1, points=corrected, labels=np.array([1, 0], np.int32))
+    negative = np.array([[300.0, 60.0]], np.float32)
+    direct.add_prompt(state, 5, source[5], 1, points=negative, labels=np.array([0], np.int32))
     for result in direct.propagate(state, source, start_frame=5):
         np.testing.assert_array_equal(
             video.results.get(result.frame_index)[1].unpack(), result.mask_of(1)

@@ -2,8 +2,9 @@
 
 Tabs: **Point** (clicks add positive or negative points), **Box** (two clicks per box, one
 mask per box), **Box + Points** (one box and any points, one object), **Everything**
-(segment-everything) and **Gaze** (the object a person looks at, from the webcam stream or
-one image; see :mod:`samedge.web.gaze_tab`). The image is encoded once per model (see
+(segment-everything), **Gaze** (the object a person looks at, from the webcam stream or
+one image; see :mod:`samedge.web.gaze_tab`) and **Video** (rotoscoping a clip with SAM 2.1;
+see :mod:`samedge.web.video_tab`). The image is encoded once per model (see
 :mod:`samedge.web.cache`); every click only runs the decoder.
 
 All work is done by :class:`samedge.web.engine.Engine`; this module only maps widgets to
@@ -24,6 +25,8 @@ from .gaze_tab import gaze_tab
 from .state import LoadedImage, Prompts
 from .ui import fraction_slider, upload_fields, user_errors
 from .uploads import MB
+from .video import VideoService
+from .video_tab import video_tab
 
 INTRO = """# samedge — Segment Anything on ordinary machines
 Upload an image (or paste one, take a webcam snapshot or pick an example), then click the
@@ -87,6 +90,7 @@ def build_app(
     model: str | None = None,
     provider: str = "cpu",
     gaze: GazeService | None = None,
+    video: VideoService | None = None,
 ) -> gr.Blocks:
     """The Gradio Blocks app for ``engine``.
 
@@ -96,6 +100,7 @@ def build_app(
         model: label of the model selected at start (default: the catalog's first).
         provider: provider selected at start.
         gaze: runs the Gaze tab (default: auxiliary models from ``$SAMEDGE_HOME/gaze``).
+        video: runs the Video tab (default: the engine's temporary folder and upload limit).
     """
     catalog = engine.catalog
     model = model or catalog.labels[0]
@@ -203,6 +208,10 @@ def build_app(
                     )
                 with gr.Tab("Gaze", id="gaze", elem_id="tab-gaze"):
                     gaze_tab(gaze or GazeService(engine), model_dd, precision_dd, provider_dd)
+                with gr.Tab("Video", id="video", elem_id="tab-video"):
+                    video_tab(
+                        video or VideoService(engine), model_dd, precision_dd, provider_dd, demo
+                    )
 
         settings = [model_dd, precision_dd, provider_dd]
         tab_outputs = [o for t in tabs for o in t.outputs]

@@ -249,6 +249,39 @@ def _probe(path: Path) -> tuple[int, int, int]:
         cap.release()
 
 
+class LockedFrames:
+    """A frame source read by one thread at a time: the tracker, the slider and the
+    download writer share one decoder (a :class:`~samedge.video.io.VideoFile` is not
+    thread-safe)."""
+
+    def __init__(self, source: VideoFile | FrameFolder) -> None:
+        self._source = source
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._source.size
+
+    @property
+    def fps(self) -> float:
+        return self._source.fps
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        with self._lock:
+            return self._source[index]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for index in range(len(self)):
+            yield self[index]
+
+    def close(self) -> None:
+        with self._lock:
+            self._source.close()
+
+
 class VideoSession:
     """One browser session's clip, objects, prompts, tracking state and results.
 
@@ -265,7 +298,7 @@ class VideoSession:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.folder = folder
-        self.source = source
+        self.source = LockedFrames(source)
         self.name = name  # file-name-safe stem of the upload, for downloads
         width, height = source.size
         self.scale = min(1.0, display_side / max(width, height))
