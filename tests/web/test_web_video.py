@@ -357,30 +357,36 @@ def test_click_propagate_correct_repropagate(
 
     # Correct frame 5 with a negative click and re-propagate: only frames 5.. are redone.
     before = {i: video.results.get(i) for i in range(CLIP_FRAMES)}
-    video.click(predictor, 5, 1, "negative", 300.0, 60.0)
-    assert video.passes("forward") == [(5, False, CLIP_FRAMES - 5)]
+    fixed = video.click(predictor, 5, 1, "negative", 300.0, 60.0)
+    assert fixed is not None and video.corrected == {5}
+    # The corrected frame is not tracked over (that would undo the correction): the
+    # frames after it are, with its corrected memory.
+    assert video.passes("forward") == [(6, False, 1, 2)]
+    assert video.passes("both") == [(4, True, 4, 5), (6, False, 1, 2)]
     steps = list(video.propagate(predictor, "forward"))
-    assert steps[-1].finished and steps[-1].total == CLIP_FRAMES - 5
-    assert [s.frame_index for s in steps[:-1]] == list(range(5, CLIP_FRAMES))
+    assert steps[-1].finished and steps[-1].total == 2
+    assert [s.frame_index for s in steps[:-1]] == [6, 7]
     for i in range(5):
         assert video.results.get(i) == before[i]
 
     # The library called directly with the same sequence of calls gives the same masks.
     direct = VideoPredictor.from_pretrained(model, threads=2)
     source = open_video(clip)
-    state = direct.init_state(frame_size=source.size)
+    state = direct.init_state(frame_size=source.size, num_frames=len(source), keep_history=True)
     point = np.array([[x, y]], np.float32)
     direct.add_prompt(state, 0, source[0], 1, points=point, labels=np.array([1], np.int32))
     list(direct.propagate(state, source, start_frame=0))
     negative = np.array([[300.0, 60.0]], np.float32)
-    direct.add_prompt(state, 5, source[5], 1, points=negative, labels=np.array([0], np.int32))
-    for result in direct.propagate(state, source, start_frame=5):
+    at5 = direct.add_prompt(state, 5, source[5], 1, points=negative, labels=np.array([0], np.int32))
+    np.testing.assert_array_equal(video.results.get(5)[1].unpack(), at5.mask_of(1))
+    for result in direct.propagate(state, source, start_frame=6):
         np.testing.assert_array_equal(
             video.results.get(result.frame_index)[1].unpack(), result.mask_of(1)
         )
 
     # Stop: the propagation ends after the current frame; the changed frame stays pending.
     video.click(predictor, 6, 1, "positive", x, y)
+    assert video.passes("backward") == [(4, True, 4, 5)]  # 6 and 5 are corrections
     run = video.propagate(predictor, "backward")
     progress = next(run)
     video.stop()

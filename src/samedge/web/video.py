@@ -45,10 +45,12 @@ if TYPE_CHECKING:
 
 #: Longest side of the frame picture sent to the browser (clicks map back to frame pixels).
 DISPLAY_SIDE = 960
-DEFAULT_MAX_VIDEO_FRAMES = 1800  # a minute at 30 frames/s
+#: Frames an upload may have: 20 s at 30 frames/s. The tracking history of every frame is
+#: kept for corrections, about 0.8 MB per frame and object for SAM 2.1.
+DEFAULT_MAX_VIDEO_FRAMES = 600
 DEFAULT_MAX_VIDEO_PIXELS = 1920 * 1080
 DEFAULT_IDLE_TIMEOUT_S = 1800.0
-MAX_OBJECTS = 16
+MAX_OBJECTS = 8
 MAX_POINTS = 64
 #: File name endings kept for the stored upload (FFmpeg reads the content, not the name).
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg")
@@ -311,6 +313,8 @@ class VideoSession:
         self.model_key: str | None = None
         self.model_label = ""
         self.dirty: set[int] = set()  # frames prompted since the last complete pass
+        self.tracked: set[tuple[int, int]] = set()  # (frame, object) reached by propagation
+        self.corrected: set[int] = set()  # frames clicked after they were tracked
         self.direction: str = "forward"
         self.clock = clock
         self.last_used = clock()
@@ -386,6 +390,7 @@ class VideoSession:
         self.objects.remove(obj)
         self.prompts = {k: v for k, v in self.prompts.items() if k[1] != obj.obj_id}
         self.results.drop_object(obj.obj_id)
+        self.tracked = {t for t in self.tracked if t[1] != obj.obj_id}
         if self.corner is not None and self.corner[1] == obj.obj_id:
             self.corner = None
 
@@ -400,7 +405,13 @@ class VideoSession:
         if self.state is not None and self.model_key == model_key:
             return
         self.results.clear()
-        self.state = predictor.init_state(frame_size=self.size)
+        # The whole history is kept so that any tracked frame can be corrected (about
+        # 0.8 MB per frame and object; the frame limit bounds it).
+        self.state = predictor.init_state(
+            frame_size=self.size, num_frames=self.frame_count, keep_history=True
+        )
+        self.tracked.clear()
+        self.corrected.clear()
         self.model_key, self.model_label = model_key, label
         for (frame, obj), given in self.prompts.items():
             result = predictor.add_prompt(
@@ -451,14 +462,21 @@ class VideoSession:
         self.prompts[(frame, obj)] = new  # last given last: the replay order
         self.results.put(result)
         self.dirty.add(frame)
+        if (frame, obj) in self.tracked:
+            self.corrected.add(frame)
         return result
 
-    def passes(self, direction: str) -> list[tuple[int, bool, int]]:
-        """``(start frame, reverse, frames)`` of each pass of a propagation.
+    def passes(self, direction: str) -> list[tuple[int, bool, int, int]]:
+        """``(start frame, reverse, max_frames, frames)`` of each tracker call of a
+        propagation.
 
         Forward starts at the earliest frame prompted since the last complete propagation
         (the earliest prompted frame when none is new), backward at the latest; ``both`` is
-        backward, then forward, as ``samedge track --both``.
+        backward, then forward, as ``samedge track --both``. Frames corrected after they
+        were tracked are stepped over (the passes stop before them and resume after them):
+        tracking over such a frame would replace the correction, which is not a
+        conditioning frame for SAM 2.1 (``add_all_frames_to_correct_as_cond`` is off), while
+        the frames after it use its corrected memory.
         """
         if direction not in DIRECTIONS:
             raise PromptError(f"direction must be one of {', '.join(DIRECTIONS)}")
@@ -467,11 +485,25 @@ class VideoSession:
             raise PromptError("click an object on some frame first, then propagate")
         changed = sorted(self.dirty) or prompted
         first, last = changed[0], changed[-1]
-        backward = (last, True, last + 1)
-        forward = (first, False, self.frame_count - first)
-        return {"forward": [forward], "backward": [backward], "both": [backward, forward]}[
-            direction
-        ]
+        backward = self._runs(range(last, -1, -1), True)
+        forward = self._runs(range(first, self.frame_count), False)
+        return {"forward": forward, "backward": backward, "both": backward + forward}[direction]
+
+    def _runs(self, order: range, reverse: bool) -> list[tuple[int, bool, int, int]]:
+        runs: list[tuple[int, bool, int, int]] = []
+        start = None
+        count = 0
+        for index in [*order, None]:
+            if index is None or index in self.corrected:
+                if start is not None:
+                    runs.append((start, reverse, count - 1, count))
+                start, count = None, 0
+                continue
+            if start is None:
+                start = index
+            count += 1
+        # Backward from frame 0 the tracker has nothing to do (as officially).
+        return [run for run in runs if not (reverse and run[0] == 0)]
 
     def propagate(
         self, predictor: VideoPredictor, direction: str = "forward"
@@ -481,17 +513,18 @@ class VideoSession:
         stay as they were."""
         plan = self.passes(direction)
         assert self.state is not None, "bind() a predictor first"
-        total = sum(n for _, _, n in plan)
+        total = sum(n for *_, n in plan)
         self._stop.clear()
         self.direction = direction
-        done, started, index = 0, time.perf_counter(), plan[0][0]
-        for start, reverse, _ in plan:
+        done, started, index = 0, time.perf_counter(), plan[0][0] if plan else 0
+        for start, reverse, limit, _ in plan:
             frames = predictor.propagate(
-                self.state, self.source, start_frame=start, reverse=reverse
+                self.state, self.source, start_frame=start, reverse=reverse, max_frames=limit
             )
             try:
                 for result in frames:
                     self.results.put(result)
+                    self.tracked.update((int(result.frame_index), o) for o in result.object_ids)
                     done, index = done + 1, int(result.frame_index)
                     self.last_used = self.clock()
                     spf = (time.perf_counter() - started) / done
