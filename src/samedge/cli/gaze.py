@@ -32,7 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="camera (default 0); Ctrl-C ends the run and keeps the files",
     )
     src.add_argument("--image", type=Path, help="one image")
-    parser.add_argument("--model", help="SAM model: registered name or exported folder")
+    parser.add_argument(
+        "--model",
+        help="SAM model: registered name or exported folder (default: efficientvit_sam_l0 "
+        "if exported, else sam2.1_hiera_tiny)",
+    )
     parser.add_argument("--face", choices=("yunet", "ultraface"), default="yunet")
     parser.add_argument("--face-model", type=Path, help="face detector ONNX file")
     parser.add_argument("--gaze", choices=("openvino", "l2cs"), default="openvino")
@@ -94,14 +98,12 @@ def run(args: argparse.Namespace) -> int:
         return _fetch(progress=not args.no_progress)
     if args.video is None and args.webcam is None and args.image is None:
         raise SamedgeError("give a source: --video PATH, --webcam [INDEX] or --image PATH")
-    if not args.model:
-        raise SamedgeError("give the SAM model with --model NAME_or_DIR")
     if args.max_frames is not None and args.max_frames < 1:
         raise SamedgeError("--max-frames must be at least 1")
     if args.webcam is not None and args.out is None and args.jsonl is None:
         raise SamedgeError("webcam mode needs --out and/or --jsonl (there is no window)")
 
-    from ..gaze.factory import build_pipeline
+    from ..gaze.factory import build_pipeline, default_model
     from ..gaze.io.video import (
         WEBCAM_WRITE_SIZE,
         ImageSink,
@@ -128,8 +130,12 @@ def run(args: argparse.Namespace) -> int:
         if suffix not in VIDEO_SUFFIXES and not picture:
             allowed = "(or .png with --image)" if args.image is None else "or .png"
             raise SamedgeError(f"--out must end in .mp4 or .avi {allowed}, got {args.out}")
+    model = args.model
+    if not model:
+        model, note = default_model()
+        print(f"SAM model: {model}" + (f" ({note})" if note else ""), file=sys.stderr)
     pipeline = build_pipeline(
-        args.model,
+        model,
         face=args.face,
         face_model=args.face_model,
         gaze=args.gaze,

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import SamedgeError
+from ..errors import ModelNotFoundError, SamedgeError
 from .models import check_io, resolve_aux_model
 from .pipeline import GazeConfig, GazePipeline
 
@@ -14,6 +14,41 @@ if TYPE_CHECKING:
     from ..runtime.predictor import Predictor
 
 PathLike = str | os.PathLike[str]
+
+#: The SAM models gaze uses when none is given, in order of preference: EfficientViT-SAM L0
+#: (what GazeSAM segments with: the real-time choice), else SAM 2.1 tiny.
+DEFAULT_MODELS = ("efficientvit_sam_l0", "sam2.1_hiera_tiny")
+
+
+def default_model(exported: Sequence[str] | None = None) -> tuple[str, str | None]:
+    """The SAM model gaze uses when none is given: the first of :data:`DEFAULT_MODELS`
+    that is exported (``exported``: registry names available, default: those in the
+    cache, ``$SAMEDGE_HOME/models``), and a one-line note when it is not the first.
+
+    Raises:
+        ModelNotFoundError: none of them is available (the message names the export).
+    """
+    if exported is None:
+        from ..artifacts import default_model_folder
+        from ..manifest import MANIFEST_NAME
+
+        exported = [
+            n for n in DEFAULT_MODELS if (default_model_folder(n) / MANIFEST_NAME).is_file()
+        ]
+    preferred = DEFAULT_MODELS[0]
+    for name in DEFAULT_MODELS:
+        if name in exported:
+            if name == preferred:
+                return name, None
+            note = (
+                f"{preferred}, the real-time choice, is not exported: run 'samedge export "
+                f"{preferred}'"
+            )
+            return name, note
+    raise ModelNotFoundError(
+        f"no SAM model for gaze: run 'samedge export {preferred}' (needs pip install "
+        f"'samedge[export]') or pass --model NAME_or_DIR"
+    )
 
 
 def build_pipeline(

@@ -207,7 +207,7 @@ def build_app(
                         engine, model, image_state, model_dd, precision_dd, provider_dd
                     )
                 with gr.Tab("Gaze", id="gaze", elem_id="tab-gaze"):
-                    gaze_tab(gaze or GazeService(engine), model_dd, precision_dd, provider_dd)
+                    gaze_tab(gaze or GazeService(engine), provider_dd)
                 with gr.Tab("Video", id="video", elem_id="tab-video"):
                     video_tab(
                         video or VideoService(engine), model_dd, precision_dd, provider_dd, demo

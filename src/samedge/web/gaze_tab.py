@@ -15,6 +15,7 @@ import gradio as gr
 from ..errors import SamedgeError
 from .engine import Choice
 from .gaze import GazeService, GazeSettings
+from .models import ModelCatalog
 from .ui import UNEXPECTED, fraction_slider, upload_fields
 
 log = logging.getLogger(__name__)
@@ -100,12 +101,50 @@ def _error(exc: object) -> str:
     return f"**Error:** {exc}"
 
 
-def gaze_tab(service: GazeService, model_dd: Any, precision_dd: Any, provider_dd: Any) -> Any:
+def default_label(catalog: ModelCatalog) -> tuple[str, str | None]:
+    """The model the tab starts with, and a one-line note when it is not the real-time one:
+    the first of :data:`samedge.gaze.factory.DEFAULT_MODELS` the server offers
+    (EfficientViT-SAM L0, else SAM 2.1 tiny), else the catalog's first model."""
+    from ..errors import ModelNotFoundError
+    from ..gaze.factory import DEFAULT_MODELS, default_model
+
+    try:
+        name, note = default_model([e.model for e in catalog.entries])
+    except ModelNotFoundError:
+        note = f"{DEFAULT_MODELS[0]}, the real-time choice, is not offered by this server"
+        return catalog.labels[0], note
+    label = next(e.label for e in catalog.entries if e.model == name)
+    return label, note
+
+
+def gaze_tab(service: GazeService, provider_dd: Any) -> Any:
     """Lay out the tab inside the current ``gr.Tab`` and wire its events; returns the
-    :class:`GazeHandlers` it uses."""
+    :class:`GazeHandlers` it uses.
+
+    The tab has its own model and precision choice, starting at :func:`default_label`
+    (real time wants a different model than clicking on a photo); the provider is the
+    page's ``provider_dd``.
+    """
     handlers = GazeHandlers(service)
     defaults = GazeSettings()
+    catalog = service.engine.catalog
+    label, note = default_label(catalog)
     gr.Markdown(HELP)
+    with gr.Row():
+        model_dd = gr.Dropdown(
+            catalog.labels, value=label, label="SAM model for gaze", elem_id="gaze-model"
+        )
+        precision_dd = gr.Dropdown(
+            catalog.precisions(label),
+            value=catalog.precisions(label)[0],
+            label="Precision",
+            elem_id="gaze-precision",
+        )
+    model_dd.change(
+        lambda m: gr.update(choices=catalog.precisions(m), value=catalog.precisions(m)[0]),
+        inputs=[model_dd],
+        outputs=[precision_dd],
+    )
     with gr.Row():
         camera = gr.Image(
             label="Webcam",
@@ -138,7 +177,8 @@ def gaze_tab(service: GazeService, model_dd: Any, precision_dd: Any, provider_dd
         elem_id="gaze-output",
         buttons=["download", "fullscreen"],
     )
-    status = gr.Markdown("Start the camera or upload an image.", elem_id="gaze-status")
+    start = "Start the camera or upload an image."
+    status = gr.Markdown(f"{start} ({note})" if note else start, elem_id="gaze-status")
     settings = [model_dd, precision_dd, provider_dd, mode, min_iou]
     camera.stream(
         handlers.on_frame,
