@@ -322,3 +322,18 @@ def test_bench_compare_torch_against_the_official_predictor(
         assert side["stages_ms"]["encoder"]["median"] > 0
         assert side["stages_ms"]["click"]["median"] > 0
     assert result["ratios"]["stages_median"]["encoder"] > 0
+
+
+def test_models_list_ends_with_which_model_to_pick(capsys: pytest.CaptureFixture[str]) -> None:
+    from samedge.cli.models import GUIDE
+
+    assert main(["models", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + len(list_models()) + 1 + len(GUIDE.splitlines())
+    assert lines[-len(GUIDE.splitlines()) :] == GUIDE.splitlines()
+    assert all(len(line) <= 100 for line in GUIDE.splitlines())
+    rows = GUIDE.splitlines()[1:-1]
+    for row in rows:  # the second column (from character 20) names a registered model
+        assert row[20:].split()[0] in list_models(), row
+    for family in FAMILIES:  # every family has a row
+        assert any(set(row.split()) & set(FAMILIES[family]) for row in rows), family

@@ -26,6 +26,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     pl.set_defaults(func=run_pull)
 
 
+#: Printed under the full list: which model to pick for what. Latency: the encoder (one
+#: image) on 2 CPU cores with ONNX Runtime, measured here (docs/benchmarks.md); quality: what
+#: the authors publish (README.md cites where). Every registered model is Apache-2.0.
+GUIDE = """\
+Which to pick (encoder on 2 CPU cores, docs/benchmarks.md; quality as the authors publish it):
+  real time, gaze   efficientvit_sam_l0  ~1.4 s; authors: SAM-ViT-H's accuracy, 48.9x faster (A100)
+  fastest encoder   mobile_sam           ~0.9 s; authors: ~0.73 mIoU against SAM's own masks
+  small SAM 2       sam2.1_hiera_tiny    ~1.4 s; sam2.1_hiera_large for the best masks (slowest)
+  original SAM      sam_vit_b            ~5 s; sam_vit_l and sam_vit_h are slower still
+  EfficientSAM      efficientsam_ti      ~5 s; points only (at most 6), no mask prompt
+All registered weights and code are Apache-2.0. More: README.md, 'Which model to pick'."""
+
+
 def run_list(args: argparse.Namespace) -> int:
     from ..artifacts import default_model_folder
 
@@ -53,6 +66,9 @@ def run_list(args: argparse.Namespace) -> int:
             f"{name:24} {spec.family:16} {spec.resize:17} {size:>10}  {spec.licence:10} "
             f"{', '.join(status) or '-'}"
         )
+    if args.pattern == "*":
+        print()
+        print(GUIDE)
     return 0
 
 
