@@ -411,3 +411,44 @@ def test_clip_frames_are_davis_frames() -> None:
     first = cv2.resize(cv2.imread(str(jpeg)), CLIP_SIZE, interpolation=cv2.INTER_AREA)
     assert first.shape == (240, 432, 3)
     assert ground_truth(0).any() and ground_truth(0)[140, 170]  # the click lands on the swan
+
+
+# -- the tab's handlers, without a server ---------------------------------------------------
+
+
+class _Request:
+    def __init__(self, session: str) -> None:
+        self.session_hash = session
+
+
+def test_tab_handlers_upload_scrub_objects(tmp_path: Path) -> None:
+    pytest.importorskip("gradio", reason="needs the [web] extra: pip install 'samedge[web]'")
+    from samedge.web.video import PropagationProgress
+    from samedge.web.video_tab import VideoHandlers, objects_html, progress_html
+
+    service = make_service(tmp_path)
+    handlers = VideoHandlers(service)
+    request = _Request("tab")
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n")
+    with pytest.warns(UserWarning, match=r"^notes\.mp4 is not a video"):  # the pop-up
+        refused = handlers.on_upload({"path": str(notes), "orig_name": "notes.mp4"}, request)
+    assert refused[0] is None  # the upload box is emptied for the next try
+    assert refused[1].startswith("**Refused:** notes.mp4 is not a video")
+    path = upload(tmp_path)
+    shown = handlers.on_upload({"path": str(path), "orig_name": "swan.mp4"}, request)
+    assert shown[1].startswith("swan.mp4: 8 frames, 432x240")
+    assert shown[3].shape == (240, 432, 3) and "frame **0** of 7" in shown[4]
+    canvas, line = handlers.on_frame(6, request)
+    assert "frame **6** of 7" in line and canvas.shape == (240, 432, 3)
+    html, dropdown, name = handlers.on_add("swan <b>", request)
+    assert "swan &lt;b&gt;" in html and name == ""  # names are escaped
+    assert [c[1] for c in dropdown.choices] == [1, 2]
+    assert "reed" in handlers.on_rename(2, "reed", request)[0]
+    html, dropdown, canvas = handlers.on_remove(2, 3, "model", "fp32", "cpu", request)
+    assert "reed" not in html and dropdown.value == 1 and canvas.shape == (240, 432, 3)
+    assert objects_html(service.get("tab")).count("<li>") == 1
+    bar = progress_html(PropagationProgress(3, 8, 2, 0.85))
+    assert '<progress value="3" max="8"' in bar and "3 / 8 frames · 850 ms/frame" in bar
+    handlers.on_unload(request)
+    assert service.sessions == 0 and not (service.root / session_key("tab")).exists()
