@@ -305,3 +305,22 @@ def test_command_line_errors(
         err = capsys.readouterr().err.strip()
         assert err.startswith("samedge: error: ") and message in err and "\n" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_readme_commands_parse() -> None:
+    """The README's batch commands are valid command lines of this parser."""
+    import re
+    import shlex
+
+    from samedge.cli.main import build_parser
+    from tests.conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- batch -->\s*```bash\n(.*?)\n```", text, re.S)
+    assert block, "README has no '<!-- batch -->' command block"
+    lines = block.group(1).splitlines()
+    assert len(lines) == 3 and all(line.startswith("samedge batch ") for line in lines)
+    parser = build_parser()
+    parsed = [parser.parse_args(shlex.split(line)[1:]) for line in lines]
+    assert parsed[0].boxes and parsed[0].workers == 2
+    assert parsed[1].ray == "" and parsed[2].everything and parsed[2].fast

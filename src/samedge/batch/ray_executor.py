@@ -71,9 +71,10 @@ def run_ray(
     if not ray.is_initialized():
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         started = True
+    context = ray.data.DataContext.get_current()
+    bars = context.enable_progress_bars
+    context.enable_progress_bars = False  # the caller shows one bar over images
     try:
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
         if not items:
             return
         rows = [{"item": item.to_json()} for item in items]
@@ -92,5 +93,6 @@ def run_ray(
         for row in dataset.iter_rows():
             report(ItemResult.from_dict(json.loads(str(row["result"]))))
     finally:
+        context.enable_progress_bars = bars
         if started:
             ray.shutdown()

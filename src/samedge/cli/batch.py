@@ -136,8 +136,24 @@ def run_command(args: argparse.Namespace) -> int:
         gpus_per_worker=args.gpus_per_worker,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
+    if options.ray and not args.verbose:
+        _quiet_ray()
     summary = run_batch(
         args.input, job, options, prompts=args.boxes or args.points, log=step_printer(args)
     )
     print(f"samedge batch: {summary.describe()}")
     return 0
+
+
+def _quiet_ray() -> None:
+    """Keep Ray Data's per-run INFO lines (execution plans, progress logging) off stderr;
+    ``-v`` shows them."""
+    import importlib.util
+    import logging
+
+    if importlib.util.find_spec("ray") is None:
+        return  # run_batch names the extra to install
+    import ray.data  # noqa: F401  (configures its loggers on import; adjust them after)
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
