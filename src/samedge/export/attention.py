@@ -104,7 +104,7 @@ def fused_sdpa(opset: int) -> Iterator[None]:
 
 
 @contextmanager
-def _replaced_forward(cls: Any, forward: Any, official: list[Any] | None = None) -> Iterator[None]:
+def replaced_forward(cls: Any, forward: Any, official: list[Any] | None = None) -> Iterator[None]:
     """Within the block, ``cls.forward`` is ``forward``; ``official`` (when given) holds the
     original for ``forward`` to call. The original is restored on exit."""
     original = cls.forward
@@ -146,7 +146,7 @@ def separate_qkv() -> Iterator[None]:
     """Within the block, SAM 2 (Hiera) attention projects queries, keys and values apart."""
     from sam2.modeling.backbones.hieradet import MultiScaleAttention
 
-    with _replaced_forward(MultiScaleAttention, _separate_qkv_forward):
+    with replaced_forward(MultiScaleAttention, _separate_qkv_forward):
         yield
 
 
@@ -186,7 +186,7 @@ def banded_blocks() -> Iterator[None]:
     """Within the block, large windowed Hiera blocks run in bands (see the module doc)."""
     from sam2.modeling.backbones.hieradet import MultiScaleBlock
 
-    with _replaced_forward(MultiScaleBlock, _banded_block_forward, _BLOCK_FORWARD):
+    with replaced_forward(MultiScaleBlock, _banded_block_forward, _BLOCK_FORWARD):
         yield
 
 
@@ -233,5 +233,36 @@ def chunked_attention() -> Iterator[None]:
     """Within the block, SAM 1 global attention runs (and traces) in query chunks."""
     from segment_anything.modeling.image_encoder import Attention
 
-    with _replaced_forward(Attention, _chunked_vit_forward, _VIT_FORWARD):
+    with replaced_forward(Attention, _chunked_vit_forward, _VIT_FORWARD):
+        yield
+
+
+def _vit_attention_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """EfficientSAM's ``_SelfAttention.forward`` (:mod:`samedge.export.efficientsam`) with
+    separate query, key and value projections and ``scaled_dot_product_attention``.
+
+    Its packed ``qkv`` output is viewed as ``(B, N, 3, heads, d)``: the queries are output
+    channels ``[0, C)``, the keys ``[C, 2C)``, the values ``[2C, 3C)``, and the official
+    ``softmax(q k^T / sqrt(d)) v`` is what ``scaled_dot_product_attention`` computes.
+    """
+    b, n, c = x.shape
+    weight, bias = self.qkv.weight, self.qkv.bias
+    q, k, v = (
+        F.linear(x, weight[i * c : (i + 1) * c], bias[i * c : (i + 1) * c]) for i in range(3)
+    )
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(b, n, self.heads, c // self.heads).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+    return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+@contextmanager
+def separate_vit_qkv() -> Iterator[None]:
+    """Within the block, EfficientSAM's ViT attention projects queries, keys and values apart
+    and calls ``scaled_dot_product_attention`` (with :func:`fused_sdpa`: one fused op)."""
+    from .efficientsam import _SelfAttention
+
+    with replaced_forward(_SelfAttention, _vit_attention_forward):
         yield

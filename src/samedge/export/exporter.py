@@ -28,11 +28,12 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,8 +66,10 @@ from .attention import (
     chunked_attention,
     fused_sdpa,
     separate_qkv,
+    separate_vit_qkv,
 )
 from .build import build_model
+from .efficientvit import fast_gelu, separable_upsample
 from .graph import fold_pointwise_convs, single_prompt_addends
 from .pos_embed import separable_pos_embed
 from .wrappers import (
@@ -133,16 +136,16 @@ def _export_graph(
     input_names: list[str],
     output_names: list[str],
     dynamic_axes: dict[str, dict[int, str]] | None,
-    attention: Literal["fused", "chunked"] | None = None,
+    trace: Sequence[Callable[[], contextlib.AbstractContextManager[None]]] = (),
     rewrite: Callable[[Any], int] | None = None,
     say: Callable[[str], None] = lambda _msg: None,
 ) -> list[Path]:
     """Trace ``module`` to ``path``; returns the files written (graph [+ external data]).
 
-    ``attention``: ``"fused"``: SAM 2's ``scaled_dot_product_attention`` becomes ONNX
-    Runtime's fused ``MultiHeadAttention``, after separate query, key and value
-    projections; ``"chunked"``: SAM 1's global attention is
-    traced in query chunks (see :mod:`samedge.export.attention`). ``rewrite``: applied to
+    ``trace``: context managers entered while the module is traced, which replace official
+    forwards by the same function in a form ONNX Runtime runs faster (see
+    :data:`ENCODER_TRACE`); the graph may then use ONNX Runtime's contrib operators.
+    ``rewrite``: applied to
     the traced graph (an ``onnx.ModelProto``, see :mod:`samedge.export.graph`) before it
     is written. ``say`` is told each step (trace, check).
     """
@@ -150,14 +153,9 @@ def _export_graph(
     staging = path.parent / f".{path.stem}-staging"
     staging.mkdir()
     staged = staging / path.name
-    fused: Any = contextlib.ExitStack()
-    if attention == "fused":
-        fused.enter_context(fused_sdpa(OPSET))
-        fused.enter_context(separate_qkv())
-        fused.enter_context(banded_blocks())
-        fused.enter_context(separable_pos_embed())
-    elif attention == "chunked":
-        fused.enter_context(chunked_attention())
+    fused = contextlib.ExitStack()
+    for context in trace:
+        fused.enter_context(context())
     with torch.no_grad(), warnings.catch_warnings(), fused:
         # The TorchScript exporter is chosen deliberately (see module docstring).
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -175,7 +173,7 @@ def _export_graph(
             opset_version=OPSET,
             do_constant_folding=True,
             dynamo=False,
-            custom_opsets=CONTRIB_OPSET if attention == "fused" else None,
+            custom_opsets=CONTRIB_OPSET if trace else None,
         )
     import onnx
 
@@ -207,16 +205,19 @@ def _export_graph(
     return files
 
 
-#: How each family's image encoder attention is traced (see :func:`_export_graph`);
-#: MobileSAM's TinyViT attends within 7 x 7 and 14 x 14 windows only, EfficientViT's
-#: ReLU linear attention has no softmax attention matrix: both are traced as they are.
-ENCODER_ATTENTION: dict[str, Literal["fused", "chunked"] | None] = {
-    "sam": "chunked",
-    "sam2": "fused",
-    "mobile_sam": None,
-    "efficientvit_sam": None,
-    # EfficientSAM's ViT-Ti/S: 3 or 6 heads of global attention, traced as written.
-    "efficientsam": None,
+#: How each family's image encoder is traced (see :func:`_export_graph`). SAM 1: global
+#: attention in query chunks; SAM 2 and EfficientSAM's global ViT attention: ONNX Runtime's
+#: fused ``MultiHeadAttention`` after separate query, key and value projections (see
+#: :mod:`samedge.export.attention`); EfficientViT: the neck's bicubic upsampling as matrix
+#: products and ``FastGelu`` (see :mod:`samedge.export.efficientvit`; its ReLU linear
+#: attention has no attention matrix and is traced as written). MobileSAM's TinyViT attends
+#: within 7 x 7 and 14 x 14 windows only and is traced as it is.
+ENCODER_TRACE: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], ...]] = {
+    "sam": (chunked_attention,),
+    "sam2": (partial(fused_sdpa, OPSET), separate_qkv, banded_blocks, separable_pos_embed),
+    "mobile_sam": (),
+    "efficientvit_sam": (separable_upsample, partial(fast_gelu, OPSET)),
+    "efficientsam": (partial(fused_sdpa, OPSET), separate_vit_qkv),
 }
 
 
@@ -331,7 +332,7 @@ def _export_into(
             list(spec.encoder_inputs),
             list(spec.encoder_outputs),
             None,
-            attention=ENCODER_ATTENTION[spec.family],
+            trace=ENCODER_TRACE[spec.family],
             # SAM 2: the neck's lateral convolutions + conv_s0 / conv_s1
             rewrite=fold_pointwise_convs if spec.family == "sam2" else None,
             say=say,
