@@ -118,3 +118,27 @@ def test_fused_attention_counts_its_two_products(tmp_path: Path) -> None:
     }
     # Per head h (4 heads of 8): 2 x (s_q x s_kv x 8) for the scores and again for P V.
     assert count_flops(path, feeds) == 2 * 2 * batch * s_q * s_kv * dim
+
+
+def test_fast_gelu_is_element_wise_and_its_values_flow_on(tmp_path: Path) -> None:
+    """ONNX Runtime's FastGelu (EfficientViT encoders) adds no FLOPs; a small input's values
+    are computed (they may feed shapes)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("FastGelu", ["x"], ["g"], domain="com.microsoft"),
+            helper.make_node("MatMul", ["g", "w"], ["o"]),
+        ],
+        "gelu",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6]),
+            helper.make_tensor_value_info("w", TensorProto.FLOAT, [6, 3]),
+        ],
+        [helper.make_tensor_value_info("o", TensorProto.FLOAT, [4, 3])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    path = tmp_path / "gelu.onnx"
+    onnx.save(model, path)
+    feeds = {"x": np.ones((4, 6), np.float32), "w": np.ones((6, 3), np.float32)}
+    assert count_flops(path, feeds) == 2 * 4 * 6 * 3

@@ -159,6 +159,17 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
             counter[0] += batch * s_q * s_kv * (d_qk + d_v)
             return (_zeros((batch, s_q, d_v), q.dtype),)
 
+    class FastGelu(OpRun):
+        """ONNX Runtime's tanh GELU (EfficientViT encoders): element-wise, not counted."""
+
+        op_domain = "com.microsoft"
+
+        def _run(self, x, bias=None):  # type: ignore[no-untyped-def]
+            if _big(x):
+                return (_zeros(x.shape, x.dtype),)
+            y = x if bias is None else x + bias
+            return (0.5 * y * (1 + np.tanh(0.7978845608028654 * (y + 0.044715 * y**3))),)
+
     class MaxPool(OpRun):
         op_domain = ""
 
@@ -220,7 +231,7 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
         "Exp": np.exp,
         "Tanh": np.tanh,
     }
-    ops: list[type] = [MatMul, Gemm, Conv, ConvTranspose, Einsum, MultiHeadAttention]
+    ops: list[type] = [MatMul, Gemm, Conv, ConvTranspose, Einsum, MultiHeadAttention, FastGelu]
     ops += [MaxPool, Resize]
     ops += [elementwise(name, fn) for name, fn in unary.items()]
     return ops
