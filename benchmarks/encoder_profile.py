@@ -51,30 +51,31 @@ def _feeds(session) -> dict[str, np.ndarray]:
     }
 
 
-def _conv_classes(path: str) -> dict[str, tuple[str, float]]:
-    """Conv output name -> (dense | pointwise | depthwise, FLOPs) from inferred shapes."""
+def _conv_classes(path: str, feeds: dict[str, np.ndarray]) -> dict[str, tuple[str, float]]:
+    """Conv output name -> (dense | pointwise | depthwise, FLOPs), with the output shapes of
+    one unoptimised run that returns every convolution's output."""
     import onnx
+    import onnxruntime as ort
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(path, load_external_data=False))
-    shapes = {
-        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-        for v in [*model.graph.value_info, *model.graph.output, *model.graph.input]
-    }
+    model = onnx.load(path)
     weights = {t.name: list(t.dims) for t in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in weights]
+    known = {o.name for o in model.graph.output}
+    for node in convs:
+        if node.output[0] not in known:
+            model.graph.output.append(onnx.ValueInfoProto(name=node.output[0]))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, ["CPUExecutionProvider"])
+    names = [n.output[0] for n in convs]
+    shapes = dict(zip(names, (o.shape for o in session.run(names, feeds)), strict=True))
     out = {}
-    for node in model.graph.node:
-        if node.op_type != "Conv" or node.input[1] not in weights:
-            continue
+    for node in convs:
         w = weights[node.input[1]]  # (C_out, C_in / group, kh, kw)
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
-        y = shapes.get(node.output[0])
-        if not y or 0 in y:
-            continue
-        flops = 2.0 * float(np.prod(y)) * w[1] * w[2] * w[3]
-        kind = (
-            "depthwise" if group > 1 and w[1] == 1 else "pointwise" if w[2:] == [1, 1] else "dense"
-        )
-        out[node.output[0]] = (kind, flops)
+        flops = 2.0 * float(np.prod(shapes[node.output[0]])) * w[1] * w[2] * w[3]
+        pointwise = "pointwise" if w[2:] == [1, 1] else "dense"
+        out[node.output[0]] = ("depthwise" if group > 1 and w[1] == 1 else pointwise, flops)
     return out
 
 
@@ -106,7 +107,7 @@ def profile(path: str, threads: int, runs: int) -> None:
             share = 100 * ms / total
             print(f"| {op} | {ms / runs_seen:.1f} | {share:.1f} % | {count[op] // runs_seen} |")
     kinds: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0])
-    for output, (kind, flops) in _conv_classes(path).items():
+    for output, (kind, flops) in _conv_classes(path, feeds).items():
         ms = per_node.get(output + "_nchwc", 0.0) or per_node.get(output, 0.0)
         if not ms:  # the node was renamed by a fusion: find it by its output's name
             ms = sum(v for k, v in per_node.items() if k.startswith(output))
