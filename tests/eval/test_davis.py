@@ -279,7 +279,8 @@ class OracleTracker:
     def __init__(self, annotations: Path, fail: bool = False) -> None:
         self.annotations, self.fail, self.prompts = annotations, fail, []
 
-    def init_state(self, frame_size):
+    def init_state(self, frame_size, num_frames=None):
+        assert num_frames == 60 or num_frames == 50  # dog, blackswan: the whole sequence
         return {"size": frame_size, "objects": []}
 
     def add_prompt(self, state, frame_index, frame, obj_id, mask=None, **_):
@@ -292,7 +293,8 @@ class OracleTracker:
 
         name = frames.path.name
         files = sorted((self.annotations / name).glob("*.png"))
-        for i in range(start_frame, min(len(frames), start_frame + (max_frames or 10**9))):
+        last = len(frames) - 1 if max_frames is None else start_frame + max_frames
+        for i in range(start_frame, min(len(frames) - 1, last) + 1):
             if self.fail and i == 2:
                 raise RuntimeError("the tracker broke")
             labels = read_labels(files[i], annotation=True)

@@ -165,7 +165,8 @@ class FakeTracker:
             raise SamedgeError("image-model has no video graphs: it cannot track")
         return cls(name)
 
-    def init_state(self, frame_size):
+    def init_state(self, frame_size, num_frames=None):
+        self.calls.append(("init", num_frames))
         return {"size": frame_size, "objects": {}}
 
     def add_prompt(self, state, frame_index, frame, obj_id, points=None, labels=None, box=None,
@@ -184,7 +185,7 @@ class FakeTracker:
     def propagate(self, state, frames, start_frame=None, reverse=False, max_frames=None):
         self.calls.append(("propagate", start_frame, reverse, max_frames))
         width, height = state["size"]
-        n = max_frames or len(frames)
+        n = len(frames) if max_frames is None else max_frames + 1  # official: after the start
         order = (
             range(start_frame, max(-1, start_frame - n), -1)
             if reverse
@@ -222,8 +223,8 @@ def test_passes_and_outputs_with_a_stand_in_tracker(clip: Path, tmp_path: Path, 
     code, stdout, err = run(argv, capsys)
     assert code == 0, err
     # Prompts in frame order, then backward from the last prompted frame, forward from the first.
-    assert fake.calls == [("add", 3, 2), ("add", 5, 1), ("propagate", 5, True, 3),
-                          ("propagate", 3, False, 3)]  # fmt: skip
+    assert fake.calls == [("init", 8), ("add", 3, 2), ("add", 5, 1), ("propagate", 5, True, 2),
+                          ("propagate", 3, False, 2)]  # fmt: skip
     assert "tracked 2 object(s) over 3 frames (3..5)" in stdout
     assert "object 1: present on 3 of 3 frames" in stdout and f"wrote {out}" in stdout
     data = json.loads((out / "track.json").read_text())

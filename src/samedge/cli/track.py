@@ -172,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         "max_frames": args.max_frames,
         "prompts": [p.to_json() for p in prompts],
     }
+    # --max-frames counts the start frame; the official max_frame_num_to_track does not.
+    after = None if args.max_frames is None else args.max_frames - 1
     started = time.perf_counter()
     with TrackWriter(
         args.out,
@@ -182,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         overlay_video=not args.no_overlay,
         marks=marks,
     ) as writer:
-        state = predictor.init_state(frame_size=source.size)
+        state = predictor.init_state(frame_size=source.size, num_frames=len(source))
         for p in prompts:
             predictor.add_prompt(
                 state,
@@ -199,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         ) as bar:
             for start, reverse in passes:
                 for result in predictor.propagate(
-                    state, source, start_frame=start, reverse=reverse, max_frames=args.max_frames
+                    state, source, start_frame=start, reverse=reverse, max_frames=after
                 ):
                     writer.add(result)
                     bar.update(1)

@@ -528,14 +528,15 @@ def track_davis(
                 f"{first.shape[1]}x{first.shape[0]}, the frames {frames.size[0]}x{frames.size[1]}"
             )
         (folder / name).mkdir(parents=True, exist_ok=True)
-        state = predictor.init_state(frame_size=frames.size)
+        state = predictor.init_state(frame_size=frames.size, num_frames=len(frames))
         image0 = frames[0]
         for obj in range(1, int(first.max()) + 1):
             if np.any(first == obj):
                 predictor.add_prompt(state, 0, image0, obj, mask=first == obj)
         names = [p.stem for p in frames.files]
         stop = len(frames) if max_frames is None else min(max_frames, len(frames))
-        for result in predictor.propagate(state, frames, start_frame=0, max_frames=stop):
+        # max_frames as the official max_frame_num_to_track: frames after the start one.
+        for result in predictor.propagate(state, frames, start_frame=0, max_frames=stop - 1):
             if result.frame_index >= stop:
                 break
             labels = labels_of(np.asarray(result.masks, bool), list(result.object_ids))
