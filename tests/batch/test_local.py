@@ -200,10 +200,6 @@ def test_everything_records_are_samedge_everythings(
     code = main(["batch", str(listing), "--everything", "--out", str(out), "--no-progress", *flags])
     assert code == 0
     assert "1 images: 1 done, 0 skipped (already done), 0 failed" in capsys.readouterr().out
-    merged_bytes = (out / "masks.json").read_bytes()
-    code = main(["batch", str(listing), "--everything", "--out", str(out), "--no-resume", *flags])
-    assert code == 0 and (out / "masks.json").read_bytes() == merged_bytes
-    assert "1 images: 1 done, 0 skipped" in capsys.readouterr().out
     assert main(["everything", photo, "--out", str(tmp_path / "one.json"), *flags]) == 0
     single = json.loads((tmp_path / "one.json").read_text())
     merged = json.loads((out / "masks.json").read_text())
@@ -324,3 +320,24 @@ def test_readme_commands_parse() -> None:
     parsed = [parser.parse_args(shlex.split(line)[1:]) for line in lines]
     assert parsed[0].boxes and parsed[0].workers == 2
     assert parsed[1].ray == "" and parsed[2].everything and parsed[2].fast
+
+
+def test_no_resume_deletes_the_shards_and_a_changed_job_is_refused(
+    dataset: Dataset, model_dir, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    listing = tmp_path / "broken.txt"
+    listing.write_text(f"{dataset.broken}\n")  # fails before any encoder run
+    out = tmp_path / "out"
+    argv = ["batch", str(listing), "--model", str(model_dir), "--out", str(out)]
+    argv += ["--everything", "--points-per-side", "4", "--no-progress"]
+    assert main(argv) == 0
+    assert "1 images: 0 done, 0 skipped (already done), 1 failed" in capsys.readouterr().out
+    stale = out / "shards" / "stale-0123456789.json"
+    stale.parent.mkdir()
+    stale.write_text(json.dumps({"key": "stale-0123456789", "annotations": []}))
+    assert main([*argv[:-3], "--points-per-side", "5", "--no-progress"]) == 2
+    assert "holds results of a different run" in capsys.readouterr().err
+    assert stale.exists()
+    assert main([*argv[:-3], "--points-per-side", "5", "--no-progress", "--no-resume"]) == 0
+    assert not stale.exists()
+    assert json.loads((out / "job.json").read_text())["settings"]["points_per_side"] == 5
