@@ -341,3 +341,22 @@ def test_no_resume_deletes_the_shards_and_a_changed_job_is_refused(
     assert main([*argv[:-3], "--points-per-side", "5", "--no-progress", "--no-resume"]) == 0
     assert not stale.exists()
     assert json.loads((out / "job.json").read_text())["settings"]["points_per_side"] == 5
+
+
+def test_ray_without_the_extra_is_one_line(
+    dataset: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch
+) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a)
+    )
+    argv = ["batch", str(dataset.images), "--model", "m", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--everything", "--ray", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "samedge: error: samedge batch --ray needs the 'ray' extra (ray is not installed): "
+        "pip install 'samedge[ray]'"
+    )
+    assert not (tmp_path / "o").exists()

@@ -212,6 +212,10 @@ def run_batch(
     """
     if options.workers < 1:
         raise SamedgeError(f"--workers must be at least 1, got {options.workers}")
+    if options.ray:
+        from ..errors import require_extra
+
+        require_extra("ray", "ray", "samedge batch --ray")
     out = Path(job.out)
     if out.exists() and not out.is_dir():
         raise SamedgeError(f"--out {out} exists and is not a folder")
