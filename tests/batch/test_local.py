@@ -360,3 +360,15 @@ def test_ray_without_the_extra_is_one_line(
         "pip install 'samedge[ray]'"
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_progress_bar_counts_images_on_stderr(
+    dataset: Dataset, model_dir, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    listing = tmp_path / "broken.txt"
+    listing.write_text(f"{dataset.broken}\n")  # fails before any encoder run
+    job = BatchJob(model=str(model_dir), mode="everything", out=str(tmp_path / "out"))
+    run_batch(str(listing), job, BatchOptions(progress=True))
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "batch: 100%" in captured.err and "1/1" in captured.err and "img/s" in captured.err
