@@ -9,7 +9,7 @@ import difflib
 import fnmatch
 
 from .errors import ModelNotFoundError
-from .specs import AmgDefaults, Checkpoint, ModelSpec
+from .specs import AmgDefaults, Checkpoint, ModelSpec, VideoSpec
 
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
@@ -60,6 +60,7 @@ def _sam2(name: str, title: str, config: str, sha: str, size: int) -> ModelSpec:
         # SAM2AutomaticMaskGenerator's default; SAM's generator keeps 0.88.
         amg=AmgDefaults(pred_iou_thresh=0.8, generator="SAM2AutomaticMaskGenerator"),
         small_regions="low_res",
+        video=VideoSpec(),  # the four SAM 2.1 configs track alike (checked at export)
     )
 
 

@@ -102,6 +102,100 @@ class AmgDefaults:
     generator: str | None = "SamAutomaticMaskGenerator"
 
 
+# ONNX tensor names of the video tracking graphs (see samedge.export.video).
+MEMORY_FEATURES = "memory_features"
+MEMORY_TPOS = "memory_tpos"
+OBJ_PTRS = "obj_ptrs"
+OBJ_PTR_TPOS = "obj_ptr_tpos"
+CONDITIONED_EMBEDDINGS = "conditioned_embeddings"
+PIX_FEAT = "pix_feat"
+MASK_LOGITS = "mask_logits"
+BINARIZE = "binarize"
+MASK_PROMPT = "mask"
+OBJ_PTR = "obj_ptr"
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """SAM 2's video tracker: its graphs' names and the official settings of its memory.
+
+    Every setting below is the official model's (the Hydra config of the model, with the
+    options ``build_sam2_video_predictor`` adds: ``binarize_mask_from_pts_for_mem_enc``,
+    ``fill_hole_area``); the exporter checks them against the official
+    ``SAM2VideoPredictor`` it builds, so a config that differs cannot be exported silently.
+
+    Attributes:
+        num_maskmem: memories per frame's attention: the conditioning frames' plus up to
+            ``num_maskmem - 1`` recent other frames', each with its temporal encoding.
+        max_obj_ptrs: object pointers per frame's attention (at most).
+        mem_dim: channels of a memory token (a 256-channel pointer is 4 such tokens).
+        memory_temporal_stride: ``memory_temporal_stride_for_eval`` (1: consecutive frames).
+        max_cond_frames_in_attn: conditioning frames attended to (-1: all of them).
+        add_tpos_enc_to_obj_ptrs, proj_tpos_enc_in_obj_ptrs, use_signed_tpos_enc_to_obj_ptrs,
+        only_obj_ptrs_in_the_past_for_eval: how object pointers are encoded and chosen
+            (SAM 2.1's values differ from SAM 2.0's).
+        multimask_output_in_sam, multimask_output_for_tracking, multimask_min_pt_num,
+        multimask_max_pt_num, use_multimask_token_for_obj_ptr: when the decoder's three
+            masks are used and which token gives the object pointer.
+        use_mask_input_as_output_without_sam: a mask prompt is the output as it is.
+        binarize_mask_from_pts_for_mem_enc: prompted frames are memorised as hard masks.
+        fill_hole_area: holes (background regions of the 256 x 256 mask) up to this many
+            pixels are filled in each output (0: none).
+        add_all_frames_to_correct_as_cond: a corrected frame becomes a conditioning frame.
+        clear_non_cond_mem_around_input: a correction clears nearby memories.
+        non_overlap_masks: objects' outputs are made disjoint.
+    """
+
+    num_maskmem: int = 7
+    max_obj_ptrs: int = 16
+    mem_dim: int = 64
+    memory_temporal_stride: int = 1
+    max_cond_frames_in_attn: int = -1
+    add_tpos_enc_to_obj_ptrs: bool = True
+    proj_tpos_enc_in_obj_ptrs: bool = True
+    use_signed_tpos_enc_to_obj_ptrs: bool = True
+    only_obj_ptrs_in_the_past_for_eval: bool = True
+    multimask_output_in_sam: bool = True
+    multimask_output_for_tracking: bool = True
+    multimask_min_pt_num: int = 0
+    multimask_max_pt_num: int = 1
+    use_multimask_token_for_obj_ptr: bool = True
+    use_mask_input_as_output_without_sam: bool = True
+    binarize_mask_from_pts_for_mem_enc: bool = True
+    fill_hole_area: int = 8
+    add_all_frames_to_correct_as_cond: bool = False
+    clear_non_cond_mem_around_input: bool = False
+    non_overlap_masks: bool = False
+
+    #: File roles of the video graphs (beside the image graphs of the same folder).
+    roles: tuple[str, ...] = (
+        "memory_attention",
+        "memory_encoder",
+        "track_decoder",
+        "track_decoder_mask",
+        "mask_prompt",
+    )
+
+    def graph_io(self, spec: ModelSpec) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """``{role: (inputs, outputs)}`` of the video graphs of ``spec``'s export."""
+        high_res = HIGH_RES_FEATS[: len(spec.high_res_shapes)]
+        track_in = (PIX_FEAT, *high_res, POINT_COORDS, POINT_LABELS)
+        track_out = (LOW_RES_MASKS, IOU_PREDICTIONS, OBJECT_SCORE_LOGITS, OBJ_PTRS)
+        return {
+            "memory_attention": (
+                (IMAGE_EMBEDDINGS, MEMORY_FEATURES, MEMORY_TPOS, OBJ_PTRS, OBJ_PTR_TPOS),
+                (CONDITIONED_EMBEDDINGS,),
+            ),
+            "memory_encoder": (
+                (IMAGE_EMBEDDINGS, MASK_LOGITS, BINARIZE, OBJECT_SCORE_LOGITS),
+                (MEMORY_FEATURES,),
+            ),
+            "track_decoder": (track_in, track_out),
+            "track_decoder_mask": ((*track_in, MASK_INPUT, HAS_MASK_INPUT), track_out),
+            "mask_prompt": ((IMAGE_EMBEDDINGS, MASK_PROMPT), (OBJ_PTR,)),
+        }
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything samedge needs to know about one model, without importing torch.
@@ -167,6 +261,8 @@ class ModelSpec:
             :data:`SmallRegionRule`).
         encoder_gflops, decoder_gflops: measured cost of one encoder call and of one
             decoder call per prompt set (used for compute-floor figures).
+        video: the video tracker (SAM 2.1); ``None`` for models that cannot track, whose
+            exports have no video graphs.
     """
 
     name: str
@@ -200,6 +296,7 @@ class ModelSpec:
     resize_antialias: bool = True
     amg: AmgDefaults = AmgDefaults()
     small_regions: SmallRegionRule = "full_res"
+    video: VideoSpec | None = None
 
     @property
     def prompt_size(self) -> int:

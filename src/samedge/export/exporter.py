@@ -394,6 +394,14 @@ def _export_into(
         say=say,
     )
     parity = _parity(spec, model, encoder, image, features, work, threads, say)
+    if spec.video is not None:  # the tracking graphs, behind their own gate
+        from .video import export_video
+
+        video_files, video_parity = export_video(
+            spec, model, image, features, work, _export_graph, threads, say
+        )
+        files |= video_files
+        parity |= video_parity
     return {"files": files, "parity": parity}
 
 

@@ -399,11 +399,13 @@ class FastDecoder(_DecoderParts):
         return weights @ vo
 
     def _transformer(
-        self, *args: torch.Tensor
+        self, *args: torch.Tensor, all_tokens: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
         """The two-way transformer on the prompts: returns the hypernetworks' mask vectors
-        ``(B, M, c2)``, the final queries ``(B, T, C)`` (IoU, object-score tokens...), the
-        image side ``(B, HW, C)`` and the context's high-res features."""
+        ``(B, M, c2)``, the final queries ``(B, T, C)`` (IoU, object-score tokens...; with
+        ``all_tokens`` every token, the mask tokens and prompts' too, as the video tracker's
+        object pointers need), the image side ``(B, HW, C)`` and the context's high-res
+        features."""
         n_high = len(self.spec.high_res_shapes)
         keys, keys_pe, k_img, v_img = args[:4]
         feats = args[4 : 4 + n_high]
@@ -451,7 +453,7 @@ class FastDecoder(_DecoderParts):
         hyper = torch.stack(
             [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], 1
         )
-        return hyper, queries[:, : s + 1], keys, feats
+        return hyper, queries if all_tokens else queries[:, : s + 1], keys, feats
 
     def _scores(self, queries: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``iou_predictions`` [and ``object_score_logits``] from the final queries."""

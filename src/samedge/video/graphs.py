@@ -1,0 +1,131 @@
+"""The sessions of the video tracker: the image encoder and the tracking graphs.
+
+See :mod:`samedge.export.video` for what each graph computes. Inputs are bound by the names
+in ``spec.video.graph_io(spec)``; the sessions are ONNX Runtime's, made as the image
+predictor makes its own (:func:`samedge.runtime.session.create_session`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..artifacts import ModelArtifact
+from ..errors import ArtifactError, SamedgeError
+from ..runtime.providers import ProviderSettings
+from ..runtime.session import create_session, session_io
+from ..runtime.types import BindableSession, Closeable
+from ..specs import VideoSpec
+
+
+def video_spec(artifact: ModelArtifact) -> VideoSpec:
+    """``artifact``'s tracking settings, checking that its folder can track.
+
+    Raises:
+        SamedgeError: the model cannot track video (one line naming the fix), or its folder
+            holds no tracking graphs (exported before samedge tracked video, or quantized).
+    """
+    spec = artifact.spec
+    if spec.video is None:
+        raise SamedgeError(
+            f"{spec.title} cannot track video: samedge tracks with SAM 2.1 models; use e.g. "
+            f"--model sam2.1_hiera_tiny (samedge export sam2.1_hiera_tiny)"
+        )
+    missing = [role for role in spec.video.roles if not artifact.has(role)]
+    if missing:
+        raise ArtifactError(
+            f"{artifact.folder} has no video tracking graphs ({', '.join(missing)}): it was "
+            f"exported before samedge tracked video, or quantized; re-export it with "
+            f"'{artifact.manifest.export_command(artifact.folder)}'"
+        )
+    return spec.video
+
+
+class VideoGraphs(Closeable):
+    """One session per graph the tracker runs, the rarely used ones opened on first use.
+
+    Each call adds its run time to :attr:`timings` under its stage name (``encoder``,
+    ``memory_attention``, ``decoder``, ``memory_encoder``), which the predictor reads per
+    frame.
+    """
+
+    #: The stage each graph's time counts towards.
+    STAGES: ClassVar[dict[str, str]] = {
+        "encoder": "encoder",
+        "memory_attention": "memory_attention",
+        "track_decoder": "decoder",
+        "track_decoder_mask": "decoder",
+        "mask_prompt": "decoder",
+        "memory_encoder": "memory_encoder",
+    }
+
+    def __init__(
+        self,
+        artifact: ModelArtifact,
+        providers: str | Sequence[str] | None = None,
+        threads: int | None = None,
+        settings: ProviderSettings | None = None,
+    ) -> None:
+        self.artifact = artifact
+        self.spec = artifact.spec
+        self.video = video_spec(artifact)
+        self.io = dict(self.video.graph_io(self.spec))
+        self.io["encoder"] = (self.spec.encoder_inputs, self.spec.encoder_outputs)
+        self._providers, self._threads, self._settings = providers, threads, settings
+        self._sessions: dict[str, BindableSession] = {}
+        self.timings: dict[str, float] = {}
+        for role in ("encoder", "memory_attention", "track_decoder", "memory_encoder"):
+            self._session(role)
+
+    def _session(self, role: str) -> BindableSession:
+        session = self._sessions.get(role)
+        if session is not None:
+            return session
+        session = create_session(
+            self.artifact.path(role),
+            self._providers,
+            self._threads,
+            # The encoder's planned block is larger than its live tensors (see create_session);
+            # the memory attention's inputs change size from frame to frame.
+            mem_pattern=role not in ("encoder", "memory_attention"),
+            settings=self._settings,
+        )
+        inputs, outputs = self.io[role]
+        got_in, got_out = session_io(session)
+        if set(got_in) != set(inputs) or not set(outputs) <= set(got_out):
+            raise ArtifactError(
+                f"{self.artifact.folder}: {role} graph has inputs {got_in} and outputs "
+                f"{got_out}, not those of {self.spec.name}; re-export the model"
+            )
+        self._sessions[role] = session
+        return session
+
+    @property
+    def closed(self) -> bool:
+        return getattr(self, "_closed", False)
+
+    def close(self) -> None:
+        """Drop every session; the graphs cannot be used after this."""
+        self._closed = True
+        self._sessions.clear()
+
+    def run(self, role: str, values: Sequence[Any]) -> list[np.ndarray]:
+        """Run ``role`` on ``values`` (in the order of its inputs); returns its outputs."""
+        if self.closed:
+            raise RuntimeError("the video predictor was closed: load the model again")
+        inputs, outputs = self.io[role]
+        feeds = dict(zip(inputs, values, strict=True))
+        session = self._session(role)
+        start = time.perf_counter()
+        result = session.run(list(outputs), feeds)
+        stage = self.STAGES[role]
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+        return result
+
+    @property
+    def providers(self) -> dict[str, str]:
+        """The execution provider that actually runs each open graph."""
+        return {role: s.get_providers()[0] for role, s in self._sessions.items()}

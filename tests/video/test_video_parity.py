@@ -1,0 +1,441 @@
+"""samedge's VideoPredictor against the official SAM2VideoPredictor, on DAVIS sequences.
+
+Both sides get the same checkpoint: the seeded random weights of the test models with the
+object-score head's output bias raised by :data:`OBJECT_SCORE_BIAS`. With the plain seeded
+weights the tracker can declare the object absent after the prompt, and every later mask
+would be the no-object constant on both sides: equal, and meaningless. Each run asserts
+that most reference masks are neither empty nor full, then that every such mask has
+IoU >= 0.99 with samedge's, that object scores agree within 1e-3 and that the 256 x 256
+logits agree.
+
+Each side runs its own encoder (samedge its ONNX graph), once per frame of a sequence: the
+features are cached across the runs of a module, the official ones by filling the
+predictor's own feature cache. The official predictor's hole filling needs its CUDA
+extension; without it (on CPU) it is skipped with a warning, so the tests give it the same
+8-connected labelling with OpenCV, which is what samedge computes.
+
+Cost: the official memory attention is the bulk (several seconds per frame and object on
+two cores once the memory bank is full). The default run tracks one sequence for
+:data:`QUICK_FRAMES` frames; the issue's full matrix (three sequences x mask, point and box
+prompts x 40 frames, two objects in one run, a correction, reverse tracking) is ``slow``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from samedge.maskutils import mask_iou
+from samedge.video import FrameResult, VideoPredictor
+
+from ..conftest import SHARED, TEST_SEED, _export_key, requires_export
+
+pytestmark = [requires_export, pytest.mark.export]
+
+MODEL = "sam2.1_hiera_tiny"
+#: Added to the object-score head's output bias of the parity weights (both sides).
+OBJECT_SCORE_BIAS = 1.0
+MIN_IOU = 0.99
+MAX_SCORE_DIFF = 1e-3
+#: Max |samedge - official| of the 256 x 256 logits, and the largest share of pixels whose
+#: sign may differ (logits within a hair of zero).
+MAX_LOGIT_DIFF = 0.05
+MAX_SIGN_FLIPS = 1e-3
+#: Frames of the default run.
+QUICK_FRAMES = 10
+FULL_FRAMES = 40
+DAVIS = SHARED / "data" / "davis2016"
+SEQUENCES = ("car-shadow", "blackswan", "dog")
+
+
+def _components(mask: Any) -> tuple[Any, Any]:
+    """``sam2.utils.misc.get_connected_components`` (its CUDA kernel) with OpenCV:
+    8-connected labels of ``mask`` ``(N, 1, H, W)`` and each pixel's component area."""
+    import cv2
+    import torch
+
+    labels = np.zeros(mask.shape, np.int32)
+    areas = np.zeros(mask.shape, np.int32)
+    for i, plane in enumerate(mask.to(torch.uint8).numpy()[:, 0]):
+        _, lab, stats, _ = cv2.connectedComponentsWithStats(plane, connectivity=8)
+        labels[i, 0] = lab
+        areas[i, 0] = np.where(lab > 0, stats[lab, cv2.CC_STAT_AREA], 0)
+    return torch.from_numpy(labels), torch.from_numpy(areas)
+
+
+class Frames:
+    """A DAVIS sequence as a FrameSource (Pillow decoding, as the official loader)."""
+
+    def __init__(self, sequence: str, count: int | None = None) -> None:
+        from PIL import Image
+
+        self.files = sorted((DAVIS / "JPEGImages" / sequence).glob("*.jpg"))[:count]
+        with Image.open(self.files[0]) as im:
+            self.size = (im.width, im.height)
+        self.fps = 24.0
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(self.files[index]) as im:
+            return np.asarray(im.convert("RGB"))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+
+def ground_truth(sequence: str, frame: int) -> np.ndarray:
+    from PIL import Image
+
+    path = DAVIS / "Annotations" / sequence / f"{frame:05d}.png"
+    return np.asarray(Image.open(path)) > 0
+
+
+@dataclass
+class Comparison:
+    """Per-frame agreement of one run."""
+
+    frames: int = 0
+    nontrivial: int = 0
+    compared: int = 0
+    min_iou: float = 1.0
+    max_score_diff: float = 0.0
+    max_logit_diff: float = 0.0
+    max_sign_flips: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        assert self.compared > 0, "nothing was compared"
+        # Parity is vacuous if the reference masks are the no-object constant or all-on.
+        assert self.nontrivial >= 0.8 * self.compared, (
+            f"only {self.nontrivial} of {self.compared} reference masks are non-trivial"
+        )
+        assert not self.problems, "; ".join(self.problems[:10])
+
+
+@pytest.fixture(scope="module")
+def parity_weights() -> dict[str, Any]:
+    from samedge.export.build import build_model
+    from samedge.registry import get_spec
+
+    model = build_model(get_spec(MODEL), seed=TEST_SEED)
+    head = model.sam_mask_decoder.pred_obj_score_head
+    last = head.layers[-1] if hasattr(head, "layers") else head
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    name = next(k for k, v in model.state_dict().items() if v is last.bias)
+    state[name] += OBJECT_SCORE_BIAS
+    return state
+
+
+@pytest.fixture(scope="module")
+def parity_folder(parity_weights: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The parity weights exported by ``samedge export`` (cached like the test models)."""
+    import torch
+
+    from samedge.export import export_model
+    from samedge.registry import get_spec
+
+    root = os.environ.get("SAMEDGE_TEST_MODELS")
+    base = Path(root) if root else tmp_path_factory.mktemp("video-models")
+    folder = base / (_export_key(MODEL, TEST_SEED) + f"-objbias{OBJECT_SCORE_BIAS:g}")
+    if not (folder / "samedge.json").exists():
+        checkpoint = tmp_path_factory.mktemp("ckpt") / "parity.pt"
+        torch.save({"model": parity_weights}, checkpoint)
+        export_model(get_spec(MODEL), folder, checkpoint=checkpoint)
+    return folder
+
+
+class Official:
+    """The official SAM2VideoPredictor with the parity weights and shared features."""
+
+    def __init__(self, weights: dict[str, Any]) -> None:
+        import sam2.utils.misc
+        import torch
+        from sam2.build_sam import build_sam2_video_predictor
+
+        from samedge.registry import get_spec
+
+        torch.set_num_threads(
+            int(os.environ.get("SAMEDGE_THREADS", "0")) or torch.get_num_threads()
+        )
+        self.model = build_sam2_video_predictor(get_spec(MODEL).official_builder, device="cpu")
+        self.model.load_state_dict(weights)
+        self.model.eval()
+        sam2.utils.misc.get_connected_components = _components
+        self.features: dict[tuple[str, int], Any] = {}
+
+    def state(self, sequence: str, count: int) -> dict[str, Any]:
+        import torch
+
+        folder = self._subset(sequence, count)
+        with torch.inference_mode():
+            state = self.model.init_state(str(folder))
+            cache: dict[int, Any] = {}
+            for i in range(count):
+                key = (sequence, i)
+                if key not in self.features:
+                    image = state["images"][i].unsqueeze(0).float()
+                    self.features[key] = (image, self.model.forward_image(image))
+                cache[i] = self.features[key]
+        state["cached_features"] = cache
+        return state
+
+    def _subset(self, sequence: str, count: int) -> Path:
+        """A folder of the first ``count`` frames (links), which ``init_state`` loads."""
+        folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"samedge-davis-{sequence}-{count}"
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            for file in Frames(sequence, count).files:
+                (folder / file.name).symlink_to(file)
+        return folder
+
+
+class Ours(VideoPredictor):
+    """samedge's VideoPredictor with its own encoder's outputs cached per frame."""
+
+    features: dict[tuple[str, int], Any]
+    sequence = ""
+
+    def _features(self, state: Any, frame_index: int, frame: Any, read: Any = None) -> Any:
+        key = (self.sequence, frame_index)
+        if key not in self.features:
+            self.features[key] = super()._features(state, frame_index, frame, read)
+        state.features = self.features[key]
+        return state.features
+
+
+@pytest.fixture(scope="module")
+def sides(parity_weights: dict[str, Any], parity_folder: Path) -> tuple[Ours, Official]:
+    if not DAVIS.is_dir():
+        pytest.skip(f"{DAVIS} not found: ../shared (test data) is not beside this checkout")
+    ours = Ours.from_pretrained(parity_folder)
+    ours.features = {}
+    return ours, Official(parity_weights)
+
+
+def _official_output(state: dict[str, Any], obj_idx: int, frame: int) -> dict[str, Any]:
+    temp = state["temp_output_dict_per_obj"][obj_idx]
+    outs = state["output_dict_per_obj"][obj_idx]
+    for source in (
+        temp["cond_frame_outputs"],
+        temp["non_cond_frame_outputs"],
+        outs["cond_frame_outputs"],
+        outs["non_cond_frame_outputs"],
+    ):
+        if frame in source:
+            return source[frame]
+    raise KeyError(frame)
+
+
+def compare(
+    res: FrameResult, ref: tuple, state: dict[str, Any], comparison: Comparison, what: str
+) -> None:
+    frame, obj_ids, video_masks = ref
+    assert res.frame_index == frame and list(res.object_ids) == list(obj_ids), what
+    ref_masks = (video_masks[:, 0] > 0).numpy()
+    comparison.frames += 1
+    for i in range(len(obj_ids)):
+        where = f"{what} frame {frame} object {obj_ids[i]}"
+        try:
+            out = _official_output(state, i, frame)
+        except KeyError:
+            continue
+        comparison.compared += 1
+        ref_mask = ref_masks[i]
+        low = out["pred_masks"][0, 0].float().numpy()
+        score = float(out["object_score_logits"].reshape(-1)[0])
+        if ref_mask.any() and not ref_mask.all():
+            comparison.nontrivial += 1
+            iou = mask_iou(res.masks[i], ref_mask)
+            comparison.min_iou = min(comparison.min_iou, iou)
+            if iou < MIN_IOU:
+                comparison.problems.append(f"{where}: IoU {iou:.4f}")
+        diff = abs(float(res.object_scores[i]) - score)
+        comparison.max_score_diff = max(comparison.max_score_diff, diff)
+        if diff > MAX_SCORE_DIFF:
+            comparison.problems.append(f"{where}: object score {res.object_scores[i]} vs {score}")
+        logit_diff = float(np.max(np.abs(res.low_res_logits[i] - low)))
+        flips = float(np.mean((res.low_res_logits[i] > 0) != (low > 0)))
+        comparison.max_logit_diff = max(comparison.max_logit_diff, logit_diff)
+        comparison.max_sign_flips = max(comparison.max_sign_flips, flips)
+        if logit_diff > MAX_LOGIT_DIFF or flips > MAX_SIGN_FLIPS:
+            comparison.problems.append(
+                f"{where}: logits differ by {logit_diff:.3g}, {flips:.2%} signs"
+            )
+
+
+@dataclass
+class Scenario:
+    """Prompts and propagations, replayed on both sides. Steps:
+    ``("mask", frame, obj)`` (the ground truth), ``("point", frame, obj, xy)``,
+    ``("box", frame, obj, xyxy)``, ``("propagate", start, reverse, max_frames)``."""
+
+    sequence: str
+    frames: int
+    steps: list[tuple]
+
+
+def run(sides: tuple[Ours, Official], scenario: Scenario) -> Comparison:
+    import torch
+
+    ours, official = sides
+    frames = Frames(scenario.sequence, scenario.frames)
+    ours.sequence = scenario.sequence
+    ref_state = official.state(scenario.sequence, scenario.frames)
+    state = ours.init_state(frames.size)
+    comparison = Comparison()
+    for step in scenario.steps:
+        kind, where = step[0], f"{scenario.sequence} {step}"
+        with torch.inference_mode():
+            if kind == "propagate":
+                _, start, reverse, limit = step
+                ref = official.model.propagate_in_video(
+                    ref_state, start_frame_idx=start, max_frame_num_to_track=limit, reverse=reverse
+                )
+                got = ours.propagate(state, frames, start, reverse, limit)
+                for ref_frame, res in zip(ref, got, strict=True):
+                    compare(res, ref_frame, ref_state, comparison, where)
+                continue
+            frame, obj = step[1], step[2]
+            image = frames[frame]
+            if kind == "mask":
+                mask = ground_truth(scenario.sequence, frame)
+                ref = official.model.add_new_mask(ref_state, frame, obj, mask)
+                res = ours.add_prompt(state, frame, image, obj, mask=mask)
+            elif kind == "point":
+                ref = official.model.add_new_points_or_box(
+                    ref_state, frame, obj, points=[step[3]], labels=[1]
+                )
+                res = ours.add_prompt(state, frame, image, obj, points=[step[3]], labels=[1])
+            else:
+                ref = official.model.add_new_points_or_box(ref_state, frame, obj, box=step[3])
+                res = ours.add_prompt(state, frame, image, obj, box=step[3])
+            compare(res, ref, ref_state, comparison, where)
+    return comparison
+
+
+def gt_point(sequence: str, frame: int) -> list[float]:
+    """A foreground pixel of the ground truth near its centroid."""
+    ys, xs = np.nonzero(ground_truth(sequence, frame))
+    i = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))
+    return [float(xs[i]), float(ys[i])]
+
+
+def gt_box(sequence: str, frame: int) -> list[float]:
+    ys, xs = np.nonzero(ground_truth(sequence, frame))
+    return [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
+
+
+def _report(name: str, comparison: Comparison, seconds: float) -> None:
+    print(
+        f"\n{name}: {comparison.frames} frames, {comparison.compared} masks compared "
+        f"({comparison.nontrivial} non-trivial), min IoU {comparison.min_iou:.5f}, "
+        f"max score diff {comparison.max_score_diff:.2e}, max logit diff "
+        f"{comparison.max_logit_diff:.2e}, sign flips {comparison.max_sign_flips:.2e}, "
+        f"{seconds:.0f} s"
+    )
+
+
+def test_mask_prompt_and_a_second_object_quick(sides: tuple[Ours, Official]) -> None:
+    """The default run, QUICK_FRAMES frames of car-shadow: the first frame's ground truth
+    (object 1) tracked over three frames, then a click on the next frame for a new object
+    (object 2), and both tracked on from there.
+
+    (An object tracked towards its prompt, with no pointer behind it, is not compared: the
+    official predictor then fails on the CPU, its bfloat16 memories meeting float32
+    weights. samedge tracks it.)"""
+    seq = "car-shadow"
+    start = time.perf_counter()
+    comparison = run(
+        sides,
+        Scenario(
+            seq,
+            QUICK_FRAMES,
+            [
+                ("mask", 0, 1),
+                ("propagate", 0, False, 2),
+                ("point", 3, 2, [300.0, 100.0]),
+                ("propagate", 3, False, None),
+            ],
+        ),
+    )
+    _report("quick", comparison, time.perf_counter() - start)
+    comparison.check()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sequence", SEQUENCES)
+def test_mask_point_and_box_prompts_40_frames(sides: tuple[Ours, Official], sequence: str) -> None:
+    """Per sequence, one run of three objects (tracked independently, as officially):
+    the first frame's ground truth as a mask, a click inside it, and its bounding box."""
+    start = time.perf_counter()
+    comparison = run(
+        sides,
+        Scenario(
+            sequence,
+            FULL_FRAMES,
+            [
+                ("mask", 0, 1),
+                ("point", 0, 2, gt_point(sequence, 0)),
+                ("box", 0, 3, gt_box(sequence, 0)),
+                ("propagate", None, False, None),
+            ],
+        ),
+    )
+    _report(sequence, comparison, time.perf_counter() - start)
+    comparison.check()
+
+
+@pytest.mark.slow
+def test_correction_then_propagation_again(sides: tuple[Ours, Official]) -> None:
+    """A click on the last tracked frame corrects it (with the memory and the previous
+    mask, as officially); tracking resumes from the next frame with the correction."""
+    seq = "blackswan"
+    start = time.perf_counter()
+    comparison = run(
+        sides,
+        Scenario(
+            seq,
+            FULL_FRAMES,
+            [
+                ("point", 0, 1, gt_point(seq, 0)),
+                ("propagate", 0, False, 24),
+                ("point", 24, 1, gt_point(seq, 24)),
+                ("propagate", 25, False, None),
+            ],
+        ),
+    )
+    _report("correction", comparison, time.perf_counter() - start)
+    comparison.check()
+
+
+@pytest.mark.slow
+def test_reverse_after_forward_from_a_middle_frame(sides: tuple[Ours, Official]) -> None:
+    """A box on frame 20, tracked forward to the end, then backwards to frame 0 (which
+    attends to the forward pass's memories next to frame 20, as officially)."""
+    seq = "dog"
+    start = time.perf_counter()
+    comparison = run(
+        sides,
+        Scenario(
+            seq,
+            FULL_FRAMES,
+            [
+                ("box", 20, 1, gt_box(seq, 20)),
+                ("propagate", 20, False, None),
+                ("propagate", 20, True, None),
+            ],
+        ),
+    )
+    _report("reverse", comparison, time.perf_counter() - start)
+    comparison.check()
