@@ -337,3 +337,50 @@ def test_models_list_ends_with_which_model_to_pick(capsys: pytest.CaptureFixture
         assert row[20:].split()[0] in list_models(), row
     for family in FAMILIES:  # every family has a row
         assert any(set(row.split()) & set(FAMILIES[family]) for row in rows), family
+
+
+@family_models
+def test_static_int8_default_ops_hold_the_encoders_weight_products(
+    name: str, export_test_model: Callable[[str], Path]
+) -> None:
+    """``ModelSpec.int8_ops`` names operators that carry weights in the exported encoder:
+    otherwise int8-static would quantise nothing (EfficientViT-SAM's linear layers are
+    1 x 1 convolutions, so its spec adds Conv)."""
+    import onnx
+
+    graph = onnx.load(str(export_test_model(name) / "encoder.onnx"), load_external_data=False)
+    weights = {init.name for init in graph.graph.initializer}
+    with_weights = [
+        node.op_type
+        for node in graph.graph.node
+        if node.op_type in _spec(name).int8_ops and len(node.input) > 1 and node.input[1] in weights
+    ]
+    assert with_weights, f"no {_spec(name).int8_ops} with weights in {name}'s encoder"
+
+
+def test_int8_static_that_quantises_nothing_is_an_error(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from samedge.quantize.graph import quantized_products
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    w = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
+    plain = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x], [y], [w])
+    onnx.save(helper.make_model(plain), tmp_path / "plain.onnx")
+    assert quantized_products(tmp_path / "plain.onnx") == 0
+    nodes = [
+        helper.make_node("DequantizeLinear", ["xq", "s"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["wq", "s"], ["wd"]),
+        helper.make_node("MatMul", ["xd", "wd"], ["y"]),
+    ]
+    xq = helper.make_tensor_value_info("xq", TensorProto.UINT8, [1, 4])
+    inits = [
+        numpy_helper.from_array(np.ones((4, 4), np.int8), "wq"),
+        numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+    ]
+    onnx.save(
+        helper.make_model(helper.make_graph(nodes, "q", [xq], [y], inits)), tmp_path / "q.onnx"
+    )
+    assert quantized_products(tmp_path / "q.onnx") == 1

@@ -86,6 +86,9 @@ def _efficientvit_sam(variant: str, image_size: int, size: int | None) -> ModelS
         reference_package="efficientsam",
         amg=AmgDefaults(pred_iou_thresh=0.88, generator="EfficientViTSamAutomaticMaskGenerator"),
         small_regions="full_res",
+        # Its linear layers are 1 x 1 convolutions and its MatMuls multiply two activations
+        # (linear attention): without Conv, static INT8 would quantise nothing.
+        int8_ops=("Conv", "MatMul", "Gemm"),
     )
 
 

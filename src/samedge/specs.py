@@ -261,6 +261,11 @@ class ModelSpec:
             :data:`SmallRegionRule`).
         encoder_gflops, decoder_gflops: measured cost of one encoder call and of one
             decoder call per prompt set (used for compute-floor figures).
+        int8_ops: operator types static INT8 quantises by default (``samedge quantize
+            --precision int8-static``; ``--int8-ops`` overrides): those holding the model's
+            weight products. SAM's ViTs: ``("MatMul", "Gemm")`` (their convolutions cost
+            fidelity for little time); EfficientViT-SAM writes its linear layers as 1 x 1
+            convolutions, so ``Conv`` too.
         video: the video tracker (SAM 2.1); ``None`` for models that cannot track, whose
             exports have no video graphs.
     """
@@ -296,6 +301,7 @@ class ModelSpec:
     resize_antialias: bool = True
     amg: AmgDefaults = AmgDefaults()
     small_regions: SmallRegionRule = "full_res"
+    int8_ops: tuple[str, ...] = ("MatMul", "Gemm")
     video: VideoSpec | None = None
 
     @property

@@ -59,7 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="OPS",
         help=f"operator types int8-static quantises, comma-separated from {','.join(INT8_OPS)} "
-        f"(default {','.join(INT8_OPS_DEFAULT)}: the linear layers; see docs/precision.md)",
+        f"(default: the model's, {','.join(INT8_OPS_DEFAULT)} for most: the linear layers; "
+        f"Conv too for EfficientViT-SAM; see docs/precision.md)",
     )
     parser.add_argument(
         "--threshold", type=float, default=0.95, help="minimum mean IoU vs fp32 (default 0.95)"

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .graph import linear_layers_as_gemm
+from ..errors import SamedgeError
+from .graph import linear_layers_as_gemm, quantized_products
 from .ranges import METHODS as METHODS
 from .ranges import CalibrationOptions, Samples, calibration_method, collect_ranges
 
@@ -252,3 +253,9 @@ def to_int8_static(
                 extra_options=extra,
                 **kwargs,
             )
+    if not quantized_products(dst):
+        raise SamedgeError(
+            f"int8-static quantised nothing in {src.name}: it has no {'/'.join(ops)} with "
+            f"weights; choose the operators that hold its weight products with --int8-ops "
+            f"(e.g. Conv,MatMul,Gemm)"
+        )

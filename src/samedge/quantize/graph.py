@@ -82,3 +82,19 @@ def linear_layers_as_gemm(model: Any) -> int:
         graph.node.remove(add)
         rewritten += 1
     return rewritten
+
+
+def quantized_products(path: Any) -> int:
+    """How many ``Conv`` / ``MatMul`` / ``Gemm`` nodes of the QDQ graph at ``path`` take
+    both their inputs from a ``DequantizeLinear`` (run as integer products); 0 means
+    static INT8 changed nothing (e.g. linear layers written as 1 x 1 convolutions while
+    only ``MatMul``/``Gemm`` were to be quantised)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    return sum(
+        node.op_type in ("Conv", "MatMul", "Gemm")
+        and all(producer.get(name) == "DequantizeLinear" for name in node.input[:2])
+        for node in graph.node
+    )

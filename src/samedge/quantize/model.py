@@ -29,7 +29,7 @@ from ..manifest import (
 )
 from ..outputs import publish_mode
 from .calibration import decoder_feeds, encoder_feeds, file_hashes, list_images
-from .convert import STATIC_OP_CHOICES, STATIC_OPS, to_fp16, to_int8_dynamic, to_int8_static
+from .convert import STATIC_OP_CHOICES, to_fp16, to_int8_dynamic, to_int8_static
 from .ranges import METHODS as METHODS
 from .ranges import CalibrationOptions
 
@@ -221,6 +221,8 @@ def quantize_model(
         calib_images = list_images(Path(cfg.calibration), cfg.num_images)  # type: ignore[arg-type]
         _disjoint(calib_images, cfg)
     parent = Predictor(parent_art, cfg.providers, cfg.threads, cfg.provider_settings)
+    # The operators holding the model's weight products, unless the caller chose.
+    static = {"ops": parent_art.spec.int8_ops, **cfg.static_options}
     components = ["encoder", "decoder"] if cfg.component == "both" else [cfg.component]
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -260,7 +262,7 @@ def quantize_model(
                     threads=cfg.threads,
                     external_files=external,
                     log=lambda m, role=role: say(f"{role}: {m}"),
-                    **cfg.static_options,
+                    **static,
                 )
             say(f"{role}: done in {time.perf_counter() - start:.0f} s")
             precision[component] = cfg.precision
@@ -275,11 +277,7 @@ def quantize_model(
             "calibration_images": [p.name for p in calib_images],
             "num_calibration_images": len(calib_images),
             "static_options": dict(cfg.static_options),
-            "int8_ops": (
-                list(cfg.static_options.get("ops", STATIC_OPS))
-                if cfg.precision == "int8-static"
-                else None
-            ),
+            "int8_ops": (list(static["ops"]) if cfg.precision == "int8-static" else None),
         }
         parent_info = {
             "folder": str(parent_art.folder),
