@@ -29,9 +29,10 @@ STREAM_TIME_LIMIT_S = 600
 HELP = """Segment what a person looks at: face → gaze (Open Model Zoo networks on OpenVINO)
 → objects (YOLOX-Nano) → the box the gaze ray hits → SAM. Allow the camera and start the
 stream, or upload one image. A frame with no object on the gaze ray costs tens of
-milliseconds; a frame with one runs the SAM image encoder, about **2 s** for
-sam2.1_hiera_tiny on a 2-core CPU, so expect well under 1 frame/s while something is being
-segmented. Frames that arrive while a frame is being processed are skipped."""
+milliseconds; a frame with one runs the SAM image encoder, about **1.4 s** for
+efficientvit_sam_l0 (the default here when exported) and **2 s** for sam2.1_hiera_tiny on a
+2-core CPU, so expect under 1 frame/s while something is being segmented. Frames that
+arrive while a frame is being processed are skipped."""
 
 MODES = [("detector boxes (YOLOX-Nano)", "boxes"), ("points on the gaze ray", "points")]
 
