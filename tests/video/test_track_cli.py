@@ -99,6 +99,9 @@ needs_tracker = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
+@pytest.mark.export
+@requires_export
 @needs_tracker
 def test_an_image_model_cannot_track(tmp_path: Path, capsys, export_test_model) -> None:
     out = tmp_path / "out"
