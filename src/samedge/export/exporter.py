@@ -398,7 +398,7 @@ def _export_into(
         from .video import export_video
 
         video_files, video_parity = export_video(
-            spec, model, image, features, work, _export_graph, threads, say
+            spec, model, features, work, _export_graph, threads, say
         )
         files |= video_files
         parity |= video_parity
