@@ -23,7 +23,7 @@ def test_export_writes_verified_graphs_and_manifest(export_test_model: Any, name
     import onnx
 
     folder = export_test_model(name)
-    assert sorted(p.name for p in folder.iterdir()) == [
+    expected = [
         "context.onnx",  # under the external-data threshold
         "decoder.onnx",
         "decoder.onnx.data",
@@ -36,6 +36,10 @@ def test_export_writes_verified_graphs_and_manifest(export_test_model: Any, name
         "samedge.json",
         "upscaler.onnx",
     ]
+    video = get_spec(name).video
+    if video is not None:  # SAM 2.1: the video tracking graphs too (tests/video)
+        expected += [f"{role}.onnx{ext}" for role in video.roles for ext in ("", ".data")]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(expected)
     manifest = Manifest.read(folder)
     assert manifest.model == name and manifest.opset == 17
     assert manifest.weights == {"source": "random-init", "seed": TEST_SEED}

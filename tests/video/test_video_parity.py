@@ -132,7 +132,7 @@ def parity_weights() -> dict[str, Any]:
     head = model.sam_mask_decoder.pred_obj_score_head
     last = head.layers[-1] if hasattr(head, "layers") else head
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    name = next(k for k, v in model.state_dict().items() if v is last.bias)
+    name = next(k for k, v in model.named_parameters() if v is last.bias)
     state[name] += OBJECT_SCORE_BIAS
     return state
 
