@@ -124,18 +124,20 @@ def test_track_end_to_end(clip: Path, tmp_path: Path, capsys, export_test_model)
     out = tmp_path / "out"
     argv = [
         "track", str(clip), "--model", str(model), "--out", str(out), "--no-progress",
-        "--point", "0:430,220", "--box", "2:380,150,560,330@2", "--both", "--alpha",
+        "--point", "0:430,220", "--box", "1:380,150,560,330@2", "--both", "--alpha",
+        "--max-frames", "3",  # backward 1, 0, then forward 0, 1, 2: five tracked frames
     ]  # fmt: skip
     code, stdout, err = run(argv, capsys)
     assert code == 0, err
-    assert "tracked 2 object(s) over 8 frames (0..7)" in stdout
+    assert "tracked 2 object(s) over 3 frames (0..2)" in stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert sorted(p.name for p in out.iterdir()) == ["masks", "matte", "overlay.mp4", "track.json"]
     data = json.loads((out / "track.json").read_text())
-    assert data["objects"] == [1, 2] and [f["frame"] for f in data["frames"]] == list(range(8))
+    assert data["objects"] == [1, 2] and [f["frame"] for f in data["frames"]] == [0, 1, 2]
     assert data["prompts"][0] == {"frame": 0, "object": 1, "points": [[430.0, 220.0]],
                                   "labels": [1]}  # fmt: skip
     assert data["source"]["frames"] == 8 and data["direction"] == "both"
+    assert data["summary"]["frames_present"].keys() == {"1", "2"}
     for frame in data["frames"]:
         assert frame["timings_ms"] and {o["id"] for o in frame["objects"]} == {1, 2}
         for obj in frame["objects"]:
@@ -146,8 +148,12 @@ def test_track_end_to_end(clip: Path, tmp_path: Path, capsys, export_test_model)
             assert np.array_equal(png > 0, rle_decode(obj["segmentation"]))
             assert isinstance(obj["score"], float)
     overlay = cv2.VideoCapture(str(out / "overlay.mp4"))
-    assert overlay.get(cv2.CAP_PROP_FRAME_COUNT) == 8
+    assert overlay.get(cv2.CAP_PROP_FRAME_COUNT) == 3
     assert overlay.get(cv2.CAP_PROP_FRAME_WIDTH) == 854
+    matte = cv2.VideoCapture(str(out / "matte" / "obj2.mov"))
+    ok, first = matte.read()
+    on_disk = cv2.imread(str(out / "masks" / "obj2" / "00000.png"), cv2.IMREAD_GRAYSCALE)
+    assert ok and np.array_equal(first[:, :, 0] > 127, on_disk > 0)
 
 
 class FakeTracker:
