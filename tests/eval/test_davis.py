@@ -27,7 +27,7 @@ from samedge.eval.davis import (
     statistics,
 )
 
-from ..conftest import shared_path
+from ..conftest import requires_export, shared_path
 
 SIDE = 40  # square objects of SIDE x SIDE pixels in a 100 x 100 image
 RADIUS = 2  # ceil(0.008 * hypot(100, 100)) = ceil(1.13)
@@ -335,3 +335,30 @@ def test_tracking_with_model_writes_predictions_and_scores_them(tmp_path, monkey
     with pytest.raises(RuntimeError, match="the tracker broke"):
         main([*argv[:8], str(tmp_path / "second"), "--no-progress"])  # every frame
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing half-written
+
+
+@pytest.mark.slow
+@pytest.mark.export
+@requires_export
+def test_against_the_official_video_predictor(export_test_model, tmp_path: Path, capsys) -> None:
+    """Three frames of 'car-shadow' tracked by the export and by SAM2VideoPredictor with the
+    same (seeded) weights: their masks agree frame by frame."""
+    source = shared_path("data", "davis2016")
+    root = tmp_path / "DAVIS"
+    for kind, suffix in (("JPEGImages", ".jpg"), ("Annotations", ".png")):
+        (root / kind / "car-shadow").mkdir(parents=True)
+        for i in range(3):
+            name = f"{i:05d}{suffix}"
+            (root / kind / "car-shadow" / name).write_bytes(
+                (source / kind / "car-shadow" / name).read_bytes()
+            )
+    out = tmp_path / "run"
+    argv = ["eval", "--format", "davis", "--model", str(export_test_model("sam2.1_hiera_tiny")),
+            "--dataset", str(root), "--against", "torch", "--out", str(out), "--threads", "2",
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert "agreement with torch" in capsys.readouterr().out
+    agreement = json.loads((out / "summary.json").read_text())["agreement"]
+    assert agreement["masks"] == 3  # one object on frames 0, 1, 2
+    assert agreement["mean_iou"] >= 0.99 and agreement["min_iou"] >= 0.98
+    assert "## Agreement with torch" in (out / "summary.md").read_text()

@@ -29,10 +29,11 @@ bin bounds in ``uint8`` and so wraps for sequences of more than 256 frames: here
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -588,6 +589,41 @@ def official_video_predictor(model: str, checkpoint: str | os.PathLike[str] | No
     return official
 
 
+def _components(mask: Any) -> tuple[Any, Any]:
+    """``sam2.utils.misc.get_connected_components`` without its CUDA extension: 8-connected
+    labels of ``mask`` ``(N, 1, H, W)`` and each pixel's component area, with OpenCV (the
+    labelling samedge's hole filling uses)."""
+    import torch
+
+    labels = np.zeros(mask.shape, np.int32)
+    areas = np.zeros(mask.shape, np.int32)
+    for i, plane in enumerate(mask.to(torch.uint8).cpu().numpy()[:, 0]):
+        _, lab, stats, _ = cv2.connectedComponentsWithStats(plane, connectivity=8)
+        labels[i, 0] = lab
+        areas[i, 0] = np.where(lab > 0, stats[lab, cv2.CC_STAT_AREA], 0)
+    return torch.from_numpy(labels), torch.from_numpy(areas)
+
+
+@contextlib.contextmanager
+def _official_hole_filling() -> Iterator[None]:
+    """The official predictor fills small holes with its compiled extension and silently
+    skips it where the extension is not built (a CPU install): give it OpenCV's labelling
+    meanwhile, so that the reference is the official algorithm, not one without a step."""
+    import importlib.util
+
+    import sam2.utils.misc as misc
+
+    if importlib.util.find_spec("sam2._C") is not None:
+        yield
+        return
+    saved = misc.get_connected_components
+    misc.get_connected_components = _components
+    try:
+        yield
+    finally:
+        misc.get_connected_components = saved
+
+
 def against_torch(
     model: str,
     dataset: DavisDataset,
@@ -625,7 +661,7 @@ def against_torch(
             stop = count if max_frames is None else min(max_frames, count)
             (ref_root / name).mkdir()
             seq_ious = []
-            with torch.inference_mode():
+            with torch.inference_mode(), _official_hole_filling():
                 state = official.init_state(video_path=str(frames_dir))
                 for obj in range(1, int(first.max()) + 1):
                     if np.any(first == obj):
