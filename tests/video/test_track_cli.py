@@ -167,7 +167,7 @@ class FakeTracker:
         self.name = name
 
     @classmethod
-    def from_pretrained(cls, name, providers=None, threads=None):
+    def from_pretrained(cls, name, providers=None, threads=None, provider_settings=None):
         from samedge.errors import SamedgeError
 
         if name == "image-model":

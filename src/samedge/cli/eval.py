@@ -248,7 +248,10 @@ def run_davis(args: argparse.Namespace) -> int:
                 from ..video import VideoPredictor
 
                 predictor = VideoPredictor.from_pretrained(
-                    args.model, providers=args.provider, threads=args.threads
+                    args.model,
+                    providers=args.provider,
+                    threads=args.threads,
+                    provider_settings=provider_settings(args),
                 )
                 model_name = args.model
                 parent = args.out.absolute().parent

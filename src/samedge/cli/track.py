@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ..errors import SamedgeError
-from .options import add_progress_option, add_runtime_options
+from .options import add_progress_option, add_runtime_options, provider_settings
 
 
 def _positive_int(text: str) -> int:
@@ -132,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
     from ..video import VideoPredictor
 
     predictor = VideoPredictor.from_pretrained(
-        args.model, providers=args.provider, threads=args.threads
+        args.model,
+        providers=args.provider,
+        threads=args.threads,
+        provider_settings=provider_settings(args),
     )
     width, height = source.size
     objects = sorted({p.obj for p in prompts})
