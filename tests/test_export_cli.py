@@ -41,6 +41,11 @@ def test_export_shows_each_step_on_stderr_and_writes_files_for_the_umask(
         "encoder: parity with torch",
         "decoder: parity with torch (and decoder_head + upscaler)",
         "decoder_mask: parity with torch",
+        # SAM 2.1's video tracking graphs (samedge.export.video)
+        "memory_attention: parity with torch",
+        "memory_encoder: parity with torch",
+        "track_decoder: parity with torch",
+        "mask_prompt: parity with torch",
     ]
     assert steps[-1] == f"writing {out}"
     # stdout keeps the result only.

@@ -48,8 +48,8 @@ MAX_SCORE_DIFF = 1e-3
 #: sign may differ (logits within a hair of zero).
 MAX_LOGIT_DIFF = 0.05
 MAX_SIGN_FLIPS = 1e-3
-#: Frames of the default run.
-QUICK_FRAMES = 10
+#: Frames of the default run: object 1 reaches a full memory bank (7 memories) on the last.
+QUICK_FRAMES = 8
 FULL_FRAMES = 40
 DAVIS = SHARED / "data" / "davis2016"
 SEQUENCES = ("car-shadow", "blackswan", "dog")

@@ -67,9 +67,11 @@ def run(args: argparse.Namespace) -> int:
         progress=step_printer(args),
     )
     parity = result.parity
+    video = parity.get("video_max_rel_error")
+    video_part = f", video graphs {max(video.values()):.1e}" if video else ""
     print(
         f"{spec.name} -> {out}: encoder max rel. error {parity['encoder_max_rel_error']:.1e}, "
-        f"decoder {parity['decoder_max_rel_error']:.1e} (parity passed)"
+        f"decoder {parity['decoder_max_rel_error']:.1e}{video_part} (parity passed)"
     )
     if args.verbose:
         print(json.dumps(parity, indent=2))

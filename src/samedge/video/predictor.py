@@ -163,7 +163,10 @@ class VideoPredictor(Closeable):
             obj = state.objects[obj_id] = ObjectTrack(obj_id=obj_id)
         is_init = frame_index not in obj.tracked
         reverse = False if is_init else obj.tracked[frame_index]
-        if not is_init and not self._history_kept(state, obj, frame_index, reverse):
+        # A correction by points runs the memory attention: it needs the frame's
+        # neighbourhood (a mask prompt is the output as it is and needs nothing).
+        needs_memory = not is_init and mask is None
+        if needs_memory and not self._history_kept(state, obj, frame_index, reverse):
             raise SamedgeError(
                 f"frame {frame_index} was tracked, but its neighbourhood is no longer kept "
                 f"(samedge keeps {horizon(self.video)} frames around prompted frames and the "
