@@ -545,5 +545,14 @@ def test_live_stream_steps_and_objects_come_and_go() -> None:
     assert vp.step(state, 29, frames[29]).object_ids == (8,)
     vp.remove_object(state, 8)
     assert not state.objects and not state.anchors
+    bounded = vp.init_state(frames.size, num_frames=30)
+    with pytest.raises(SamedgeError, match="outside the video"):
+        vp.add_prompt(bounded, 30, frames[0], 1, points=[[3, 3]], labels=[1])
+    with pytest.raises(SamedgeError, match="positive integers"):
+        vp.add_prompt(bounded, 0, frames[0], 0, points=[[3, 3]], labels=[1])
+    with pytest.raises(SamedgeError, match="labels"):
+        vp.add_prompt(bounded, 0, frames[0], 1, points=[[3, 3]], labels=[2])
+    with pytest.raises(SamedgeError, match="mask alone"):
+        vp.add_prompt(bounded, 0, frames[0], 1, box=[1, 1, 5, 5], mask=np.ones((48, 64), bool))
     with pytest.raises(SamedgeError, match="frame"):
         vp.step(state, 0, np.zeros((10, 10, 3), np.uint8))

@@ -158,6 +158,15 @@ class VideoPredictor(Closeable):
             and score -1024).
         """
         self._check_frame(state, frame)
+        if state.num_frames is not None and not 0 <= frame_index < state.num_frames:
+            raise SamedgeError(
+                f"frame {frame_index} is outside the video (frames 0-{state.num_frames - 1})"
+            )
+        if frame_index < 0:
+            raise SamedgeError(f"frame index {frame_index} is negative")
+        if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer)) or obj_id <= 0:
+            raise PromptError(f"object ids are positive integers, not {obj_id!r}")
+        obj_id = int(obj_id)
         obj = state.objects.get(obj_id)
         if obj is None:
             obj = state.objects[obj_id] = ObjectTrack(obj_id=obj_id)
