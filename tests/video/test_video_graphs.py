@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from samedge.errors import ArtifactError, SamedgeError
-from samedge.registry import get_spec
+from samedge.registry import get_spec, list_models
 from samedge.specs import VideoSpec
 from samedge.video.masks import fill_holes, mask_prompt, preprocess_frame, resize_aa
 from samedge.video.memory import (
@@ -556,3 +556,15 @@ def test_live_stream_steps_and_objects_come_and_go() -> None:
         vp.add_prompt(bounded, 0, frames[0], 1, box=[1, 1, 5, 5], mask=np.ones((48, 64), bool))
     with pytest.raises(SamedgeError, match="frame"):
         vp.step(state, 0, np.zeros((10, 10, 3), np.uint8))
+
+
+@requires_export
+@pytest.mark.export
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in list_models("sam2.1_*")])
+def test_video_spec_is_each_official_config(name: str) -> None:
+    """The registry's tracking settings are those of ``build_sam2_video_predictor`` for
+    every SAM 2.1 size (the export checks its own model's the same way)."""
+    from samedge.export.video import check_video_spec
+
+    check_video_spec(get_spec(name))
