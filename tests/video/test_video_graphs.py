@@ -554,6 +554,9 @@ def test_live_stream_steps_and_objects_come_and_go() -> None:
         vp.add_prompt(bounded, 0, frames[0], 1, points=[[3, 3]], labels=[2])
     with pytest.raises(SamedgeError, match="mask alone"):
         vp.add_prompt(bounded, 0, frames[0], 1, box=[1, 1, 5, 5], mask=np.ones((48, 64), bool))
+    with pytest.raises(SamedgeError, match="at least one point"):
+        vp.add_prompt(bounded, 0, frames[0], 1, points=np.zeros((0, 2)), labels=[])
+    assert not bounded.objects and not bounded.anchors  # refused prompts leave no trace
     with pytest.raises(SamedgeError, match="frame"):
         vp.step(state, 0, np.zeros((10, 10, 3), np.uint8))
 

@@ -166,10 +166,15 @@ class VideoPredictor(Closeable):
             raise SamedgeError(f"frame index {frame_index} is negative")
         if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer)) or obj_id <= 0:
             raise PromptError(f"object ids are positive integers, not {obj_id!r}")
+        # Every check before the state changes: a refused prompt leaves no trace.
+        if mask is not None:
+            if points is not None or box is not None:
+                raise PromptError("give a mask alone, or points and/or a box")
+            mask = self._mask(state, mask)
+        else:
+            coords, point_labels = self._points(state, points, labels, box)
         obj_id = int(obj_id)
-        obj = state.objects.get(obj_id)
-        if obj is None:
-            obj = state.objects[obj_id] = ObjectTrack(obj_id=obj_id)
+        obj = state.objects.get(obj_id) or ObjectTrack(obj_id=obj_id)
         is_init = frame_index not in obj.tracked
         reverse = False if is_init else obj.tracked[frame_index]
         # A correction by points runs the memory attention: it needs the frame's
@@ -186,11 +191,8 @@ class VideoPredictor(Closeable):
         self.graphs.timings.clear()
         feats = self._features(state, frame_index, frame)
         if mask is not None:
-            if points is not None or box is not None:
-                raise PromptError("give a mask alone, or points and/or a box")
-            out = self._mask_output(feats, self._mask(state, mask))
+            out = self._mask_output(feats, mask)
         else:
-            coords, point_labels = self._points(state, points, labels, box)
             prev = obj.output(frame_index, is_cond)
             prev_logits = None
             if prev is not None:
@@ -207,6 +209,7 @@ class VideoPredictor(Closeable):
                 prev_logits,
                 encode_memory=False,
             )
+        state.objects.setdefault(obj_id, obj)
         obj.temp(is_cond)[frame_index] = out
         state.anchors.add(frame_index)
         state.pending[frame_index] = feats.image_embeddings
@@ -240,6 +243,8 @@ class VideoPredictor(Closeable):
             codes = np.asarray(labels, dtype=np.float32).reshape(-1)
             if len(codes) != len(coords) or not np.all(np.isin(codes, (0, 1))):
                 raise PromptError("labels must be one 1 (foreground) or 0 (background) per point")
+        if box is None and len(coords) == 0:
+            raise PromptError("give at least one point, a box, or a mask")
         if box is not None:
             corners = np.asarray(box, dtype=np.float32).reshape(-1)
             if corners.shape != (4,):
