@@ -571,3 +571,39 @@ def test_video_spec_is_each_official_config(name: str) -> None:
     from samedge.export.video import check_video_spec
 
     check_video_spec(get_spec(name))
+
+
+def test_speed_options_attend_to_fewer_memories() -> None:
+    """Off by default; on, a frame attends to fewer recent memories, or every k-th one."""
+    vp = _fake_predictor()
+    frames = _TinyFrames(20)
+    counts: dict[str, list[int]] = {}
+    for name, options in (
+        ("default", {}),
+        ("recent 2", {"recent_memories": 2}),
+        ("none", {"recent_memories": 0}),
+        ("stride 3", {"memory_stride": 3}),
+    ):
+        seen = counts[name] = []
+        graphs = vp.graphs
+        original = graphs.run
+
+        def run(role: str, values: list[Any], seen: list[int] = seen, original: Any = original):
+            if role == "memory_attention":
+                seen.append(values[1].shape[0])
+            return original(role, values)
+
+        graphs.run = run
+        state = vp.init_state(frames.size, **options)
+        vp.add_prompt(state, 0, frames[0], 1, points=[[10, 10]], labels=[1])
+        for _ in vp.propagate(state, frames):
+            pass
+        graphs.run = original
+    assert counts["default"][-1] == 7 and max(counts["recent 2"]) == 3
+    assert set(counts["none"]) == {1}
+    # Stride 3 on frame 19: the frame before it, then 15, 12, 9, 6, 3 (and the prompt).
+    assert counts["stride 3"][-1] == 7 and counts["stride 3"][:3] == [1, 2, 2]
+    with pytest.raises(SamedgeError, match="recent_memories"):
+        vp.init_state(frames.size, recent_memories=7)
+    with pytest.raises(SamedgeError, match="memory_stride"):
+        vp.init_state(frames.size, memory_stride=0)

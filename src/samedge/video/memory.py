@@ -102,6 +102,7 @@ def select_memories(
     other_frames: Collection[int],
     num_frames: int | None,
     reverse: bool,
+    recent: int | None = None,
 ) -> MemorySelection:
     """The memories and pointers frame ``frame_idx`` attends to.
 
@@ -112,6 +113,8 @@ def select_memories(
         other_frames: the frames whose (non-conditioning) outputs it has.
         num_frames: frames in the video; ``None`` for a live stream (no end).
         reverse: tracking towards earlier frames.
+        recent: attend to the memories of only this many recent frames, the nearest ones
+            (a speed option; ``None``: the official ``num_maskmem - 1``).
 
     Raises:
         ValueError: no conditioning frame.
@@ -125,6 +128,8 @@ def select_memories(
     memory_frames, memory_tpos = list(selected), [top] * len(selected)
     memory_cond = [True] * len(selected)
     for t_pos in range(1, video.num_maskmem):
+        if recent is not None and video.num_maskmem - t_pos > recent:
+            continue
         prev = _recent_frame(video, frame_idx, video.num_maskmem - t_pos, reverse)
         if prev in others or prev in spare:
             memory_frames.append(prev)

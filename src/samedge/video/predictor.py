@@ -11,6 +11,7 @@ frame's encoding.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -24,7 +25,7 @@ from ..errors import PromptError, SamedgeError
 from ..runtime.postprocess import select_masks
 from ..runtime.providers import ProviderSettings
 from ..runtime.types import Closeable
-from ..specs import LOW_RES_SIZE
+from ..specs import LOW_RES_SIZE, VideoSpec
 from .graphs import VideoGraphs
 from .masks import fill_holes, mask_prompt, preprocess_frame, upscale
 from .memory import NO_OBJ_SCORE, from_bfloat16, horizon, retained, select_memories, to_bfloat16
@@ -94,6 +95,8 @@ class VideoPredictor(Closeable):
         frame_size: tuple[int, int],
         num_frames: int | None = None,
         keep_history: bool = False,
+        recent_memories: int | None = None,
+        memory_stride: int | None = None,
     ) -> TrackingState:
         """A new, empty tracking state for frames of ``frame_size`` ``(width, height)``.
 
@@ -104,13 +107,33 @@ class VideoPredictor(Closeable):
                 correction can be made on any tracked frame after a full pass (memory then
                 grows by about 0.8 MB per frame and object); by default only what the
                 memory policy can still use is kept.
+            recent_memories, memory_stride: options that trade accuracy for speed, off by
+                default (see :class:`TrackingState`; their effect: docs/video.md): attend
+                to fewer recent frames' memories (0-6), or to every ``memory_stride``-th
+                frame's.
         """
         width, height = (int(v) for v in frame_size)
         if width <= 0 or height <= 0:
             raise SamedgeError(f"frame_size must be (width, height) > 0, not {frame_size}")
+        top = self.video.num_maskmem - 1
+        if recent_memories is not None and not 0 <= recent_memories <= top:
+            raise SamedgeError(f"recent_memories must be 0-{top}, not {recent_memories}")
+        stride = self.video.memory_temporal_stride if memory_stride is None else memory_stride
+        if stride < 1:
+            raise SamedgeError(f"memory_stride must be at least 1, not {memory_stride}")
         return TrackingState(
-            frame_size=(width, height), num_frames=num_frames, keep_history=keep_history
+            frame_size=(width, height),
+            num_frames=num_frames,
+            keep_history=keep_history,
+            recent_memories=recent_memories,
+            memory_stride=stride,
         )
+
+    def _policy(self, state: TrackingState) -> VideoSpec:
+        """The memory policy's settings for ``state`` (its memory stride)."""
+        if state.memory_stride == self.video.memory_temporal_stride:
+            return self.video
+        return dataclasses.replace(self.video, memory_temporal_stride=state.memory_stride)
 
     def reset_state(self, state: TrackingState) -> None:
         """Forget every object, prompt and output (the frame size stays)."""
@@ -183,8 +206,8 @@ class VideoPredictor(Closeable):
         if needs_memory and not self._history_kept(state, obj, frame_index, reverse):
             raise SamedgeError(
                 f"frame {frame_index} was tracked, but its neighbourhood is no longer kept "
-                f"(samedge keeps {horizon(self.video)} frames around prompted frames and the "
-                f"last tracked one); prompt a frame near those, propagate again from a "
+                f"(samedge keeps {horizon(self._policy(state))} frames around prompted frames "
+                f"and the last tracked one); prompt a frame near those, propagate again from a "
                 f"prompted frame, or use init_state(..., keep_history=True)"
             )
         is_cond = is_init or self.video.add_all_frames_to_correct_as_cond
@@ -379,7 +402,7 @@ class VideoPredictor(Closeable):
         anchors = set(state.anchors)
         if state.last_frame is not None:
             anchors.add(state.last_frame)
-        reach = horizon(self.video)
+        reach = horizon(self._policy(state))
         for obj in state.objects.values():
             keep = set(retained(obj.other, anchors, reach))
             for frame_index in [f for f in obj.other if f not in keep]:
@@ -397,7 +420,13 @@ class VideoPredictor(Closeable):
             return False
         tracked = [t for t in obj.tracked if t not in obj.cond]
         sel = select_memories(
-            self.video, frame_index, list(obj.cond), tracked, state.num_frames, reverse
+            self._policy(state),
+            frame_index,
+            list(obj.cond),
+            tracked,
+            state.num_frames,
+            reverse,
+            state.recent_memories,
         )
         needed = (*sel.memory_frames, *sel.pointer_frames)
         return all(t in obj.other or t in obj.cond for t in needed)
@@ -451,7 +480,13 @@ class VideoPredictor(Closeable):
         """``_prepare_memory_conditioned_features`` for a frame that is not an initial
         conditioning frame: the memory attention over the selected memories."""
         sel = select_memories(
-            self.video, frame_index, list(obj.cond), list(obj.other), state.num_frames, reverse
+            self._policy(state),
+            frame_index,
+            list(obj.cond),
+            list(obj.other),
+            state.num_frames,
+            reverse,
+            state.recent_memories,
         )
         tokens = feats.image_embeddings.shape[2] * feats.image_embeddings.shape[3]
         memory = np.empty((len(sel.memory_frames), tokens, self.video.mem_dim), np.float32)

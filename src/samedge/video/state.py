@@ -93,6 +93,10 @@ class TrackingState:
         keep_history: keep every tracked frame's output, as the official predictor does
             (memory grows with the video), so that a correction anywhere can be made after
             a full pass; otherwise only what the memory policy can still select.
+        recent_memories: speed option: a frame attends to the memories of only this many
+            recent frames (``None``: the official 6); the conditioning frames' always.
+        memory_stride: speed option: recent memories from every this-many frames (the
+            nearest frame always; the official ``memory_temporal_stride_for_eval``, 1).
         objects: the tracked objects by id, in the order they were added.
         anchors: frames that received prompts (they bound what is dropped).
         last_frame: the frame tracked last.
@@ -103,6 +107,8 @@ class TrackingState:
     frame_size: tuple[int, int]
     num_frames: int | None = None
     keep_history: bool = False
+    recent_memories: int | None = None
+    memory_stride: int = 1
     objects: dict[int, ObjectTrack] = field(default_factory=dict)
     anchors: set[int] = field(default_factory=set)
     last_frame: int | None = None
