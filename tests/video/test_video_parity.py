@@ -6,7 +6,7 @@ weights the tracker can declare the object absent after the prompt, and every la
 would be the no-object constant on both sides: equal, and meaningless. Each run asserts
 that most reference masks are neither empty nor full, then that every such mask has
 IoU >= 0.99 with samedge's, that object scores agree within 1e-3 and that the 256 x 256
-logits agree.
+logits agree (hole filling may flip a handful of near-zero pixels: see MAX_SIGN_FLIPS).
 
 Each side runs its own encoder (samedge its ONNX graph), once per frame of a sequence: the
 features are cached across the runs of a module, the official ones by filling the
@@ -17,7 +17,8 @@ extension; without it (on CPU) it is skipped with a warning, so the tests give i
 Cost: the official memory attention is the bulk (several seconds per frame and object on
 two cores once the memory bank is full). The default run tracks one sequence for
 :data:`QUICK_FRAMES` frames; the issue's full matrix (three sequences x mask, point and box
-prompts x 40 frames, two objects in one run, a correction, reverse tracking) is ``slow``.
+prompts x 40 frames, two objects in one run, a correction, reverse tracking) is marked
+``full``: hours on two cores, left out of the default run (``pytest -m full`` runs it).
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ MODEL = "sam2.1_hiera_tiny"
 OBJECT_SCORE_BIAS = 1.0
 MIN_IOU = 0.99
 MAX_SCORE_DIFF = 1e-3
-#: Max |samedge - official| of the 256 x 256 logits, and the largest share of pixels whose
-#: sign may differ (logits within a hair of zero).
+#: Max |samedge - official| of the 256 x 256 logits where their signs agree, and the largest
+#: share of pixels whose sign may differ (logits within a hair of zero, and the holes or
+#: sprinkles that such pixels make one pixel larger or smaller).
 MAX_LOGIT_DIFF = 0.05
 MAX_SIGN_FLIPS = 1e-3
 #: Frames of the default run: object 1 reaches a full memory bank (7 memories) on the last.
@@ -264,8 +266,14 @@ def compare(
         comparison.max_score_diff = max(comparison.max_score_diff, diff)
         if diff > MAX_SCORE_DIFF:
             comparison.problems.append(f"{where}: object score {res.object_scores[i]} vs {score}")
-        logit_diff = float(np.max(np.abs(res.low_res_logits[i] - low)))
-        flips = float(np.mean((res.low_res_logits[i] > 0) != (low > 0)))
+        # Hole filling and sprinkle removal move a small component's logits to +-0.1 by
+        # its area: a component one pixel larger on one side (logits within a hair of zero)
+        # changes a few pixels by a few tenths. Those pixels are the sign flips, bounded by
+        # MAX_SIGN_FLIPS; every other pixel must agree within MAX_LOGIT_DIFF.
+        flipped = (res.low_res_logits[i] > 0) != (low > 0)
+        flips = float(np.mean(flipped))
+        agreeing = np.abs(res.low_res_logits[i] - low)[~flipped]
+        logit_diff = float(agreeing.max()) if agreeing.size else 0.0
         comparison.max_logit_diff = max(comparison.max_logit_diff, logit_diff)
         comparison.max_sign_flips = max(comparison.max_sign_flips, flips)
         if logit_diff > MAX_LOGIT_DIFF or flips > MAX_SIGN_FLIPS:
@@ -374,6 +382,7 @@ def test_mask_prompt_and_a_second_object_quick(sides: tuple[Ours, Official]) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("sequence", SEQUENCES)
 def test_mask_point_and_box_prompts_40_frames(sides: tuple[Ours, Official], sequence: str) -> None:
     """Per sequence, one run of three objects (tracked independently, as officially):
@@ -397,6 +406,7 @@ def test_mask_point_and_box_prompts_40_frames(sides: tuple[Ours, Official], sequ
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_correction_then_propagation_again(sides: tuple[Ours, Official]) -> None:
     """A click on the last tracked frame corrects it (with the memory and the previous
     mask, as officially); tracking resumes from the next frame with the correction."""
@@ -420,6 +430,7 @@ def test_correction_then_propagation_again(sides: tuple[Ours, Official]) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_reverse_after_forward_from_a_middle_frame(sides: tuple[Ours, Official]) -> None:
     """A box on frame 20, tracked forward to the end, then backwards to frame 0 (which
     attends to the forward pass's memories next to frame 20, as officially)."""

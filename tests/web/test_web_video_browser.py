@@ -101,14 +101,21 @@ def _scrub(page: Any, index: int) -> None:
     _wait_text(page, "#video-frame-line", f"frame {index} of")
 
 
-def _wait_propagated(page: Any) -> str:
+def _wait_propagated(page: Any, previous: str = "") -> str:
     """The progress line once a propagation is done (8 frames of Hiera-T: minutes on a
-    loaded 2-core machine, so longer than the page's default timeout)."""
+    loaded 2-core machine, so longer than the page's default timeout). ``previous`` is the
+    line of the run before, still shown until the new run's first update arrives (Gradio
+    may put its own timer above it, hence the last line only)."""
     page.wait_for_function(
-        "() => (document.querySelector('#video-progress')?.innerText ?? '').includes('done')",
+        """(previous) => {
+            const text = document.querySelector('#video-progress')?.innerText ?? '';
+            const line = text.trim().split('\\n').pop();
+            return line.includes('done') && line !== previous;
+        }""",
+        arg=previous,
         timeout=600_000,
     )
-    return str(page.inner_text("#video-progress"))
+    return str(page.inner_text("#video-progress")).strip().split("\n")[-1]
 
 
 def _session_folders(service: Any) -> list[Path]:
@@ -249,7 +256,7 @@ def test_rotoscoping_loop_in_a_real_browser(
 
         # Propagate again: only the frames after the correction are tracked again.
         page.click("#video-propagate")
-        line = _wait_propagated(page)
+        line = _wait_propagated(page, previous=line)
         assert "2 / 2 frames" in line
         shot = _shot(page, shots, "6-repropagated")
         if os.environ.get("SAMEDGE_UPDATE_SCREENSHOT") == "1":
