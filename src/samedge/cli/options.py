@@ -138,3 +138,14 @@ def _family_defaults(name: str) -> str:
     return "default " + ", ".join(
         f"{v:.4g} for {' and '.join(dict.fromkeys(f for w, f in pairs if w == v))}" for v in values
     )
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 1 (else argparse's one-line error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
