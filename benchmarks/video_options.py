@@ -36,25 +36,7 @@ OPTIONS: dict[str, dict[str, int]] = {
 }
 
 
-class Frames:
-    def __init__(self, sequence: str, count: int) -> None:
-        self.files = sorted((DAVIS / "JPEGImages" / sequence).glob("*.jpg"))[:count]
-        with Image.open(self.files[0]) as im:
-            self.size = (im.width, im.height)
-        self.fps = 24.0
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        with Image.open(self.files[index]) as im:
-            return np.asarray(im.convert("RGB"))
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return (self[i] for i in range(len(self)))
-
-
-def track(vp: Any, frames: Frames, mask: np.ndarray, options: dict[str, int]) -> dict[str, Any]:
+def track(vp: Any, frames: Any, mask: np.ndarray, options: dict[str, int]) -> dict[str, Any]:
     state = vp.init_state(frames.size, num_frames=len(frames), **options)
     vp.add_prompt(state, 0, frames[0], 1, mask=mask)
     masks, attention, total = [], [], []
@@ -79,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from samedge.maskutils import mask_iou
     from samedge.video import VideoPredictor
+    from samedge.video.io import FrameFolder
 
-    frames = Frames(args.sequence, args.frames)
+    frames = FrameFolder(DAVIS / "JPEGImages" / args.sequence, fps=24.0, count=args.frames)
     mask = np.asarray(Image.open(DAVIS / "Annotations" / args.sequence / "00000.png")) > 0
     vp = VideoPredictor.from_pretrained(args.model, threads=args.threads)
     runs = {}

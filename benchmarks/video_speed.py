@@ -38,26 +38,6 @@ DAVIS = ROOT.parent / "shared" / "data" / "davis2016"
 STAGES = ("encoder", "memory_attention", "decoder", "memory_encoder")
 
 
-class Frames:
-    """The first ``count`` frames of a DAVIS sequence, decoded on demand."""
-
-    def __init__(self, sequence: str, count: int) -> None:
-        self.files = sorted((DAVIS / "JPEGImages" / sequence).glob("*.jpg"))[:count]
-        with Image.open(self.files[0]) as im:
-            self.size = (im.width, im.height)
-        self.fps = 24.0
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        with Image.open(self.files[index]) as im:
-            return np.asarray(im.convert("RGB"))
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return (self[i] for i in range(len(self)))
-
-
 def official_predictor(folder: Path, checkpoint: Path | None) -> Any:
     """The official video predictor with the export's weights."""
     from sam2.build_sam import build_sam2_video_predictor
@@ -100,9 +80,10 @@ def run_both(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from samedge.video import VideoPredictor
+    from samedge.video.io import FrameFolder
 
     torch.set_num_threads(args.threads)
-    frames = Frames(args.sequence, args.frames)
+    frames = FrameFolder(DAVIS / "JPEGImages" / args.sequence, fps=24.0, count=args.frames)
     mask = np.asarray(Image.open(DAVIS / "Annotations" / args.sequence / "00000.png")) > 0
     ours = VideoPredictor.from_pretrained(args.model, threads=args.threads)
     official = official_predictor(Path(args.model), args.checkpoint)

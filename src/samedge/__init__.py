@@ -12,7 +12,9 @@ configuration. The runtime is loaded when a :class:`Predictor` is created.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -50,11 +52,4 @@ if TYPE_CHECKING:
     from .specs import ModelSpec
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'samedge' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -40,6 +40,7 @@ def overlay(
     boxes: np.ndarray | None = None,
     alpha: float = 0.5,
     outline: bool = True,
+    colors: Sequence[tuple[int, int, int]] | None = None,
 ) -> np.ndarray:
     """The image with each mask tinted in its own colour and outlined, plus prompts.
 
@@ -50,13 +51,16 @@ def overlay(
         labels: ``(N,)`` point labels.
         boxes: ``(B, 4)`` XYXY boxes, drawn in the colour of the mask with the same index.
         alpha: opacity of the mask tint.
+        colors: RGB colour of each mask (default ``color_for(i)`` for the ``i``-th), e.g.
+            a tracked object's own colour whatever objects came before it.
 
     Returns:
         A new ``H x W x 3`` uint8 RGB image.
     """
+    palette = [color_for(i) for i in range(len(masks))] if colors is None else list(colors)
     out = image.astype(np.float32)
     for i, mask in enumerate(masks):
-        colour = np.array(color_for(i), dtype=np.float32)
+        colour = np.array(palette[i], dtype=np.float32)
         out[mask] = out[mask] * (1 - alpha) + colour * alpha
     out_u8 = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     thickness = max(1, round(max(image.shape[:2]) / 400))
@@ -65,14 +69,14 @@ def overlay(
             contours, _ = cv2.findContours(
                 mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
             )
-            cv2.drawContours(out_u8, contours, -1, color_for(i), thickness)
+            cv2.drawContours(out_u8, contours, -1, palette[i], thickness)
     if boxes is not None:
         for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)):
             cv2.rectangle(
                 out_u8,
                 (round(x0), round(y0)),
                 (round(x1), round(y1)),
-                color_for(i),
+                palette[i] if i < len(palette) else color_for(i),
                 thickness + 1,
             )
     if points is not None:

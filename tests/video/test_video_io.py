@@ -107,6 +107,8 @@ def test_frame_folder_sorts_numbers_naturally_and_skips_other_files(tmp_path: Pa
     assert [p.name for p in frames.files] == ["frame_1.png", "frame_2.png", "frame_10.png"]
     assert [int(f[0, 0, 0]) for f in frames] == [1, 2, 10]
     assert frames.fps == 0.0
+    first = FrameFolder(tmp_path, count=2)
+    assert len(first) == 2 and [int(f[0, 0, 0]) for f in first] == [1, 2]
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import pytest
 
 from samedge.maskutils import mask_iou
 from samedge.video import FrameResult, VideoPredictor
+from samedge.video.io import FrameFolder
 
 from ..conftest import SHARED, TEST_SEED, _export_key, requires_export
 
@@ -72,28 +72,10 @@ def _components(mask: Any) -> tuple[Any, Any]:
     return torch.from_numpy(labels), torch.from_numpy(areas)
 
 
-class Frames:
-    """A DAVIS sequence as a FrameSource (Pillow decoding, as the official loader)."""
-
-    def __init__(self, sequence: str, count: int | None = None) -> None:
-        from PIL import Image
-
-        self.files = sorted((DAVIS / "JPEGImages" / sequence).glob("*.jpg"))[:count]
-        with Image.open(self.files[0]) as im:
-            self.size = (im.width, im.height)
-        self.fps = 24.0
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        from PIL import Image
-
-        with Image.open(self.files[index]) as im:
-            return np.asarray(im.convert("RGB"))
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return (self[i] for i in range(len(self)))
+def frames_of(sequence: str, count: int) -> FrameFolder:
+    """The first ``count`` frames of a DAVIS sequence (Pillow decoding, as the official
+    loader)."""
+    return FrameFolder(DAVIS / "JPEGImages" / sequence, fps=24.0, count=count)
 
 
 def ground_truth(sequence: str, frame: int) -> np.ndarray:
@@ -197,7 +179,7 @@ class Official:
         folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"samedge-davis-{sequence}-{count}"
         if not folder.is_dir():
             folder.mkdir(parents=True)
-            for file in Frames(sequence, count).files:
+            for file in frames_of(sequence, count).files:
                 (folder / file.name).symlink_to(file)
         return folder
 
@@ -297,7 +279,7 @@ def run(sides: tuple[Ours, Official], scenario: Scenario) -> Comparison:
     import torch
 
     ours, official = sides
-    frames = Frames(scenario.sequence, scenario.frames)
+    frames = frames_of(scenario.sequence, scenario.frames)
     ours.sequence = scenario.sequence
     ref_state = official.state(scenario.sequence, scenario.frames)
     state = ours.init_state(frames.size)

@@ -15,6 +15,7 @@ from samedge.maskutils import rle_decode
 from samedge.video import FrameResult
 from samedge.video.io import open_video
 from samedge.video.writers import TrackWriter, check_output_folder
+from samedge.visualize import color_for
 
 from ..conftest import shared_path
 
@@ -81,6 +82,32 @@ def test_layout_json_and_videos(tmp_path: Path, source) -> None:
     tint = frame[140:160, 340:360].astype(int).mean(axis=(0, 1))  # BGR inside object 1
     plain = source[0][140:160, 340:360, ::-1].astype(int).mean(axis=(0, 1))
     assert ok and tint[0] > plain[0] + 30  # object 1 is tinted blue (30, 144, 255)
+
+
+def test_an_object_keeps_its_colour_when_objects_before_it_are_gone(tmp_path: Path, source) -> None:
+    """Object 2 alone (object 1 removed in the web UI) is drawn in object 2's colour, as
+    the Video tab draws it, not in the first colour."""
+    masks = np.zeros((1, H, W), bool)
+    masks[0, 100:200, 300:400] = True
+    frame = FrameResult(
+        frame_index=0,
+        object_ids=(2,),
+        masks=masks,
+        low_res_logits=np.zeros((1, 256, 256), np.float32),
+        object_scores=np.array([2.0], np.float32),
+        timings={},
+    )
+    out = tmp_path / "run"
+    with TrackWriter(out, source, [2]) as writer:
+        writer.add(frame)
+        writer.finish()
+    assert json.loads((out / "track.json").read_text())["colors"] == {"2": list(color_for(1))}
+    ok, bgr = cv2.VideoCapture(str(out / "overlay.mp4")).read()
+    tint = bgr[140:160, 340:360, ::-1].astype(float).mean(axis=(0, 1))
+    plain = source[0][140:160, 340:360].astype(float).mean(axis=(0, 1))
+    expected = 0.5 * plain + 0.5 * np.array(color_for(1))
+    assert ok and color_for(1) != color_for(0)
+    assert np.abs(tint - expected).max() < 20, (tint, expected)
 
 
 def test_rgba_frames_carry_the_mask_as_alpha(tmp_path: Path, source) -> None:

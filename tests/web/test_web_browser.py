@@ -73,6 +73,34 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@contextlib.contextmanager
+def running_app(
+    folder: Path, tmp_path_factory: pytest.TempPathFactory, build: Callable[[Any], Any]
+) -> Iterator[str]:
+    """The URL of the app ``build(engine)`` makes, launched on a free local port with an
+    engine over the model ``folder`` only (no user models); closed at the end."""
+    pytest.importorskip("gradio", reason="needs the [web] extra: pip install 'samedge[web]'")
+    from samedge.web.app import launch
+    from samedge.web.engine import Engine
+    from samedge.web.models import ModelCatalog, PredictorPool, discover_models
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SAMEDGE_HOME", str(tmp_path_factory.mktemp("home")))
+        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        engine = Engine(
+            ModelCatalog(discover_models([str(folder)]), ["cpu"]),
+            out_dir=tmp_path_factory.mktemp("web-out"),
+            pool=PredictorPool(threads=2),
+        )
+        demo = build(engine)
+        port = _free_port()
+        launch(demo, "127.0.0.1", port, max_upload_mb=5, block=False)
+        try:
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            demo.close()
+
+
 @pytest.fixture(scope="module")
 def server(
     export_test_model: Callable[[str], Path],
@@ -80,22 +108,14 @@ def server(
 ) -> Iterator[tuple[str, Path, Path]]:
     """``(url, model folder, photo)`` of a running app that offers the photo as an example."""
     pytest.importorskip("gradio", reason="needs the [web] extra: pip install 'samedge[web]'")
-    from samedge.web.app import build_app, launch
-    from samedge.web.engine import Engine
+    from samedge.web.app import build_app
     from samedge.web.gaze import GazeModels, GazeService
-    from samedge.web.models import ModelCatalog, PredictorPool, discover_models
 
     folder = export_test_model(TINY)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SAMEDGE_HOME", str(tmp_path_factory.mktemp("home")))  # no user models
-        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        engine = Engine(
-            ModelCatalog(discover_models([str(folder)]), ["cpu"]),
-            out_dir=tmp_path_factory.mktemp("web-out"),
-            pool=PredictorPool(threads=2),
-        )
-        image_path = shared_path("data", "images", "groceries.jpg")
-        models = shared_path("models")
+    image_path = shared_path("data", "images", "groceries.jpg")
+    models = shared_path("models")
+
+    def build(engine: Any) -> Any:
         gaze = GazeService(
             engine,
             GazeModels(
@@ -104,13 +124,10 @@ def server(
                 detector_model=models / "detection" / "yolox_nano.onnx",
             ),
         )
-        demo = build_app(engine, examples=[image_path], gaze=gaze)
-        port = _free_port()
-        launch(demo, "127.0.0.1", port, max_upload_mb=5, block=False)
-        try:
-            yield f"http://127.0.0.1:{port}/", folder, image_path
-        finally:
-            demo.close()
+        return build_app(engine, examples=[image_path], gaze=gaze)
+
+    with running_app(folder, tmp_path_factory, build) as url:
+        yield url, folder, image_path
 
 
 @contextlib.contextmanager

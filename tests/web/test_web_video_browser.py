@@ -29,10 +29,10 @@ from .test_web_browser import (
     _click_pixel,
     _download_url,
     _fetch,
-    _free_port,
     _save_small_png,
     _wait_image,
     _wait_text,
+    running_app,
 )
 from .test_web_video import CLIP_FRAMES, CLIP_SIZE, make_clip, run_track_cli
 
@@ -48,28 +48,21 @@ def video_server(
 ) -> Iterator[tuple[str, Path, Any]]:
     """``(url, model folder, VideoService)`` of a running app (clips up to 20 frames)."""
     pytest.importorskip("gradio", reason="needs the [web] extra: pip install 'samedge[web]'")
-    from samedge.web.app import build_app, launch
-    from samedge.web.engine import Engine
-    from samedge.web.models import ModelCatalog, PredictorPool, discover_models
+    from samedge.web.app import build_app
     from samedge.web.video import VideoLimits, VideoService
 
     folder = export_test_model(TINY)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SAMEDGE_HOME", str(tmp_path_factory.mktemp("home")))  # no user models
-        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        engine = Engine(
-            ModelCatalog(discover_models([str(folder)]), ["cpu"]),
-            out_dir=tmp_path_factory.mktemp("web-out"),
-            pool=PredictorPool(threads=2),
-        )
-        service = VideoService(engine, VideoLimits(max_bytes=5 << 20, max_frames=20))
-        demo = build_app(engine, video=service)
-        port = _free_port()
-        launch(demo, "127.0.0.1", port, max_upload_mb=5, block=False)
-        try:
-            yield f"http://127.0.0.1:{port}/", folder, service
-        finally:
-            demo.close()
+    services = []
+
+    def build(engine: Any) -> Any:
+        services.append(VideoService(engine, VideoLimits(max_bytes=5 << 20, max_frames=20)))
+        return build_app(engine, video=services[0])
+
+    try:
+        with running_app(folder, tmp_path_factory, build) as url:
+            yield url, folder, services[0]
+    finally:
+        for service in services:
             service.shutdown()
 
 

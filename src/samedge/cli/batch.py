@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
 from ..errors import SamedgeError
-from .options import add_progress_option, add_runtime_options, provider_settings, step_printer
+from .options import (
+    add_generator_options,
+    add_progress_option,
+    add_runtime_options,
+    generator_options,
+    provider_settings,
+    step_printer,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .everything import _family_defaults
-
     parser = sub.add_parser(
         "batch",
         help="label a dataset: masks for every image of a folder, resumable, local or on Ray",
@@ -74,41 +78,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--gpus-per-worker", type=float, default=0.0, help="GPUs each Ray actor reserves (0)"
     )
-    g = parser.add_argument_group("--everything settings (defaults: the official ones)")
-    g.add_argument("--fast", action="store_true", help="coarse-to-fine point sampling")
-    g.add_argument("--fast-stride", type=int, help="coarse grid stride (2)")
-    g.add_argument("--points-per-side", type=int, help=_family_defaults("points_per_side"))
-    g.add_argument("--points-per-batch", type=int, help=_family_defaults("points_per_batch"))
-    g.add_argument("--pred-iou-thresh", type=float, help=_family_defaults("pred_iou_thresh"))
-    for name in ("stability_score_thresh", "stability_score_offset"):
-        g.add_argument(f"--{name.replace('_', '-')}", type=float, help=_family_defaults(name))
-    g.add_argument("--mask-threshold", type=float, help=_family_defaults("mask_threshold"))
-    g.add_argument("--box-nms-thresh", type=float, help=_family_defaults("box_nms_thresh"))
-    g.add_argument("--crop-n-layers", type=int)
-    g.add_argument("--crop-nms-thresh", type=float, help=_family_defaults("crop_nms_thresh"))
-    g.add_argument("--crop-overlap-ratio", type=float, help=_family_defaults("crop_overlap_ratio"))
-    g.add_argument("--crop-n-points-downscale-factor", type=int)
-    g.add_argument("--min-mask-region-area", type=int)
-    g.add_argument("--use-m2m", action="store_true", help="refine each mask once (SAM 2)")
-    g.add_argument(
-        "--single-mask", action="store_true", help="one mask per point (multimask_output=False)"
-    )
+    add_generator_options(parser, "--everything settings (defaults: the official ones)")
     add_runtime_options(parser)
     add_progress_option(parser)
     parser.set_defaults(func=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from ..amg import AmgSettings
     from ..batch import BatchJob, BatchOptions, run_batch
 
-    names = {f.name for f in dataclasses.fields(AmgSettings)}
-    given = {n: v for n, v in vars(args).items() if n in names and v not in (None, False)}
+    amg = generator_options(args)
+    given = {n: v for n, v in amg.items() if v not in (None, False)}
     if not args.everything and (given or args.single_mask):
         flags = sorted(f"--{n.replace('_', '-')}" for n in given)
         flags += ["--single-mask"] if args.single_mask else []
         raise SamedgeError(f"{', '.join(flags)} only work with --everything")
-    amg = {n: v for n, v in vars(args).items() if n in names}
     if args.everything:
         amg["multimask_output"] = not args.single_mask
     mode = "boxes" if args.boxes else "points" if args.points else "everything"

@@ -8,18 +8,7 @@ from pathlib import Path
 
 from ..errors import SamedgeError
 from ..saliency import BACKENDS
-from .options import add_progress_option, add_runtime_options, provider_settings
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return value
-
+from .options import add_progress_option, add_runtime_options, positive_int, provider_settings
 
 #: Same as samedge.eval's FORMATS and PROTOCOLS (a test checks), spelled out so that building
 #: the parser does not import the evaluation code.
@@ -59,13 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, help="folder for the result files")
     parser.add_argument("--images", type=Path, help="image folder of a COCO JSON")
-    parser.add_argument("--limit", type=_positive_int, help="evaluate the first N samples only")
+    parser.add_argument("--limit", type=positive_int, help="evaluate the first N samples only")
     parser.add_argument(
-        "--points", type=_positive_int, default=1, help="k of the 'points' protocol (default 1)"
+        "--points", type=positive_int, default=1, help="k of the 'points' protocol (default 1)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the 'points' protocol")
     parser.add_argument(
-        "--max-clicks", type=_positive_int, default=20, help="clicks per sample (default 20)"
+        "--max-clicks", type=positive_int, default=20, help="clicks per sample (default 20)"
     )
     parser.add_argument(
         "--against",
@@ -105,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     davis.add_argument(
         "--max-frames",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="only the first N frames of each sequence (a quick check, not the benchmark)",
     )

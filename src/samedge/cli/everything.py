@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 from ..errors import SamedgeError
-from .options import add_progress_option, add_runtime_options, provider_settings
+from .options import (
+    add_generator_options,
+    add_progress_option,
+    add_runtime_options,
+    generator_options,
+    provider_settings,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,51 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="coco_rle",
         help="how the JSON stores each mask (default coco_rle)",
     )
-    parser.add_argument("--fast", action="store_true", help="coarse-to-fine point sampling")
-    parser.add_argument("--fast-stride", type=int, help="coarse grid stride (2)")
-    # Unset options keep AmgSettings.for_spec's value: the official generator's default for
-    # the model's family (e.g. pred_iou_thresh 0.88 for SAM, 0.8 for SAM 2).
-    g = parser.add_argument_group("generator settings (defaults: the official ones)")
-    g.add_argument("--points-per-side", type=int, help=_family_defaults("points_per_side"))
-    g.add_argument("--points-per-batch", type=int, help=_family_defaults("points_per_batch"))
-    g.add_argument("--pred-iou-thresh", type=float, help=_family_defaults("pred_iou_thresh"))
-    for name in ("stability_score_thresh", "stability_score_offset"):
-        g.add_argument(f"--{name.replace('_', '-')}", type=float, help=_family_defaults(name))
-    g.add_argument(
-        "--mask-threshold", type=float, help="mask logit " + _family_defaults("mask_threshold")
-    )
-    g.add_argument("--box-nms-thresh", type=float, help=_family_defaults("box_nms_thresh"))
-    g.add_argument("--crop-n-layers", type=int)
-    g.add_argument("--crop-nms-thresh", type=float, help=_family_defaults("crop_nms_thresh"))
-    g.add_argument("--crop-overlap-ratio", type=float, help=_family_defaults("crop_overlap_ratio"))
-    g.add_argument("--crop-n-points-downscale-factor", type=int)
-    g.add_argument("--min-mask-region-area", type=int)
-    g.add_argument("--use-m2m", action="store_true", help="refine each mask once (SAM 2)")
-    g.add_argument(
-        "--single-mask", action="store_true", help="one mask per point (multimask_output=False)"
-    )
+    add_generator_options(parser, "generator settings (defaults: the official ones)")
     add_runtime_options(parser)
     add_progress_option(parser)
     parser.set_defaults(func=run)
-
-
-def _family_defaults(name: str) -> str:
-    """``"default 0.88 for sam, 0.8 for sam2"``, or ``"default 0.95"`` where the families
-    agree: the official default of ``name`` (a :class:`~samedge.specs.AmgDefaults` field,
-    else a :class:`~samedge.specs.ModelSpec` one)."""
-    from ..registry import get_spec, list_models
-
-    pairs = []  # (default, family) of every registered model
-    for model in list_models():
-        spec = get_spec(model)
-        value = getattr(spec.amg, name) if hasattr(spec.amg, name) else getattr(spec, name)
-        pairs.append((value, spec.family))
-    values = list(dict.fromkeys(v for v, _ in pairs))
-    if len(values) == 1:
-        return f"default {values[0]:.4g}"
-    return "default " + ", ".join(
-        f"{v:.4g} for {' and '.join(dict.fromkeys(f for w, f in pairs if w == v))}" for v in values
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(
         artifact, args.provider, args.threads, provider_settings=provider_settings(args)
     )
-    # Options named after AmgSettings fields pass through; None keeps the family default.
-    names = {f.name for f in dataclasses.fields(AmgSettings)}
-    given = {name: value for name, value in vars(args).items() if name in names}
+    given = generator_options(args)
     settings = AmgSettings.for_spec(predictor.spec, **given, multimask_output=not args.single_mask)
     print(f"generator settings: {AmgSettings.source(predictor.spec)}", file=sys.stderr)
     generator = MaskGenerator(

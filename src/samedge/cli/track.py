@@ -10,18 +10,7 @@ import time
 from pathlib import Path
 
 from ..errors import SamedgeError
-from .options import add_progress_option, add_runtime_options, provider_settings
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return value
-
+from .options import add_progress_option, add_runtime_options, positive_int, provider_settings
 
 PROMPT_HELP = """\
 prompts (FRAME is the 0-based frame index, OBJ the object id, default 1; repeat each option
@@ -64,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--max-frames",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="track at most N frames in each direction from where it starts",
     )

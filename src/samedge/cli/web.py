@@ -64,6 +64,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=8,
         help="image embeddings kept in memory (LRU; about 16 MB each for SAM 2, 4 MB for SAM)",
     )
+    video = parser.add_argument_group("Video tab (rotoscoping, SAM 2.1 models)")
+    video.add_argument(
+        "--video-max-mb", type=float, default=200.0, help="largest accepted clip (default 200)"
+    )
+    video.add_argument(
+        "--video-max-frames",
+        type=int,
+        default=600,
+        help="most frames a clip may have (default 600: 25 s at 24 fps)",
+    )
+    video.add_argument(
+        "--video-max-megapixels",
+        type=float,
+        default=2.1,
+        help="largest frame in megapixels (default 2.1: 1920 x 1080)",
+    )
+    video.add_argument(
+        "--video-idle-minutes",
+        type=float,
+        default=30.0,
+        help="a clip untouched this long is deleted with its tracking state (default 30)",
+    )
     gaze = parser.add_argument_group(
         "Gaze tab",
         "auxiliary models (default: $SAMEDGE_HOME/gaze, see samedge gaze --fetch-models)",
@@ -109,6 +131,17 @@ def run(args: argparse.Namespace) -> int:
         raise SamedgeError(f"--port must be 1..65535, got {args.port}")
     if args.max_upload_mb <= 0 or args.max_upload_megapixels <= 0 or args.cache_size < 1:
         raise SamedgeError("--max-upload-mb, --max-upload-megapixels and --cache-size must be > 0")
+    video_limits = (
+        args.video_max_mb,
+        args.video_max_frames,
+        args.video_max_megapixels,
+        args.video_idle_minutes,
+    )
+    if min(video_limits) <= 0:
+        raise SamedgeError(
+            "--video-max-mb, --video-max-frames, --video-max-megapixels and "
+            "--video-idle-minutes must be > 0"
+        )
 
     from ..runtime.session import available_providers, native_openvino
     from ..web.cache import EmbeddingCache
@@ -142,13 +175,25 @@ def run(args: argparse.Namespace) -> int:
             saliency=saliency,
         )
         from ..web.app import build_app, launch
+        from ..web.uploads import MB
+        from ..web.video import VideoLimits, VideoService
 
+        video = VideoService(
+            engine,
+            VideoLimits(
+                max_bytes=int(args.video_max_mb * MB),
+                max_frames=args.video_max_frames,
+                max_pixels=int(args.video_max_megapixels * 1e6),
+            ),
+            idle_timeout_s=args.video_idle_minutes * 60.0,
+        )
         demo = build_app(
             engine,
             examples,
             model=entries[0].label,
             provider=args.provider,
             gaze=GazeService(engine, gaze_models),
+            video=video,
         )
         if args.host not in LOCAL_HOSTS:
             log.warning(
@@ -157,7 +202,12 @@ def run(args: argparse.Namespace) -> int:
                 args.host,
             )
         print(f"samedge web: http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
-        launch(demo, args.host, args.port, max_upload_mb=args.max_upload_mb, block=True)
+        # Gradio's own limit lets the larger of the two through; each tab checks its own.
+        largest = max(args.max_upload_mb, args.video_max_mb)
+        try:
+            launch(demo, args.host, args.port, max_upload_mb=largest, block=True)
+        finally:
+            video.shutdown()
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     return 0

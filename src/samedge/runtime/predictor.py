@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..artifacts import ModelArtifact, resolve_model
+from ..artifacts import ModelArtifact
 from ..imageio import ImageLike, load_image
-from ..specs import ModelSpec
 from .graphs import ModelGraphs
+from .loaded import LoadedModel
 from .postprocess import select_masks, upscale_masks
 from .preprocess import preprocess
 from .prompts import normalize_prompts
 from .providers import ProviderSettings
-from .types import Closeable, ImageEmbedding, MaskPrediction
+from .types import ImageEmbedding, MaskPrediction
 
 if TYPE_CHECKING:
     from ..saliency import AutoSegmentation, SaliencyBackend
 
-log = logging.getLogger(__name__)
 
-
-class Predictor(Closeable):
+class Predictor(LoadedModel[ModelGraphs]):
     """One exported model, ready to segment: :meth:`encode` an image once, then
     :meth:`predict` masks for each prompt.
 
@@ -37,56 +34,14 @@ class Predictor(Closeable):
     them.
     """
 
-    def __init__(
+    def open_graphs(
         self,
         artifact: ModelArtifact,
-        providers: str | Sequence[str] | None = None,
-        threads: int | None = None,
-        provider_settings: ProviderSettings | None = None,
-    ) -> None:
-        self.artifact = artifact
-        self.spec: ModelSpec = artifact.spec
-        self.graphs = ModelGraphs(artifact, providers, threads, provider_settings)
-        if artifact.random_weights:
-            log.warning(
-                "%s was exported with random weights (seed %s): masks are meaningless",
-                self.spec.name,
-                artifact.manifest.weights.get("seed"),
-            )
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_dir: str | os.PathLike[str],
-        providers: str | Sequence[str] | None = None,
-        threads: int | None = None,
-        verify: bool = True,
-        provider_settings: ProviderSettings | None = None,
-    ) -> Predictor:
-        """Load an exported model by registry name (from the cache) or folder path.
-
-        Args:
-            name_or_dir: e.g. ``"sam2.1_hiera_tiny"`` or ``"models/sam_vit_b"``.
-            providers: execution providers in order of preference, e.g. ``["cuda", "cpu"]``;
-                CPU is always the fallback. ``"openvino"`` first, without ONNX Runtime's
-                OpenVINO provider but with the ``openvino`` package: the image encoder runs
-                on OpenVINO's own runtime (:mod:`samedge.runtime.openvino_native`).
-            threads: intra-op threads per session (default: all usable cores).
-            verify: check every file's sha256 against the manifest.
-            provider_settings: options of the GPU and accelerator providers (TensorRT
-                engine cache and FP16, CUDA device, OpenVINO device...).
-        """
-        return cls(resolve_model(name_or_dir, verify=verify), providers, threads, provider_settings)
-
-    def close(self) -> None:
-        """Release the sessions and the decoding threads; the predictor cannot be used
-        after this (a call raises ``RuntimeError``)."""
-        self.graphs.close()
-
-    @property
-    def providers(self) -> dict[str, str]:
-        """The execution provider that actually runs each graph."""
-        return self.graphs.providers
+        providers: str | Sequence[str] | None,
+        threads: int | None,
+        provider_settings: ProviderSettings | None,
+    ) -> ModelGraphs:
+        return ModelGraphs(artifact, providers, threads, provider_settings)
 
     def encode(self, image: ImageLike, color: Literal["RGB", "BGR"] = "RGB") -> ImageEmbedding:
         """Run the image encoder (and the decoder's per-image context) once.

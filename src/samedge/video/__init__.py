@@ -15,8 +15,9 @@ loads neither onnxruntime nor OpenCV; the predictor does when it is first used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_getattr
 from .types import FrameResult, FrameSource
 
 __all__ = ["FrameResult", "FrameSource", "TrackingState", "VideoPredictor"]
@@ -31,11 +32,4 @@ if TYPE_CHECKING:
     from .state import TrackingState
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'samedge.video' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

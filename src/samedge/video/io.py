@@ -179,10 +179,13 @@ class FrameFolder:
     DAVIS stores a sequence (``JPEGImages/<sequence>/00000.jpg``).
 
     Opening reads every file's header (not its pixels) to check that all frames have the
-    same size; frames are decoded when asked for.
+    same size; frames are decoded when asked for. ``count`` keeps only the first ``count``
+    frames (a quick run over the start of a long sequence).
     """
 
-    def __init__(self, path: str | os.PathLike[str], fps: float = 0.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], fps: float = 0.0, count: int | None = None
+    ) -> None:
         from PIL import Image, UnidentifiedImageError
 
         self.path = Path(path)
@@ -191,7 +194,7 @@ class FrameFolder:
         files = sorted(
             (p for p in self.path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file()),
             key=lambda p: _natural_key(p.name),
-        )
+        )[:count]
         if not files:
             raise ImageError(
                 f"{self.path} holds no frames (.jpg, .jpeg or .png files); "

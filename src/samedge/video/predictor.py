@@ -12,19 +12,17 @@ frame's encoding.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..artifacts import ModelArtifact, resolve_model
+from ..artifacts import ModelArtifact
 from ..errors import PromptError, SamedgeError
+from ..runtime.loaded import LoadedModel
 from ..runtime.postprocess import select_masks
 from ..runtime.providers import ProviderSettings
-from ..runtime.types import Closeable
 from ..specs import LOW_RES_SIZE, VideoSpec
 from .graphs import VideoGraphs
 from .masks import fill_holes, mask_prompt, preprocess_frame, upscale
@@ -32,61 +30,27 @@ from .memory import NO_OBJ_SCORE, from_bfloat16, horizon, retained, select_memor
 from .state import FrameFeatures, FrameOutput, ObjectTrack, TrackingState
 from .types import FrameResult, FrameSource
 
-log = logging.getLogger(__name__)
-
 #: Clamp of a previous output's logits fed back with correction clicks (official).
 PREV_LOGITS_CLAMP = 32.0
 
 
-class VideoPredictor(Closeable):
+class VideoPredictor(LoadedModel[VideoGraphs]):
     """SAM 2.1 video tracking over ONNX, equal to the official ``SAM2VideoPredictor``.
 
     Create one with :meth:`from_pretrained`; a predictor holds no per-video state, each
     video's is a :class:`TrackingState` from :meth:`init_state`.
     """
 
-    def __init__(
+    def open_graphs(
         self,
         artifact: ModelArtifact,
-        providers: str | Sequence[str] | None = None,
-        threads: int | None = None,
-        provider_settings: ProviderSettings | None = None,
-    ) -> None:
-        self.artifact = artifact
-        self.spec = artifact.spec
-        self.graphs = VideoGraphs(artifact, providers, threads, provider_settings)
-        self.video = self.graphs.video
-        if artifact.random_weights:
-            log.warning(
-                "%s was exported with random weights (seed %s): masks are meaningless",
-                self.spec.name,
-                artifact.manifest.weights.get("seed"),
-            )
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_dir: str | os.PathLike[str],
-        providers: str | Sequence[str] | None = None,
-        threads: int | None = None,
-        verify: bool = True,
-        provider_settings: ProviderSettings | None = None,
-    ) -> VideoPredictor:
-        """Load an exported SAM 2.1 model by registry name (from the cache) or folder.
-
-        Raises:
-            SamedgeError: unknown or unexported model, a model that cannot track, or a
-                folder without the tracking graphs; one line naming the fix.
-        """
-        return cls(resolve_model(name_or_dir, verify=verify), providers, threads, provider_settings)
-
-    def close(self) -> None:
-        """Release the sessions; the predictor cannot be used after this."""
-        self.graphs.close()
-
-    @property
-    def providers(self) -> dict[str, str]:
-        return self.graphs.providers
+        providers: str | Sequence[str] | None,
+        threads: int | None,
+        provider_settings: ProviderSettings | None,
+    ) -> VideoGraphs:
+        graphs = VideoGraphs(artifact, providers, threads, provider_settings)
+        self.video: VideoSpec = graphs.video
+        return graphs
 
     # ------------------------------------------------------------------ state
 

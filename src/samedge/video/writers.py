@@ -82,7 +82,8 @@ class TrackWriter:
     Args:
         out: destination folder (checked with :func:`check_output_folder`).
         source: the frames the results belong to (re-read to draw the videos).
-        object_ids: the tracked objects; their colours follow this order.
+        object_ids: the tracked objects; object ``k`` has colour ``color_for(k - 1)``, as
+            in the web UI's Video tab, whichever objects are left out.
         header: fields written at the top of ``track.json`` (model, source, prompts...).
         alpha: ``None``, ``"matte"`` or ``"rgba"`` (see the module docstring).
         overlay_video: write ``overlay.mp4``.
@@ -273,12 +274,15 @@ class TrackWriter:
                     path = self.tmp / "matte" / f"obj{obj}.mov"
                     writers.append((open_writer(path, "png ", False), obj))
                 files["matte"] = {str(o): f"matte/obj{o}.mov" for o in self.object_ids}
+            colors = [color_for(obj - 1) for obj in self.object_ids]
             for index in range(min(self._offsets), max(self._offsets) + 1):
                 masks = [self._mask(obj, index) for obj in self.object_ids]
                 for writer, obj in writers:
                     if obj is None:
                         points, labels = self.marks.get(index, (None, None))
-                        picture = overlay(self.source[index], masks, points=points, labels=labels)
+                        picture = overlay(
+                            self.source[index], masks, points=points, labels=labels, colors=colors
+                        )
                         writer.write(np.ascontiguousarray(picture[:, :, ::-1]))
                     else:
                         k = self.object_ids.index(obj)
@@ -304,7 +308,7 @@ class TrackWriter:
         header = {
             **self.header,
             "objects": list(self.object_ids),
-            "colors": {str(o): list(color_for(k)) for k, o in enumerate(self.object_ids)},
+            "colors": {str(o): list(color_for(o - 1)) for o in self.object_ids},
             "files": dict(files),
         }
         with open(self.tmp / TRACK_JSON, "wb") as fh:

@@ -301,20 +301,19 @@ def video_tab(
             progress = gr.HTML(elem_id="video-progress")
             build = gr.Button("Build downloads", elem_id="video-build")
             built = gr.Markdown(elem_id="video-built")
-            with gr.Row():
-                masks_file = gr.File(
-                    label="Masks (zip of PNGs)", interactive=False, height=90, elem_id="video-masks"
-                )
-                overlay_file = gr.File(
-                    label="Overlay (MP4)", interactive=False, height=90, elem_id="video-overlay"
-                )
-            with gr.Row():
-                matte_file = gr.File(
-                    label="Matte (zip of MOV)", interactive=False, height=90, elem_id="video-matte"
-                )
-                json_file = gr.File(
-                    label="track.json", interactive=False, height=90, elem_id="video-json"
-                )
+            # One per line: side by side, a narrow column cut the file names to ".z".
+            masks_file = gr.File(
+                label="Masks (zip of PNGs)", interactive=False, height=60, elem_id="video-masks"
+            )
+            overlay_file = gr.File(
+                label="Overlay (MP4)", interactive=False, height=60, elem_id="video-overlay"
+            )
+            matte_file = gr.File(
+                label="Matte (zip of MOV)", interactive=False, height=60, elem_id="video-matte"
+            )
+            json_file = gr.File(
+                label="track.json", interactive=False, height=60, elem_id="video-json"
+            )
 
     upload.upload(
         handlers.on_upload,
