@@ -15,10 +15,12 @@ extension; without it (on CPU) it is skipped with a warning, so the tests give i
 8-connected labelling with OpenCV, which is what samedge computes.
 
 Cost: the official memory attention is the bulk (several seconds per frame and object on
-two cores once the memory bank is full). The default run tracks one sequence for
-:data:`QUICK_FRAMES` frames; the issue's full matrix (three sequences x mask, point and box
-prompts x 40 frames, two objects in one run, a correction, reverse tracking) is marked
-``full``: hours on two cores, left out of the default run (``pytest -m full`` runs it).
+two cores once the memory bank is full). The default run covers each prompt kind, two
+objects prompted on different frames, a correction and reverse tracking on the three
+sequences' first :data:`QUICK_FRAMES` or :data:`SHORT_FRAMES` frames, one or two objects per
+run; the issue's full matrix (three sequences x mask, point and box prompts as three objects
+of one run x 40 frames, the correction and reverse tracking over 40 frames) is marked
+``full``: about an hour on two cores, left out of the default run (``pytest -m full``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ MAX_LOGIT_DIFF = 0.05
 MAX_SIGN_FLIPS = 1e-3
 #: Frames of the default run: object 1 reaches a full memory bank (7 memories) on the last.
 QUICK_FRAMES = 8
+#: Frames of the default run's other tests.
+SHORT_FRAMES = 10
 FULL_FRAMES = 40
 DAVIS = SHARED / "data" / "davis2016"
 SEQUENCES = ("car-shadow", "blackswan", "dog")
@@ -363,72 +367,91 @@ def test_mask_prompt_and_a_second_object_quick(sides: tuple[Ours, Official]) -> 
     comparison.check()
 
 
+def prompts(sequence: str, frames: int, kinds: tuple[str, ...]) -> Scenario:
+    """One object per prompt kind on frame 0 (tracked independently, as officially): the
+    ground truth as a mask, a click inside it, its bounding box; then forward to the end."""
+    make = {
+        "mask": lambda obj: ("mask", 0, obj),
+        "point": lambda obj: ("point", 0, obj, gt_point(sequence, 0)),
+        "box": lambda obj: ("box", 0, obj, gt_box(sequence, 0)),
+    }
+    steps = [make[kind](obj) for obj, kind in enumerate(kinds, start=1)]
+    return Scenario(sequence, frames, [*steps, ("propagate", None, False, None)])
+
+
+def correction(frames: int, at: int) -> Scenario:
+    """A click on blackswan's frame 0, tracked to frame ``at``; a click on that last
+    tracked frame corrects it (with the memory and the previous mask, as officially), and
+    tracking resumes from the next frame with the correction."""
+    seq = "blackswan"
+    steps = [
+        ("point", 0, 1, gt_point(seq, 0)),
+        ("propagate", 0, False, at),
+        ("point", at, 1, gt_point(seq, at)),
+        ("propagate", at + 1, False, None),
+    ]
+    return Scenario(seq, frames, steps)
+
+
+def reverse(frames: int, at: int) -> Scenario:
+    """A box on dog's frame ``at``, tracked forward to the end, then backwards to frame 0
+    (which attends to the forward pass's memories next to ``at``, as officially)."""
+    seq = "dog"
+    steps = [
+        ("box", at, 1, gt_box(seq, at)),
+        ("propagate", at, False, None),
+        ("propagate", at, True, None),
+    ]
+    return Scenario(seq, frames, steps)
+
+
+def check(sides: tuple[Ours, Official], name: str, scenario: Scenario) -> None:
+    start = time.perf_counter()
+    comparison = run(sides, scenario)
+    _report(name, comparison, time.perf_counter() - start)
+    comparison.check()
+
+
+# The default run: every prompt kind, the correction and reverse tracking, on SHORT_FRAMES
+# frames (the memory bank is full from frame 7 on), one object per run.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sequence", "kind"), [("blackswan", "point"), ("dog", "box")])
+def test_point_and_box_prompts_short(
+    sides: tuple[Ours, Official], sequence: str, kind: str
+) -> None:
+    check(sides, f"{sequence} {kind}", prompts(sequence, SHORT_FRAMES, (kind,)))
+
+
+@pytest.mark.slow
+def test_correction_then_propagation_again_short(sides: tuple[Ours, Official]) -> None:
+    check(sides, "correction", correction(SHORT_FRAMES, at=5))
+
+
+@pytest.mark.slow
+def test_reverse_after_forward_from_a_middle_frame_short(sides: tuple[Ours, Official]) -> None:
+    check(sides, "reverse", reverse(SHORT_FRAMES, at=5))
+
+
+# The issue's full matrix: FULL_FRAMES frames, the three prompt kinds as three objects of one
+# run on each sequence (about an hour on 2 cores: ``pytest -m full``).
+
+
 @pytest.mark.slow
 @pytest.mark.full
 @pytest.mark.parametrize("sequence", SEQUENCES)
 def test_mask_point_and_box_prompts_40_frames(sides: tuple[Ours, Official], sequence: str) -> None:
-    """Per sequence, one run of three objects (tracked independently, as officially):
-    the first frame's ground truth as a mask, a click inside it, and its bounding box."""
-    start = time.perf_counter()
-    comparison = run(
-        sides,
-        Scenario(
-            sequence,
-            FULL_FRAMES,
-            [
-                ("mask", 0, 1),
-                ("point", 0, 2, gt_point(sequence, 0)),
-                ("box", 0, 3, gt_box(sequence, 0)),
-                ("propagate", None, False, None),
-            ],
-        ),
-    )
-    _report(sequence, comparison, time.perf_counter() - start)
-    comparison.check()
+    check(sides, sequence, prompts(sequence, FULL_FRAMES, ("mask", "point", "box")))
 
 
 @pytest.mark.slow
 @pytest.mark.full
 def test_correction_then_propagation_again(sides: tuple[Ours, Official]) -> None:
-    """A click on the last tracked frame corrects it (with the memory and the previous
-    mask, as officially); tracking resumes from the next frame with the correction."""
-    seq = "blackswan"
-    start = time.perf_counter()
-    comparison = run(
-        sides,
-        Scenario(
-            seq,
-            FULL_FRAMES,
-            [
-                ("point", 0, 1, gt_point(seq, 0)),
-                ("propagate", 0, False, 24),
-                ("point", 24, 1, gt_point(seq, 24)),
-                ("propagate", 25, False, None),
-            ],
-        ),
-    )
-    _report("correction", comparison, time.perf_counter() - start)
-    comparison.check()
+    check(sides, "correction", correction(FULL_FRAMES, at=24))
 
 
 @pytest.mark.slow
 @pytest.mark.full
 def test_reverse_after_forward_from_a_middle_frame(sides: tuple[Ours, Official]) -> None:
-    """A box on frame 20, tracked forward to the end, then backwards to frame 0 (which
-    attends to the forward pass's memories next to frame 20, as officially)."""
-    seq = "dog"
-    start = time.perf_counter()
-    comparison = run(
-        sides,
-        Scenario(
-            seq,
-            FULL_FRAMES,
-            [
-                ("box", 20, 1, gt_box(seq, 20)),
-                ("propagate", 20, False, None),
-                ("propagate", 20, True, None),
-            ],
-        ),
-    )
-    _report("reverse", comparison, time.perf_counter() - start)
-    comparison.check()
+    check(sides, "reverse", reverse(FULL_FRAMES, at=20))
