@@ -12,7 +12,9 @@ import hashlib
 import importlib.util
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,3 +98,62 @@ def torch_model() -> Callable[[str], object]:
         return cache[name]
 
     return get
+
+
+#: Added to the object-score head's output bias of the checkpoint export's weights. With the
+#: plain seeded weights SAM 2.1's tracker can declare the object absent after the prompt, and
+#: video parity would compare no-object constants (see tests/video/test_video_parity.py).
+OBJECT_SCORE_BIAS = 1.0
+
+
+@dataclass(frozen=True)
+class CheckpointExport:
+    """One run of ``samedge export sam2.1_hiera_tiny --checkpoint FILE --out FOLDER``."""
+
+    folder: Path
+    checkpoint: Path
+    weights: dict[str, Any]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def checkpoint_export(tmp_path_factory: pytest.TempPathFactory) -> CheckpointExport:
+    """SAM 2.1 tiny exported from a checkpoint file by the command line, once per session,
+    in a process of its own under umask 027: the seed-0 test weights with the object-score
+    head's bias raised by :data:`OBJECT_SCORE_BIAS` (the image encoder's weights are the
+    seeded export's). The export tests read its output and files; the video parity tests
+    run its graphs against the official predictor on the same weights."""
+    if not HAS_EXPORT:
+        pytest.skip("needs the [export] extra: pip install 'samedge[export]'")
+    import subprocess
+    import sys
+
+    import torch
+
+    from samedge.export.build import build_model
+    from samedge.registry import get_spec
+
+    model = build_model(get_spec("sam2.1_hiera_tiny"), seed=TEST_SEED)
+    head = model.sam_mask_decoder.pred_obj_score_head
+    last = head.layers[-1] if hasattr(head, "layers") else head
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    name = next(k for k, v in model.named_parameters() if v is last.bias)
+    weights[name] += OBJECT_SCORE_BIAS
+    tmp = tmp_path_factory.mktemp("checkpoint-export")
+    checkpoint = tmp / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": weights}, checkpoint)
+    folder = tmp / "tiny"
+    argv = ["export", "sam2.1_hiera_tiny", "--checkpoint", str(checkpoint), "--out", str(folder)]
+    previous = os.umask(0o027)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "samedge", *argv, "--threads", "2"],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    finally:
+        os.umask(previous)
+    return CheckpointExport(folder, checkpoint, weights, done.returncode, done.stdout, done.stderr)

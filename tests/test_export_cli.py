@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import stat
-from pathlib import Path
 
 import pytest
 
-from samedge.cli.main import main
-
-from .conftest import TEST_SEED, requires_export
+from .conftest import CheckpointExport, requires_export
 
 pytestmark = [requires_export, pytest.mark.export, pytest.mark.slow]
 
@@ -18,21 +14,16 @@ GRAPHS = ("encoder", "context", "decoder", "decoder_mask", "decoder_head", "upsc
 
 
 def test_export_shows_each_step_on_stderr_and_writes_files_for_the_umask(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    checkpoint_export: CheckpointExport,
 ) -> None:
-    out = tmp_path / "tiny"
-    previous = os.umask(0o027)
-    try:
-        argv = ["export", "sam2.1_hiera_tiny", "--random-init", str(TEST_SEED), "--out", str(out)]
-        code = main([*argv, "--threads", "2"])
-    finally:
-        os.umask(previous)
-    assert code == 0
-    captured = capfd.readouterr()  # file descriptors: torch's C++ warnings bypass sys.stderr
+    """``samedge export sam2.1_hiera_tiny --checkpoint FILE`` run under umask 027 (by the
+    session's ``checkpoint_export``)."""
+    run, out = checkpoint_export, checkpoint_export.folder
+    assert run.returncode == 0, run.stderr[-2000:]
     # The exporter's shape inference used to warn once per fused attention block (~28 lines).
-    assert "MultiHeadAttention" not in captured.err and "Warning" not in captured.err
-    steps = [line.split("] ", 1)[1] for line in captured.err.splitlines()]
-    assert all(line.startswith("samedge: [") for line in captured.err.splitlines())
+    assert "MultiHeadAttention" not in run.stderr and "Warning" not in run.stderr
+    steps = [line.split("] ", 1)[1] for line in run.stderr.splitlines()]
+    assert all(line.startswith("samedge: [") for line in run.stderr.splitlines())
     expected = ["building sam2.1_hiera_tiny in torch"]
     for graph in GRAPHS:
         expected += [f"{graph}: tracing", f"{graph}: checking"]
@@ -49,10 +40,7 @@ def test_export_shows_each_step_on_stderr_and_writes_files_for_the_umask(
     ]
     assert steps[-1] == f"writing {out}"
     # stdout keeps the result only.
-    assert captured.out.splitlines() == [
-        line for line in captured.out.splitlines() if "(parity passed)" in line
-    ]
-    assert len(captured.out.splitlines()) == 1
+    assert len(run.stdout.splitlines()) == 1 and "(parity passed)" in run.stdout
     # Every file as open() makes it under umask 027, the .data files (onnx: 0600) included.
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
     assert "encoder.onnx.data" in modes and set(modes.values()) == {0o640}

@@ -1,10 +1,11 @@
 """samedge's VideoPredictor against the official SAM2VideoPredictor, on DAVIS sequences.
 
 Both sides get the same checkpoint: the seeded random weights of the test models with the
-object-score head's output bias raised by :data:`OBJECT_SCORE_BIAS`. With the plain seeded
-weights the tracker can declare the object absent after the prompt, and every later mask
-would be the no-object constant on both sides: equal, and meaningless. Each run asserts
-that most reference masks are neither empty nor full, then that every such mask has
+object-score head's output bias raised by ``OBJECT_SCORE_BIAS`` (``tests/conftest.py``,
+whose ``checkpoint_export`` exports them). With the plain seeded weights the tracker can
+declare the object absent after the prompt, and every later mask would be the no-object
+constant on both sides: equal, and meaningless. Each run asserts that most reference masks
+are neither empty nor full, then that every such mask has
 IoU >= 0.99 with samedge's, that object scores agree within 1e-3 and that the 256 x 256
 logits agree (hole filling may flip a handful of near-zero pixels: see MAX_SIGN_FLIPS).
 
@@ -16,11 +17,11 @@ extension; without it (on CPU) it is skipped with a warning, so the tests give i
 
 Cost: the official memory attention is the bulk (several seconds per frame and object on
 two cores once the memory bank is full). The default run covers each prompt kind, two
-objects prompted on different frames, a correction and reverse tracking on the three
-sequences' first :data:`QUICK_FRAMES` or :data:`SHORT_FRAMES` frames, one or two objects per
-run; the issue's full matrix (three sequences x mask, point and box prompts as three objects
-of one run x 40 frames, the correction and reverse tracking over 40 frames) is marked
-``full``: about an hour on two cores, left out of the default run (``pytest -m full``).
+objects prompted on different frames, a correction (a click) and reverse tracking (a box)
+on the three sequences' first :data:`QUICK_FRAMES` or :data:`SHORT_FRAMES` frames; the
+issue's full matrix (three sequences x mask, point and box prompts as three objects of one
+run x 40 frames, the correction and reverse tracking over 40 frames) is marked ``full``:
+about an hour on two cores, left out of the default run (``pytest -m full``).
 """
 
 from __future__ import annotations
@@ -38,13 +39,11 @@ from samedge.maskutils import mask_iou
 from samedge.video import FrameResult, VideoPredictor
 from samedge.video.io import FrameFolder
 
-from ..conftest import SHARED, TEST_SEED, _export_key, requires_export
+from ..conftest import SHARED, CheckpointExport, requires_export
 
 pytestmark = [requires_export, pytest.mark.export]
 
 MODEL = "sam2.1_hiera_tiny"
-#: Added to the object-score head's output bias of the parity weights (both sides).
-OBJECT_SCORE_BIAS = 1.0
 MIN_IOU = 0.99
 MAX_SCORE_DIFF = 1e-3
 #: Max |samedge - official| of the 256 x 256 logits where their signs agree, and the largest
@@ -55,7 +54,7 @@ MAX_SIGN_FLIPS = 1e-3
 #: Frames of the default run: object 1 reaches a full memory bank (7 memories) on the last.
 QUICK_FRAMES = 8
 #: Frames of the default run's other tests.
-SHORT_FRAMES = 10
+SHORT_FRAMES = 8
 FULL_FRAMES = 40
 DAVIS = SHARED / "data" / "davis2016"
 SEQUENCES = ("car-shadow", "blackswan", "dog")
@@ -112,35 +111,16 @@ class Comparison:
 
 
 @pytest.fixture(scope="module")
-def parity_weights() -> dict[str, Any]:
-    from samedge.export.build import build_model
-    from samedge.registry import get_spec
-
-    model = build_model(get_spec(MODEL), seed=TEST_SEED)
-    head = model.sam_mask_decoder.pred_obj_score_head
-    last = head.layers[-1] if hasattr(head, "layers") else head
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    name = next(k for k, v in model.named_parameters() if v is last.bias)
-    state[name] += OBJECT_SCORE_BIAS
-    return state
+def parity_weights(checkpoint_export: CheckpointExport) -> dict[str, Any]:
+    """The seeded test weights with the object-score head's bias raised (both sides)."""
+    return checkpoint_export.weights
 
 
 @pytest.fixture(scope="module")
-def parity_folder(parity_weights: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The parity weights exported by ``samedge export`` (cached like the test models)."""
-    import torch
-
-    from samedge.export import export_model
-    from samedge.registry import get_spec
-
-    root = os.environ.get("SAMEDGE_TEST_MODELS")
-    base = Path(root) if root else tmp_path_factory.mktemp("video-models")
-    folder = base / (_export_key(MODEL, TEST_SEED) + f"-objbias{OBJECT_SCORE_BIAS:g}")
-    if not (folder / "samedge.json").exists():
-        checkpoint = tmp_path_factory.mktemp("ckpt") / "parity.pt"
-        torch.save({"model": parity_weights}, checkpoint)
-        export_model(get_spec(MODEL), folder, checkpoint=checkpoint)
-    return folder
+def parity_folder(checkpoint_export: CheckpointExport) -> Path:
+    """The parity weights exported by ``samedge export --checkpoint`` (once per session)."""
+    assert checkpoint_export.returncode == 0, checkpoint_export.stderr[-2000:]
+    return checkpoint_export.folder
 
 
 class Official:
@@ -412,26 +392,19 @@ def check(sides: tuple[Ours, Official], name: str, scenario: Scenario) -> None:
     comparison.check()
 
 
-# The default run: every prompt kind, the correction and reverse tracking, on SHORT_FRAMES
-# frames (the memory bank is full from frame 7 on), one object per run.
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("sequence", "kind"), [("blackswan", "point"), ("dog", "box")])
-def test_point_and_box_prompts_short(
-    sides: tuple[Ours, Official], sequence: str, kind: str
-) -> None:
-    check(sides, f"{sequence} {kind}", prompts(sequence, SHORT_FRAMES, (kind,)))
+# The default run: with the quick test above, every prompt kind (mask, click, box), the
+# correction and reverse tracking, on SHORT_FRAMES frames (the memory bank is full from
+# frame 7 on), one object per run.
 
 
 @pytest.mark.slow
 def test_correction_then_propagation_again_short(sides: tuple[Ours, Official]) -> None:
-    check(sides, "correction", correction(SHORT_FRAMES, at=5))
+    check(sides, "correction", correction(SHORT_FRAMES, at=4))
 
 
 @pytest.mark.slow
 def test_reverse_after_forward_from_a_middle_frame_short(sides: tuple[Ours, Official]) -> None:
-    check(sides, "reverse", reverse(SHORT_FRAMES, at=5))
+    check(sides, "reverse", reverse(SHORT_FRAMES, at=4))
 
 
 # The issue's full matrix: FULL_FRAMES frames, the three prompt kinds as three objects of one

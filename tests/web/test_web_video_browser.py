@@ -237,6 +237,12 @@ def test_rotoscoping_loop_in_a_real_browser(
         assert len(cli) == CLIP_FRAMES and set(first) == set(cli)
         for name, mask in cli.items():
             np.testing.assert_array_equal(first[name], mask, err_msg=name)
+        cli_json = json.loads((tmp_path / "cli" / "track.json").read_text())
+        assert record["prompts"] == cli_json["prompts"]
+        for a, b in zip(record["frames"], cli_json["frames"], strict=True):
+            assert [o["segmentation"] for o in a["objects"]] == [
+                o["segmentation"] for o in b["objects"]
+            ]
 
         # Scrub to frame 5 and correct it with a negative click.
         _scrub(page, 5)
