@@ -225,6 +225,7 @@ def test_rotoscoping_loop_in_a_real_browser(
         page.click("#video-propagate")
         line = _wait_propagated(page)
         assert f"{CLIP_FRAMES} / {CLIP_FRAMES} frames" in line and "ms/frame" in line
+        _wait_image(page, "#video-canvas img", WIDTH)  # the last frame's picture loads
         _shot(page, shots, "3-propagated")
         first, record = _build(page, None)
         ((prompt,),) = [record["prompts"]]

@@ -60,6 +60,15 @@ def objects_html(video: VideoSession | None) -> str:
     return f'<ul style="list-style:none;padding-left:0;margin:0">{"".join(rows)}</ul>'
 
 
+#: The download boxes: label and element id.
+DOWNLOADS = (
+    ("Masks (zip of PNGs)", "video-masks"),
+    ("Overlay (MP4)", "video-overlay"),
+    ("Matte (zip of MOV)", "video-matte"),
+    ("track.json", "video-json"),
+)
+
+
 def progress_html(progress: PropagationProgress | None, note: str = "") -> str:
     """A progress bar with ``done / total frames · ms/frame`` (or just ``note``)."""
     if progress is None:
@@ -236,13 +245,9 @@ class VideoHandlers:
             with video.using():
                 entry = self.service.engine.catalog.lookup(model, precision)
                 files = video.downloads(entry.model)
-                return [
-                    os.fspath(files.masks_zip),
-                    os.fspath(files.overlay),
-                    os.fspath(files.matte_zip),
-                    os.fspath(files.track_json),
-                    f"{files.frames} frames written",
-                ]
+                paths = (files.masks_zip, files.overlay, files.matte_zip, files.track_json)
+                shown = [gr.File(value=os.fspath(path), visible=True) for path in paths]
+                return [*shown, f"{files.frames} frames written"]
 
     def on_unload(self, request: gr.Request) -> None:
         """The browser tab closed: delete the session's clip and files."""
@@ -301,18 +306,11 @@ def video_tab(
             progress = gr.HTML(elem_id="video-progress")
             build = gr.Button("Build downloads", elem_id="video-build")
             built = gr.Markdown(elem_id="video-built")
-            # One per line: side by side, a narrow column cut the file names to ".z".
-            masks_file = gr.File(
-                label="Masks (zip of PNGs)", interactive=False, height=60, elem_id="video-masks"
-            )
-            overlay_file = gr.File(
-                label="Overlay (MP4)", interactive=False, height=60, elem_id="video-overlay"
-            )
-            matte_file = gr.File(
-                label="Matte (zip of MOV)", interactive=False, height=60, elem_id="video-matte"
-            )
-            json_file = gr.File(
-                label="track.json", interactive=False, height=60, elem_id="video-json"
+            # One per line (side by side, a narrow column cut the file names to ".z"), and
+            # shown once built (empty, each was a tall blank drop area).
+            masks_file, overlay_file, matte_file, json_file = (
+                gr.File(label=label, interactive=False, visible=False, elem_id=elem_id)
+                for label, elem_id in DOWNLOADS
             )
 
     upload.upload(
