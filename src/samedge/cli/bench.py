@@ -16,20 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import SamedgeError, require_extra, require_reference
-from .options import add_progress_option, add_provider_options, provider_settings
+from .options import add_progress_option, add_provider_options, positive_int, provider_settings
 
 #: Used when --images is not given (the project's real photos, beside a source checkout).
 DEFAULT_IMAGES = Path("..") / "shared" / "data" / "images"
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--provider", help="execution providers, e.g. cuda,cpu (default cpu)")
     parser.add_argument(
-        "--threads", type=_positive, help="threads for both sides (default: all usable cores)"
+        "--threads", type=positive_int, help="threads for both sides (default: all usable cores)"
     )
     add_provider_options(parser)
     parser.add_argument(
@@ -65,16 +55,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"image folder(s) or files (default: {DEFAULT_IMAGES} when present)",
     )
     parser.add_argument(
-        "--runs", type=_positive, default=3, help="passes over the images per repeat (default 3)"
+        "--runs", type=positive_int, default=3, help="passes over the images per repeat (default 3)"
     )
     parser.add_argument(
         "--repeats",
-        type=_positive,
+        type=positive_int,
         default=2,
         help="repeats, alternating between samedge and the official predictor (default 2)",
     )
     parser.add_argument(
-        "--prompts-per-image", type=_positive, default=3, help="prompts per image (default 3)"
+        "--prompts-per-image", type=positive_int, default=3, help="prompts per image (default 3)"
     )
     parser.add_argument("--seed", type=int, default=0, help="prompt generator seed (default 0)")
     parser.add_argument(
@@ -88,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--import-tries",
-        type=_positive,
+        type=positive_int,
         default=3,
         help="fresh processes for the import and model-load times, best kept (default 3)",
     )
