@@ -67,6 +67,38 @@ def test_openvino_encoder_matches_onnx_runtime(
     assert cache.name.startswith(f"{name}-encoder-") and any(cache.iterdir())
 
 
+@pytest.mark.slow
+def test_the_video_tracker_encodes_on_openvino_too(
+    export_test_model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``VideoPredictor`` with ``providers="openvino"``: the frames' encoder on OpenVINO's
+    runtime (sharing the image predictor's compiled-model cache), the tracking graphs on
+    ONNX Runtime; three tracked frames agree with the all-ONNX-Runtime tracker."""
+    from samedge.video import VideoPredictor
+    from samedge.video.io import FrameFolder
+
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
+    folder = export_test_model("sam2.1_hiera_tiny")
+    frames = FrameFolder(shared_path("data", "davis2016", "JPEGImages", "car-shadow"), count=3)
+    runs = []
+    for providers in ("openvino", None):
+        tracker = VideoPredictor.from_pretrained(folder, providers=providers, threads=2)
+        state = tracker.init_state(frames.size, num_frames=len(frames))
+        tracker.add_prompt(state, 0, frames[0], 1, box=[380.0, 140.0, 700.0, 420.0])
+        runs.append((tracker.providers, list(tracker.propagate(state, frames))))
+    (ov_providers, ov), (cpu_providers, cpu) = runs
+    assert ov_providers["encoder"] == "OpenVINO (CPU)"
+    assert cpu_providers["encoder"] == ov_providers["memory_attention"] == "CPUExecutionProvider"
+    assert [r.frame_index for r in ov] == [r.frame_index for r in cpu] == [0, 1, 2]
+    for a, b in zip(ov, cpu, strict=True):
+        scale = float(np.abs(b.low_res_logits).max())
+        np.testing.assert_allclose(a.low_res_logits, b.low_res_logits, atol=1e-3 * scale)
+        np.testing.assert_allclose(a.object_scores, b.object_scores, atol=1e-3)
+        assert np.mean(a.masks == b.masks) > 0.999
+    (cache,) = (tmp_path / "engines" / "openvino").iterdir()
+    assert cache.name.startswith("sam2.1_hiera_tiny-encoder-")
+
+
 def test_openvino_missing_falls_back_to_onnx_runtime(
     export_test_model: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -15,9 +15,11 @@ import numpy as np
 
 from ..artifacts import ModelArtifact
 from ..errors import ArtifactError, SamedgeError
-from ..runtime.providers import ProviderSettings
-from ..runtime.session import create_session, session_io
-from ..runtime.types import BindableSession, Closeable
+from ..runtime.openvino_native import OpenVINOSession
+from ..runtime.policy import default_threads
+from ..runtime.providers import ProviderSettings, requested_providers
+from ..runtime.session import create_session, native_openvino, session_io
+from ..runtime.types import Closeable, GraphSession
 from ..specs import VideoSpec
 
 
@@ -74,25 +76,41 @@ class VideoGraphs(Closeable):
         self.video = video_spec(artifact)
         self.io = dict(self.video.graph_io(self.spec))
         self.io["encoder"] = (self.spec.encoder_inputs, self.spec.encoder_outputs)
-        self._providers, self._threads, self._settings = providers, threads, settings
-        self._sessions: dict[str, BindableSession] = {}
+        self._providers, self._threads = providers, threads
+        self._settings = settings or ProviderSettings()
+        # OpenVINO without its ONNX Runtime provider: the encoder on OpenVINO's own runtime
+        # (as the image predictor runs it, sharing its compiled-model cache), the tracking
+        # graphs on the providers asked for after it.
+        self._openvino = native_openvino(providers)
+        if self._openvino:
+            self._providers = requested_providers(providers)[1:] or None
+        self._sessions: dict[str, GraphSession] = {}
         self.timings: dict[str, float] = {}
         for role in ("encoder", "memory_attention", "track_decoder", "memory_encoder"):
             self._session(role)
 
-    def _session(self, role: str) -> BindableSession:
+    def _session(self, role: str) -> GraphSession:
         session = self._sessions.get(role)
         if session is not None:
             return session
-        session = create_session(
-            self.artifact.path(role),
-            self._providers,
-            self._threads,
-            # The encoder's planned block is larger than its live tensors (see create_session);
-            # the memory attention's inputs change size from frame to frame.
-            mem_pattern=role not in ("encoder", "memory_attention"),
-            settings=self._settings,
-        )
+        if role == "encoder" and self._openvino:
+            sha = self.artifact.manifest.files[role][0].sha256[:16]
+            session = OpenVINOSession(
+                self.artifact.path(role),
+                self._settings.openvino_device,
+                self._threads or default_threads(),
+                self._settings.engine_dir("openvino") / f"{self.spec.name}-{role}-{sha}",
+            )
+        else:
+            session = create_session(
+                self.artifact.path(role),
+                self._providers,
+                self._threads,
+                # The encoder's planned block is larger than its live tensors (see
+                # create_session); the memory attention's inputs change size per frame.
+                mem_pattern=role not in ("encoder", "memory_attention"),
+                settings=self._settings,
+            )
         inputs, outputs = self.io[role]
         got_in, got_out = session_io(session)
         if set(got_in) != set(inputs) or not set(outputs) <= set(got_out):
