@@ -85,7 +85,7 @@ def run_both(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     frames = FrameFolder(DAVIS / "JPEGImages" / args.sequence, fps=24.0, count=args.frames)
     mask = np.asarray(Image.open(DAVIS / "Annotations" / args.sequence / "00000.png")) > 0
-    ours = VideoPredictor.from_pretrained(args.model, threads=args.threads)
+    ours = VideoPredictor.from_pretrained(args.model, providers=args.provider, threads=args.threads)
     official = official_predictor(Path(args.model), args.checkpoint)
     official_times: dict[str, float] = defaultdict(float)
     time_official_stages(official, official_times)
@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequence", default="car-shadow")
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--provider", default=None, help="samedge's providers, e.g. openvino")
     parser.add_argument("--skip", type=int, default=8, help="frames left out of the means")
     parser.add_argument("--padding", action="store_true", help="also the padding study")
     parser.add_argument("--repeats", type=int, default=3)
