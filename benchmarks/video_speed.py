@@ -79,13 +79,17 @@ def time_official_stages(official: Any, timings: dict[str, float]) -> None:
 def run_both(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from samedge.runtime.providers import ProviderSettings
     from samedge.video import VideoPredictor
     from samedge.video.io import FrameFolder
 
     torch.set_num_threads(args.threads)
     frames = FrameFolder(DAVIS / "JPEGImages" / args.sequence, fps=24.0, count=args.frames)
     mask = np.asarray(Image.open(DAVIS / "Annotations" / args.sequence / "00000.png")) > 0
-    ours = VideoPredictor.from_pretrained(args.model, providers=args.provider, threads=args.threads)
+    settings = ProviderSettings(openvino_precision=args.openvino_precision)
+    ours = VideoPredictor.from_pretrained(
+        args.model, providers=args.provider, threads=args.threads, provider_settings=settings
+    )
     official = official_predictor(Path(args.model), args.checkpoint)
     official_times: dict[str, float] = defaultdict(float)
     time_official_stages(official, official_times)
@@ -121,7 +125,7 @@ def run_both(args: argparse.Namespace) -> dict[str, Any]:
         }
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    return {"official_load_s": load, "rows": rows}
+    return {"official_load_s": load, "providers": ours.providers, "rows": rows}
 
 
 def attention_feeds(memories: int, pointers: int) -> dict[str, np.ndarray]:
@@ -195,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--provider", default=None, help="samedge's providers, e.g. openvino")
+    parser.add_argument("--openvino-precision", choices=("f32", "bf16", "f16"), default=None)
     parser.add_argument("--skip", type=int, default=8, help="frames left out of the means")
     parser.add_argument("--padding", action="store_true", help="also the padding study")
     parser.add_argument("--repeats", type=int, default=3)

@@ -12,13 +12,21 @@ import pytest
 
 from samedge import Predictor
 from samedge.errors import ArtifactError
+from samedge.maskutils import mask_iou
 from samedge.runtime import openvino_native
 from samedge.runtime import session as sessions
 from samedge.runtime.openvino_native import OpenVINOSession
+from samedge.runtime.providers import ProviderSettings
 
 from .conftest import shared_path
 
 pytest.importorskip("openvino")  # extra [openvino]
+
+# bf16 tracking against the fp32 default: benchmarks/video_options.py measured a mask IoU of
+# 0.991-0.993 per frame over 40 frames of car-shadow and object scores within 5e-4 (session
+# 12, Xeon with AMX); the 3-frame check below leaves room for other CPUs' bf16 kernels.
+BF16_TRACK_IOU = 0.97
+BF16_SCORE_ATOL = 0.01
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +81,8 @@ def test_the_video_tracker_encodes_on_openvino_too(
 ) -> None:
     """``VideoPredictor`` with ``providers="openvino"``: the frames' encoder on OpenVINO's
     runtime (sharing the image predictor's compiled-model cache), the tracking graphs on
-    ONNX Runtime; three tracked frames agree with the all-ONNX-Runtime tracker."""
+    ONNX Runtime; three tracked frames agree with the all-ONNX-Runtime tracker. In bf16 the
+    memory attention and memory encoder move to OpenVINO too, and the masks stay close."""
     from samedge.video import VideoPredictor
     from samedge.video.io import FrameFolder
 
@@ -98,6 +107,22 @@ def test_the_video_tracker_encodes_on_openvino_too(
     (cache,) = (tmp_path / "engines" / "openvino").iterdir()
     assert cache.name.startswith("sam2.1_hiera_tiny-encoder-")
 
+    # bf16: the encoder, memory attention and memory encoder on OpenVINO in bf16 (fp32 where
+    # the CPU has no bf16), the decoders fp32 on ONNX Runtime; the masks stay close.
+    settings = ProviderSettings(openvino_precision="bf16")
+    tracker = VideoPredictor.from_pretrained(
+        folder, providers="openvino", threads=2, provider_settings=settings
+    )
+    state = tracker.init_state(frames.size, num_frames=len(frames))
+    tracker.add_prompt(state, 0, frames[0], 1, box=[380.0, 140.0, 700.0, 420.0])
+    bf16 = list(tracker.propagate(state, frames))
+    heavy = {tracker.providers[r] for r in ("encoder", "memory_attention", "memory_encoder")}
+    assert heavy in ({"OpenVINO (CPU, bf16)"}, {"OpenVINO (CPU)"})
+    assert tracker.providers["track_decoder"] == "CPUExecutionProvider"
+    for a, b in zip(bf16, cpu, strict=True):
+        assert mask_iou(a.masks[0], b.masks[0]) > BF16_TRACK_IOU
+        np.testing.assert_allclose(a.object_scores, b.object_scores, atol=BF16_SCORE_ATOL)
+
 
 def test_openvino_missing_falls_back_to_onnx_runtime(
     export_test_model: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
@@ -121,3 +146,44 @@ def test_openvino_session_reports_an_unloadable_graph_in_one_line(tmp_path: Path
     message = str(info.value)
     assert "\n" not in message and "Exception from" not in message
     assert message.endswith("or use --provider cpu)")
+
+
+def test_a_reduced_precision_is_applied_reported_and_cached_apart(
+    export_test_model: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``openvino_precision="bf16"``: the encoder computes in bf16 where the CPU can (its
+    outputs move away from fp32's, within bf16's error) and says so in its provider name;
+    a CPU without bf16 runs fp32 and logs that it does. Each precision has its own cache."""
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
+    encoder = export_test_model("sam2.1_hiera_tiny") / "encoder.onnx"
+    image = np.random.default_rng(0).standard_normal((1, 3, 1024, 1024)).astype(np.float32)
+    outputs, sessions_by = {}, {}
+    for precision in (None, "bf16"):
+        settings = ProviderSettings(openvino_precision=precision)
+        with caplog.at_level(logging.WARNING):
+            session = OpenVINOSession.for_settings(encoder, settings, 2, "encoder-test")
+        outputs[precision] = session.run(None, {"image": image})[0]
+        sessions_by[precision] = session
+    assert sessions_by[None].precision == "f32"
+    assert sessions_by[None].get_providers() == ["OpenVINO (CPU)"]
+    assert sorted(p.name for p in (tmp_path / "engines" / "openvino").iterdir()) == [
+        "encoder-test",
+        "encoder-test-bf16",
+    ]
+    difference = float(np.abs(outputs["bf16"] - outputs[None]).max())
+    scale = float(np.abs(outputs[None]).max())
+    reduced = sessions_by["bf16"]
+    if reduced.precision == "bf16":
+        assert reduced.get_providers() == ["OpenVINO (CPU, bf16)"]
+        assert 1e-4 * scale < difference < 0.2 * scale
+    else:  # this CPU has no bf16: fp32, logged
+        assert difference < 1e-4 * scale
+        assert "bf16 asked for, but OpenVINO's CPU runs it in f32" in caplog.text
+
+
+def test_openvino_precision_is_checked() -> None:
+    with pytest.raises(ValueError, match="openvino_precision must be f32, bf16 or f16, got int4"):
+        ProviderSettings(openvino_precision="int4")

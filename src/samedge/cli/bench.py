@@ -122,6 +122,8 @@ def _command_line(args: argparse.Namespace) -> str:
         parts.append("--trt-fp16")
     if args.openvino_device != "CPU":
         parts += ["--openvino-device", args.openvino_device]
+    if args.openvino_precision:
+        parts += ["--openvino-precision", args.openvino_precision]
     if args.threads:
         parts += ["--threads", str(args.threads)]
     if args.images:

@@ -149,16 +149,16 @@ class ModelGraphs(Closeable):
             # OpenVINO without its ONNX Runtime provider: the encoder on OpenVINO's runtime,
             # the decoder graphs on the providers asked for after it (see openvino_native).
             self._providers = requested_providers(providers)[1:] or None
-            encoder = OpenVINOSession(
+            encoder = OpenVINOSession.for_settings(
                 artifact.encoder_path,
-                self.settings.openvino_device,
+                self.settings,
                 threads or default_threads(),
-                self.settings.engine_dir("openvino") / self._cache_name("encoder"),
+                self._cache_name("encoder"),
             )
             log.info(
                 "%s runs on OpenVINO's runtime (%s); the decoder graphs on ONNX Runtime",
                 artifact.encoder_path.name,
-                self.settings.openvino_device,
+                encoder.get_providers()[0],
             )
         else:
             encoder = self._sessions["encoder"] = create_session(

@@ -15,6 +15,9 @@ against 17.5 ms, with its shapes made static (28 ms dynamic).
 
 On the CPU the graph is compiled with ``INFERENCE_PRECISION_HINT=f32``: OpenVINO's CPU
 plugin would otherwise compute in bf16 on CPUs with AMX, a silent change of precision. A
+reduced precision is there when asked for (``ProviderSettings.openvino_precision``,
+``--openvino-precision bf16``), reported in the provider name (``OpenVINO (CPU, bf16)``),
+and logged as a warning when the device cannot honour it. A
 compiled model is cached (``CACHE_DIR``) under ``<samedge home>/engines/openvino``, one
 folder per graph file (see :meth:`samedge.runtime.providers.ProviderSettings.engine_dir`):
 SAM 2.1 tiny's encoder compiles in ~1.5 s, and loads from the cache in ~0.4 s.
@@ -22,6 +25,7 @@ SAM 2.1 tiny's encoder compiles in ~1.5 s, and loads from the cache in ~0.4 s.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -32,6 +36,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError
+from .providers import ProviderSettings
+
+log = logging.getLogger(__name__)
 
 
 def installed() -> bool:
@@ -110,6 +117,9 @@ class OpenVINOSession:
         device: OpenVINO device (``CPU``, ``GPU``, ``NPU``, ``AUTO``...).
         threads: CPU inference threads (``None``: all usable cores).
         cache_dir: compiled-model cache folder, or ``None``.
+        precision: ``INFERENCE_PRECISION_HINT`` (``f32``, ``bf16``, ``f16``); ``None``: fp32
+            on the CPU, the device's default elsewhere. What the device actually computes in
+            is :attr:`precision`.
 
     Raises:
         ArtifactError: the file cannot be compiled.
@@ -121,14 +131,30 @@ class OpenVINOSession:
         device: str = "CPU",
         threads: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        precision: str | None = None,
     ) -> None:
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-        if device.upper() == "CPU":
+        if precision is not None:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        elif device.upper() == "CPU":
             config["INFERENCE_PRECISION_HINT"] = "f32"
         self.path = Path(path)
         self.device = device
         hint = " (check --openvino-device, re-export the model, or use --provider cpu)"
         self._compiled = compile_model(path, device, threads, config, cache_dir, hint)
+        #: What the device computes in (``f32``, ``bf16``, ``f16``...), as it reports it.
+        self.precision: str = self._compiled.get_property(
+            "INFERENCE_PRECISION_HINT"
+        ).get_type_name()
+        if precision is not None and precision != self.precision:
+            log.warning(
+                "%s: %s asked for, but OpenVINO's %s runs it in %s (the device has no %s support)",
+                self.path.name,
+                precision,
+                device,
+                self.precision,
+                precision,
+            )
         self._request = self._compiled.create_infer_request()
         self._inputs = [_port(p) for p in self._compiled.inputs]
         self._outputs = [_port(p) for p in self._compiled.outputs]
@@ -146,8 +172,31 @@ class OpenVINOSession:
         return list(self._outputs)
 
     def get_providers(self) -> list[str]:
-        """What runs the graph, as the predictor and benchmark report it."""
-        return [f"OpenVINO ({self.device})"]
+        """What runs the graph, as the predictor and benchmark report it (with the precision
+        when it is not fp32)."""
+        if self.precision == "f32":
+            return [f"OpenVINO ({self.device})"]
+        return [f"OpenVINO ({self.device}, {self.precision})"]
+
+    @classmethod
+    def for_settings(
+        cls,
+        path: str | os.PathLike[str],
+        settings: ProviderSettings,
+        threads: int | None,
+        cache_name: str,
+    ) -> OpenVINOSession:
+        """``path`` compiled for ``settings``' OpenVINO device and precision, cached under
+        ``<engine dir>/openvino/<cache_name>`` (plus ``-<precision>`` when one is asked for)."""
+        precision = settings.openvino_precision
+        suffix = f"-{precision}" if precision else ""
+        return cls(
+            path,
+            settings.openvino_device,
+            threads,
+            settings.engine_dir("openvino") / f"{cache_name}{suffix}",
+            precision,
+        )
 
     def run(
         self,

@@ -74,6 +74,10 @@ def requested_providers(providers: str | Sequence[str] | None) -> list[str]:
     return [full_name(p) for p in raw_providers(providers)]
 
 
+#: OpenVINO inference precisions samedge passes on (``None``: exact, fp32 on the CPU).
+OPENVINO_PRECISIONS = (None, "f32", "bf16", "f16")
+
+
 @dataclass(frozen=True)
 class ProviderSettings:
     """Options of the accelerated execution providers; each provider reads its own and the
@@ -90,6 +94,10 @@ class ProviderSettings:
         cudnn_conv_algo_search: ``HEURISTIC`` (default), ``EXHAUSTIVE`` (slower first run,
             sometimes faster convolutions) or ``DEFAULT``.
         openvino_device: OpenVINO ``device_type``: ``CPU``, ``GPU``, ``NPU``, ``AUTO``...
+        openvino_precision: OpenVINO's ``INFERENCE_PRECISION_HINT`` for the graphs samedge
+            runs on OpenVINO's own runtime: ``None`` keeps fp32 on the CPU (and the device's
+            default elsewhere); ``bf16`` (CPUs with AMX or AVX-512 BF16) or ``f16`` trade
+            agreement for speed, measured in docs/precision.md and docs/video.md.
         io_binding: bind inputs and outputs on the GPU for CUDA and TensorRT (keeps the
             image embedding on the device between encode and decode).
     """
@@ -101,6 +109,7 @@ class ProviderSettings:
     trt_max_batch: int = 64
     cudnn_conv_algo_search: str = "HEURISTIC"
     openvino_device: str = "CPU"
+    openvino_precision: str | None = None
     io_binding: bool = True
 
     def __post_init__(self) -> None:
@@ -112,6 +121,10 @@ class ProviderSettings:
             raise ValueError(
                 f"cudnn_conv_algo_search must be HEURISTIC, EXHAUSTIVE or DEFAULT, "
                 f"got {self.cudnn_conv_algo_search}"
+            )
+        if self.openvino_precision not in OPENVINO_PRECISIONS:
+            raise ValueError(
+                f"openvino_precision must be f32, bf16 or f16, got {self.openvino_precision}"
             )
 
     def to_dict(self) -> dict[str, Any]:
