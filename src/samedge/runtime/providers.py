@@ -97,7 +97,9 @@ class ProviderSettings:
         openvino_precision: OpenVINO's ``INFERENCE_PRECISION_HINT`` for the graphs samedge
             runs on OpenVINO's own runtime: ``None`` keeps fp32 on the CPU (and the device's
             default elsewhere); ``bf16`` (CPUs with AMX or AVX-512 BF16) or ``f16`` trade
-            agreement for speed, measured in docs/precision.md and docs/video.md.
+            agreement for speed, measured in docs/precision.md and docs/video.md. Not
+            passed to ONNX Runtime's OpenVINO provider (``onnxruntime-openvino``), which
+            keeps its own default; a warning says so.
         io_binding: bind inputs and outputs on the GPU for CUDA and TensorRT (keeps the
             image embedding on the device between encode and decode).
     """

@@ -189,6 +189,12 @@ def create_session(
     if optimized_model_path is not None:
         options.optimized_model_filepath = os.fspath(optimized_model_path)
     chosen = resolve_providers(providers)
+    if "OpenVINOExecutionProvider" in chosen and settings and settings.openvino_precision:
+        log.warning(
+            "--openvino-precision applies to OpenVINO's own runtime; ONNX Runtime's OpenVINO "
+            "provider (onnxruntime-openvino) runs %s at its own default precision",
+            Path(path).name,
+        )
     per_provider = [provider_options(name, settings, profile, cache_name) for name in chosen]
     for opts in per_provider:
         for key in ("trt_engine_cache_path", "cache_dir"):
