@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from samedge.cli.doctor import cpu_info, int8_advice
+from samedge.cli.doctor import bf16_advice, cpu_info, int8_advice
 from samedge.cli.main import main
 from samedge.runtime import session
 
@@ -34,6 +34,14 @@ def test_cpu_features_from_cpuinfo() -> None:
     assert features["AVX2"] and features["FMA"] and features["F16C"]
     assert not features["AVX-512F"] and not features["AVX-512 VNNI"]
     assert "no VNNI" in int8_advice(features)
+    assert not features["AMX-BF16"] and "would run in fp32" in bf16_advice(features)
+
+
+def test_bf16_units_are_reported() -> None:
+    xeon = CPUINFO.replace("AMD EPYC 7B13", "Intel Xeon").replace("f16c", "f16c amx_bf16")
+    _, features = cpu_info(xeon)
+    assert features["AMX-BF16"]
+    assert "--openvino-precision bf16" in bf16_advice(features)
 
 
 def test_unavailable_provider_reasons() -> None:
