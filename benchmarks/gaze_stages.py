@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--sam", help="SAM model name or exported folder (optional)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--provider", help="providers of the SAM model, e.g. openvino")
+    parser.add_argument("--openvino-precision", choices=("f32", "bf16", "f16"))
     args = parser.parse_args()
 
     from samedge.gaze.detect import YoloxDetector
@@ -92,11 +94,18 @@ def main() -> None:
         *both(lambda b: YoloxDetector(yolox, b, t), frame))  # fmt: skip
     if args.sam:
         from samedge import Predictor
+        from samedge.runtime.providers import ProviderSettings
 
-        predictor = Predictor.from_pretrained(args.sam, threads=t)
+        predictor = Predictor.from_pretrained(
+            args.sam,
+            providers=args.provider,
+            threads=t,
+            provider_settings=ProviderSettings(openvino_precision=args.openvino_precision),
+        )
         small = np.ascontiguousarray(frame[::2, ::2])  # 900x600, the size of a video frame
         emb = predictor.encode(small)
-        add("encode", f"{predictor.spec.name} image encoder", median_ms(
+        runs_on = predictor.providers["encoder"]
+        add("encode", f"{predictor.spec.name} image encoder ({runs_on})", median_ms(
             lambda: predictor.encode(small), max(3, n // 5)), None)  # fmt: skip
         for b in (1, 3):
             boxes = np.tile(np.array([[100.0, 100.0, 500.0, 400.0]]), (b, 1))

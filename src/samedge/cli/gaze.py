@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .options import add_progress_option
+from .options import add_progress_option, add_provider_options, provider_settings
 
 #: What ``--out`` may be: an annotated video, or for ``--image`` also a picture.
 VIDEO_SUFFIXES = (".mp4", ".avi")
@@ -74,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--provider", help="execution providers of the SAM model (default cpu)")
     parser.add_argument("--threads", type=int, help="threads per network (default: all cores)")
+    add_provider_options(parser)
     parser.add_argument(
         "--fetch-models",
         action="store_true",
@@ -147,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         providers=args.provider,
         config=config,
+        provider_settings=provider_settings(args),
     )
     if args.video is not None:
         source = open_video(args.video)

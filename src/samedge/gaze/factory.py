@@ -12,6 +12,7 @@ from .pipeline import GazeConfig, GazePipeline
 
 if TYPE_CHECKING:
     from ..runtime.predictor import Predictor
+    from ..runtime.providers import ProviderSettings
 
 PathLike = str | os.PathLike[str]
 
@@ -64,6 +65,7 @@ def build_pipeline(
     threads: int | None = None,
     providers: str | Sequence[str] | None = None,
     config: GazeConfig = GazeConfig(),  # noqa: B008 - frozen dataclass
+    provider_settings: ProviderSettings | None = None,
 ) -> GazePipeline:
     """A ready pipeline; every registry network is checked against its I/O contract
     (:func:`samedge.gaze.models.check_io`) once loaded.
@@ -79,7 +81,8 @@ def build_pipeline(
             ``points`` mode.
         depth_model: optional Depth-Anything-style ONNX; none turns the depth filter off.
         backend: ``ort`` or ``openvino`` for the ONNX stages (face, detector, depth, L2CS).
-        threads: threads per network; providers: ONNX Runtime providers of the SAM model.
+        threads: threads per network; providers: ONNX Runtime providers of the SAM model,
+            ``provider_settings`` their options (e.g. ``openvino_precision="bf16"``).
     """
     from ..runtime.predictor import Predictor
     from .depth import DepthAnythingEstimator
@@ -113,5 +116,7 @@ def build_pipeline(
     if isinstance(model, Predictor):
         predictor = model
     else:
-        predictor = Predictor.from_pretrained(model, providers=providers, threads=threads)
+        predictor = Predictor.from_pretrained(
+            model, providers=providers, threads=threads, provider_settings=provider_settings
+        )
     return GazePipeline(predictor, face_detector, estimator, detector, depth, config)
