@@ -308,3 +308,15 @@ def test_step_lines_go_to_stderr_only_and_stop_with_no_progress(
     )
     step_printer(argparse.Namespace(no_progress=True))("encoder: tracing")
     assert capsys.readouterr() == ("", "")
+
+
+@requires_export
+def test_openvino_precision_without_openvino_is_refused(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without ``--provider openvino`` the option would do nothing: one line naming the fix."""
+    argv = ["segment", str(shared_path(*TRUCK)), "--model", str(model_dir), "--point"]
+    argv += ["500,375", "--out", str(tmp_path / "m.png"), "--openvino-precision", "bf16"]
+    err = _error(capsys, argv)
+    assert "--openvino-precision bf16 applies to OpenVINO: add --provider openvino" in err
+    assert not (tmp_path / "m.png").exists()

@@ -76,6 +76,12 @@ def provider_settings(args: argparse.Namespace) -> Any:
     from ..errors import SamedgeError
     from ..runtime.session import ProviderSettings
 
+    wanted = (getattr(args, "provider", None) or "").lower().split(",")
+    if args.openvino_precision and "openvino" not in [p.strip() for p in wanted]:
+        raise SamedgeError(
+            f"--openvino-precision {args.openvino_precision} applies to OpenVINO: add "
+            f"--provider openvino"
+        )
     try:
         return ProviderSettings(
             device_id=args.device_id,
