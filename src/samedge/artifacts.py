@@ -30,6 +30,12 @@ class ModelArtifact:
         :data:`samedge.manifest.OPTIONAL_ROLES`)."""
         return bool(self.manifest.files.get(role))
 
+    def cache_name(self, role: str) -> str:
+        """The engine-cache folder name of ``role``'s graph (TensorRT, OpenVINO): model,
+        role and the file's sha256, so a re-export never loads a stale engine, and the
+        image predictor and the video tracker share the encoder's."""
+        return f"{self.spec.name}-{role}-{self.manifest.files[role][0].sha256[:16]}"
+
     @property
     def encoder_path(self) -> Path:
         return self.path("encoder")

@@ -74,10 +74,11 @@ def add_provider_options(parser: argparse.ArgumentParser) -> None:
 def provider_settings(args: argparse.Namespace) -> Any:
     """The :class:`samedge.runtime.providers.ProviderSettings` of the parsed options."""
     from ..errors import SamedgeError
+    from ..runtime.providers import PROVIDER_NAMES, requested_providers
     from ..runtime.session import ProviderSettings
 
-    wanted = (getattr(args, "provider", None) or "").lower().split(",")
-    if args.openvino_precision and "openvino" not in [p.strip() for p in wanted]:
+    wanted = requested_providers(getattr(args, "provider", None))
+    if args.openvino_precision and PROVIDER_NAMES["openvino"] not in wanted:
         raise SamedgeError(
             f"--openvino-precision {args.openvino_precision} applies to OpenVINO: add "
             f"--provider openvino"

@@ -198,7 +198,7 @@ class ModelGraphs(Closeable):
 
     def _cache_name(self, role: str) -> str:
         """Engine cache subfolder of a graph: a new export never loads a stale engine."""
-        return f"{self.spec.name}-{role}-{self.artifact.manifest.files[role][0].sha256[:16]}"
+        return self.artifact.cache_name(role)
 
     def _open(self, role: str, threads: int | None = None) -> BindableSession:
         """A decoder-side session; ``threads`` given: a CPU session with that many threads."""

@@ -113,12 +113,11 @@ class VideoGraphs(Closeable):
         if session is not None:
             return session
         if self._on_openvino(role):
-            sha = self.artifact.manifest.files[role][0].sha256[:16]
             session = OpenVINOSession.for_settings(
                 self.artifact.path(role),
                 self._settings,
                 self._threads or default_threads(),
-                f"{self.spec.name}-{role}-{sha}",
+                self.artifact.cache_name(role),
             )
         else:
             session = create_session(
