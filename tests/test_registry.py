@@ -103,3 +103,34 @@ def test_reference_package_is_the_one_export_builds_with(name: str) -> None:
     assert spec.small_regions in ("full_res", "low_res")
     # A separate prompt frame where the encoder runs below SAM's 1024 pixels.
     assert spec.prompt_size == 1024 and spec.prompt_frame in (None, 1024)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_low_res_logits_are_256_pixels_for_every_registered_model(name: str) -> None:
+    assert get_spec(name).low_res_size == 256
+
+
+def test_a_sam2_model_at_another_input_size_scales_its_grids() -> None:
+    spec = get_spec("sam2.1_hiera_tiny")
+    small = spec.at_image_size(512)
+    assert (small.name, small.image_size, small.prompt_size) == (spec.name, 512, 512)
+    assert small.embedding_shape == (256, 32, 32)
+    assert small.high_res_shapes == ((32, 128, 128), (64, 64, 64))
+    assert small.low_res_size == 128
+    assert small.context_shapes[0] == (1, 32 * 32, 256)
+    assert small.video == spec.video and small.resize == spec.resize
+    assert spec.at_image_size(1024) is spec
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "message"),
+    [
+        ("sam2.1_hiera_tiny", 500, "positive multiple of 32, got 500"),
+        ("sam2.1_hiera_tiny", 0, "positive multiple of 32, got 0"),
+        ("sam_vit_b", 512, "only SAM 2 models take another input size"),
+        ("efficientvit_sam_l0", 1024, "only SAM 2 models take another input size"),
+    ],
+)
+def test_another_input_size_is_refused_with_the_reason(name: str, size: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        get_spec(name).at_image_size(size)

@@ -9,7 +9,7 @@ testing model names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 ResizeRule = Literal["longest_side_pad", "stretch"]
@@ -309,6 +309,46 @@ class ModelSpec:
         """Side of the square frame of prompt coordinates and low-res masks, in pixels:
         :attr:`prompt_frame` where set, else the encoder input's :attr:`image_size`."""
         return self.prompt_frame or self.image_size
+
+    @property
+    def low_res_size(self) -> int:
+        """Side of the decoder's square low-resolution mask logits (and of a mask prompt):
+        4x the embedding grid, 256 for every registered model."""
+        return 4 * self.embedding_shape[-1]
+
+    def at_image_size(self, size: int) -> ModelSpec:
+        """This SAM 2 model with its encoder input at ``size`` x ``size`` pixels (the official
+        config's ``image_size``; Hiera interpolates its position embedding and the memory
+        attention recomputes its RoPE tables for the smaller grid): the embedding grid is
+        ``size / 16``, the high-res features and the low-res logits scale with it.
+
+        The official weights are trained at 1024 pixels; samedge uses smaller sizes for its
+        own tests (the same arithmetic at a fraction of the cost, on both sides of a parity
+        comparison). An export records the size in its manifest (``extra.image_size``).
+
+        Raises:
+            ValueError: not a SAM 2 model, or ``size`` is not a positive multiple of 32.
+        """
+        if self.family != "sam2" or self.prompt_frame is not None:
+            raise ValueError(f"{self.name}: only SAM 2 models take another input size")
+        if size <= 0 or size % 32:
+            raise ValueError(f"image size must be a positive multiple of 32, got {size}")
+        if size == self.image_size:
+            return self
+        grid = size // 16
+        channels = self.embedding_shape[0]
+        high_res = tuple(
+            (c, grid * 4 // 2**i, grid * 4 // 2**i)
+            for i, (c, _, _) in enumerate(self.high_res_shapes)
+        )
+        return replace(
+            self,
+            image_size=size,
+            embedding_shape=(channels, grid, grid),
+            high_res_shapes=high_res,
+            encoder_gflops=None,
+            decoder_gflops=None,
+        )
 
     @property
     def encoder_inputs(self) -> tuple[str, ...]:

@@ -47,7 +47,6 @@ from ..maskutils import rle_encode
 from ..runtime.postprocess import select_masks, upscale_logits, upscale_masks
 from ..runtime.prompts import normalize_prompts
 from ..runtime.types import ImageEmbedding
-from ..specs import LOW_RES_SIZE
 from .grid import box_nms, crop_boxes, mask_boxes, near_crop_edge, point_grid
 from .regions import fill_low_res, remove_small_regions
 from .settings import OUTPUT_MODES, AmgSettings
@@ -457,7 +456,7 @@ class MaskGenerator:
             stats.post_s += time.perf_counter() - t
             refined, new_scores = [], []
             clamp = self.spec.low_res_clamp
-            flat = logits.reshape(-1, LOW_RES_SIZE, LOW_RES_SIZE)
+            flat = logits.reshape(-1, *logits.shape[-2:])
             prev = flat if clamp is None else np.clip(flat, -clamp, clamp)
             for s in range(0, len(pts), self.settings.points_per_batch):
                 lg, sc = self._decode(

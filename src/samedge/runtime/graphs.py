@@ -22,7 +22,7 @@ import numpy as np
 from ..artifacts import ModelArtifact
 from ..errors import ArtifactError
 from ..manifest import OPTIONAL_ROLES
-from ..specs import LOW_RES_MASKS, LOW_RES_SIZE, ModelSpec
+from ..specs import LOW_RES_MASKS, ModelSpec
 from .openvino_native import OpenVINOSession
 from .policy import arena_mode, default_threads
 from .prompts import DecoderPrompts
@@ -209,7 +209,9 @@ class ModelGraphs(Closeable):
             threads or self._threads,
             arena=True,
             settings=settings,
-            profile=decoder_shape_profile(inputs, settings.trt_max_points, settings.trt_max_batch),
+            profile=decoder_shape_profile(
+                inputs, settings.trt_max_points, settings.trt_max_batch, self.spec.low_res_size
+            ),
             cache_name=self._cache_name(role),
         )
         self._check_io(role, session)
@@ -404,7 +406,7 @@ class ModelGraphs(Closeable):
         spec, batch = self.spec, prompts.batch
         tokens = spec.num_mask_tokens
         arrays = [
-            np.empty((batch, tokens, LOW_RES_SIZE, LOW_RES_SIZE), np.float32),
+            np.empty((batch, tokens, spec.low_res_size, spec.low_res_size), np.float32),
             np.empty((batch, tokens), np.float32),
         ]
         if spec.has_object_score:
@@ -458,7 +460,8 @@ class ModelGraphs(Closeable):
         embedding = self._with_context(embedding)
         head, upscaler = (self._session(role, serial=True) for role in OPTIONAL_ROLES)
         spec = self.spec
-        shape = (prompts.batch, spec.num_mask_tokens, LOW_RES_SIZE, LOW_RES_SIZE)
+        side = spec.low_res_size
+        shape = (prompts.batch, spec.num_mask_tokens, side, side)
         low_res = np.zeros(shape, np.float32)  # calloc: rows never drawn cost no memory
 
         def one(i: int) -> tuple[np.ndarray, np.ndarray | None, bool]:

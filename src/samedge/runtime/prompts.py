@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PromptError
-from ..specs import LOW_RES_SIZE, ModelSpec
+from ..specs import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ def normalize_prompts(
             f"as 2), got {given}"
         )
 
-    side = LOW_RES_SIZE
+    side = spec.low_res_size
     if mask_input is not None and not spec.mask_prompt:
         raise PromptError(
             f"{spec.title} takes no mask prompt (mask_input): refine with more points instead"

@@ -157,14 +157,14 @@ def device_of(provider: str, settings: ProviderSettings | None = None) -> tuple[
 
 
 def decoder_shape_profile(
-    inputs: Sequence[str], max_points: int = 32, max_batch: int = 64
+    inputs: Sequence[str], max_points: int = 32, max_batch: int = 64, low_res: int = LOW_RES_SIZE
 ) -> dict[str, tuple[Shape, Shape, Shape]]:
     """TensorRT ``(min, opt, max)`` shapes of the dynamic ones among a decoder graph's
     ``inputs`` (``spec.decoder_inputs`` or ``spec.mask_decoder_inputs``).
 
     The prompt batch ``B`` and point count ``N`` (points, box corners and padding point,
     see :func:`samedge.runtime.prompts.normalize_prompts`) are dynamic: ``point_coords``
-    ``(B, N, 2)``, ``point_labels`` ``(B, N)``, ``mask_input`` ``(B, 1, 256, 256)``,
+    ``(B, N, 2)``, ``point_labels`` ``(B, N)``, ``mask_input`` ``(B, 1, low_res, low_res)``,
     ``has_mask_input`` ``(B,)``; the per-image context inputs are static. Optimised for
     one click (``B = 1``, ``N = 2``); up to ``max_batch`` prompt sets of ``max_points``.
     """
@@ -173,7 +173,7 @@ def decoder_shape_profile(
         return {
             POINT_COORDS: (batch, points, 2),
             POINT_LABELS: (batch, points),
-            MASK_INPUT: (batch, 1, LOW_RES_SIZE, LOW_RES_SIZE),
+            MASK_INPUT: (batch, 1, low_res, low_res),
             HAS_MASK_INPUT: (batch,),
         }
 

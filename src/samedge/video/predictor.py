@@ -23,7 +23,7 @@ from ..errors import PromptError, SamedgeError
 from ..runtime.loaded import LoadedModel
 from ..runtime.postprocess import select_masks
 from ..runtime.providers import ProviderSettings
-from ..specs import LOW_RES_SIZE, VideoSpec
+from ..specs import VideoSpec
 from .graphs import VideoGraphs
 from .masks import fill_holes, mask_prompt, preprocess_frame, upscale
 from .memory import NO_OBJ_SCORE, from_bfloat16, horizon, retained, select_memories, to_bfloat16
@@ -426,7 +426,7 @@ class VideoPredictor(LoadedModel[VideoGraphs]):
             "memory_encoder",
             [
                 embeddings,
-                low_res.reshape(1, 1, LOW_RES_SIZE, LOW_RES_SIZE),
+                low_res.reshape(1, 1, self.spec.low_res_size, self.spec.low_res_size),
                 np.array([1.0 if binarize else 0.0], np.float32),
                 np.array([[score]], np.float32),
             ],
@@ -510,7 +510,7 @@ class VideoPredictor(LoadedModel[VideoGraphs]):
         if prev_logits is not None:
             role = "track_decoder_mask"
             values += [
-                prev_logits.reshape(1, 1, LOW_RES_SIZE, LOW_RES_SIZE),
+                prev_logits.reshape(1, 1, self.spec.low_res_size, self.spec.low_res_size),
                 np.ones(1, np.float32),
             ]
         low, iou, score, ptrs = self.graphs.run(role, values)
@@ -533,7 +533,7 @@ class VideoPredictor(LoadedModel[VideoGraphs]):
 
     def _mask_output(self, feats: FrameFeatures, mask: np.ndarray) -> FrameOutput:
         """``_use_mask_as_output``: the mask prompt is the output."""
-        full, logits = mask_prompt(mask, self.spec.image_size, LOW_RES_SIZE)
+        full, logits = mask_prompt(mask, self.spec.image_size, self.spec.low_res_size)
         ptr = self.graphs.run("mask_prompt", [feats.image_embeddings, full[None, None]])[0]
         present = bool(full.any())
         return FrameOutput(
@@ -549,7 +549,8 @@ class VideoPredictor(LoadedModel[VideoGraphs]):
     ) -> FrameResult:
         width, height = state.frame_size
         count = len(outputs)
-        low = np.full((count, LOW_RES_SIZE, LOW_RES_SIZE), NO_OBJ_SCORE, np.float32)
+        side = self.spec.low_res_size
+        low = np.full((count, side, side), NO_OBJ_SCORE, np.float32)
         scores = np.full(count, NO_OBJ_SCORE, np.float32)
         for i, out in enumerate(outputs):
             if out is not None:
