@@ -64,6 +64,15 @@ class ModelArtifact:
                 f"{folder} holds model '{manifest.model}', which this samedge does not know; "
                 f"upgrade samedge"
             ) from None
+        size = manifest.extra.get("image_size")
+        if size is not None and size != spec.image_size:
+            try:
+                spec = spec.at_image_size(size if isinstance(size, int) else -1)
+            except ValueError as exc:
+                raise ArtifactError(
+                    f"{folder}: the manifest's extra.image_size is wrong ({exc}); "
+                    f"re-export the model"
+                ) from None
         for role in required_roles(spec.mask_prompt):
             if not manifest.files.get(role):
                 raise ArtifactError(f"{folder}: the manifest lists no {role}; re-export the model")

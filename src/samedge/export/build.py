@@ -90,8 +90,20 @@ def build_official(spec: ModelSpec) -> torch.nn.Module:
 
         # apply_postprocessing=True (the default) sets the same dynamic-multimask options as
         # the official image predictor; samedge reproduces them on the host (ModelSpec).
-        model = build_sam2(spec.official_builder, ckpt_path=None, device="cpu", mode="eval")
+        model = build_sam2(
+            spec.official_builder,
+            ckpt_path=None,
+            device="cpu",
+            mode="eval",
+            hydra_overrides_extra=sam2_overrides(spec),
+        )
     return model.eval()
+
+
+def sam2_overrides(spec: ModelSpec) -> list[str]:
+    """Hydra overrides that build SAM 2's official config for ``spec``: its input size,
+    which differs from the config's only for :meth:`ModelSpec.at_image_size` variants."""
+    return [f"++model.image_size={spec.image_size}"]
 
 
 def official_predictor_class(spec: ModelSpec) -> type:

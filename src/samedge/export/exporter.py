@@ -49,6 +49,7 @@ from ..manifest import (
     sha256_file,
 )
 from ..outputs import publish_mode
+from ..registry import get_spec
 from ..runtime.graphs import run_head, run_upscaler
 from ..runtime.session import create_session
 from ..specs import (
@@ -119,7 +120,8 @@ def _fixed_prompts(spec: ModelSpec, batch: int, points: int, seed: int) -> list[
     coords = rng.uniform(0, spec.prompt_size, size=(batch, points, 2)).astype(np.float32)
     labels = rng.choice(np.array([0, 1, 2, 3, -1], np.float32), size=(batch, points))
     labels[:, 0] = 1
-    mask_input = rng.standard_normal((batch, 1, 256, 256)).astype(np.float32) * 4
+    side = spec.low_res_size
+    mask_input = rng.standard_normal((batch, 1, side, side)).astype(np.float32) * 4
     has_mask = (np.arange(batch) % 2).astype(np.float32)
     return [torch.from_numpy(a) for a in (coords, labels, mask_input, has_mask)]
 
@@ -294,6 +296,10 @@ def export_model(
             parity=result["parity"],
             exporter=_versions(spec),
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            # An input size other than the registry's (ModelSpec.at_image_size).
+            extra={"image_size": spec.image_size}
+            if spec.image_size != get_spec(spec.name).image_size
+            else {},
         )
         say(f"writing {out}")
         (work / MANIFEST_NAME).write_text(manifest.to_json())

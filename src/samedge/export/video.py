@@ -79,6 +79,7 @@ from ..specs import (
     POINT_LABELS,
     ModelSpec,
 )
+from .build import sam2_overrides
 from .wrappers import DecoderContext, FastDecoder
 
 #: ``sam2.modeling.sam2_base.NO_OBJ_SCORE``.
@@ -362,7 +363,12 @@ def check_video_spec(spec: ModelSpec) -> None:
 
     video = spec.video
     assert video is not None
-    official = build_sam2_video_predictor(spec.official_builder, device="cpu", mode="eval")
+    official = build_sam2_video_predictor(
+        spec.official_builder,
+        device="cpu",
+        mode="eval",
+        hydra_overrides_extra=sam2_overrides(spec),
+    )
     names = {
         "num_maskmem": "num_maskmem",
         "max_obj_ptrs": "max_obj_ptrs_in_encoder",
@@ -387,6 +393,13 @@ def check_video_spec(spec: ModelSpec) -> None:
     del official
 
 
+def _grid(model: nn.Module) -> tuple[int, int]:
+    """The official model's embedding grid (``image_size / backbone_stride`` a side: 64 x 64
+    at 1024 pixels)."""
+    side = int(model.sam_image_embedding_size)
+    return (side, side)
+
+
 def _fixed_memories(
     model: nn.Module, features: torch.Tensor, frames: int, seed: int
 ) -> list[dict[str, Any]]:
@@ -394,17 +407,19 @@ def _fixed_memories(
     on random logits, one of them for an absent object; bfloat16 as the official predictor
     stores them) and a random pointer."""
     gen = torch.Generator().manual_seed(seed)
+    grid = _grid(model)
+    low_res = (4 * grid[0], 4 * grid[1])
     raw = features.flatten(2).permute(2, 0, 1) - model.no_mem_embed
     memories: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
     with torch.no_grad():
         for i in range(4):
-            logits = torch.randn(1, 1, 256, 256, generator=gen) * 8
+            logits = torch.randn(1, 1, *low_res, generator=gen) * 8
             high = F.interpolate(
                 logits, (model.image_size,) * 2, mode="bilinear", align_corners=False
             )
             score = torch.tensor([[1.0 if i else -1.0]])
             memories.append(
-                model._encode_new_memory([raw], [(64, 64)], high, score, is_mask_from_pts=False)
+                model._encode_new_memory([raw], [grid], high, score, is_mask_from_pts=False)
             )
     return [
         {
@@ -463,7 +478,7 @@ def _official_attention(
             is_init_cond_frame=False,
             current_vision_feats=[feats],
             current_vision_pos_embeds=[pos],
-            feat_sizes=[(64, 64)],
+            feat_sizes=[_grid(model)],
             output_dict=output_dict,
             num_frames=num_frames,
             track_in_reverse=reverse,
@@ -497,7 +512,7 @@ def export_video(
     io = video.graph_io(spec)
     embeddings, high_res = features[0], features[1:]
     with torch.no_grad():
-        # Sine encodings of the 64 x 64 grid: they depend on the shape alone.
+        # Sine encodings of the embedding grid: they depend on the shape alone.
         grid = spec.embedding_shape[1:]
         curr_pos = model.image_encoder.neck.position_encoding(torch.zeros(1, 1, *grid))
         mem_pos = model.memory_encoder.position_encoding(torch.zeros(1, 1, *grid))
@@ -505,6 +520,7 @@ def export_video(
         # (the graphs subtract it from their input just so).
         raw = embeddings.flatten(2).permute(2, 0, 1) - model.no_mem_embed
     vision = (raw, curr_pos.flatten(2).permute(2, 0, 1))
+    low_res = (spec.low_res_size,) * 2
     modules: dict[str, nn.Module] = {
         "memory_attention": MemoryAttentionGraph(model, curr_pos, mem_pos),
         "memory_encoder": MemoryEncoderGraph(model),
@@ -517,7 +533,7 @@ def export_video(
     rng = np.random.default_rng(3)
     prompt = [torch.tensor([[[300.0, 400.0], [0.0, 0.0]]]), torch.tensor([[1.0, -1.0]])]
     mask_in = [
-        torch.from_numpy(rng.standard_normal((1, 1, 256, 256)).astype(np.float32) * 4),
+        torch.from_numpy(rng.standard_normal((1, 1, *low_res)).astype(np.float32) * 4),
         torch.ones(1),
     ]
     side = model.image_size
@@ -527,7 +543,7 @@ def export_video(
         "memory_attention": tuple(torch.from_numpy(feeds[n]) for n in io["memory_attention"][0]),
         "memory_encoder": (
             embeddings,
-            torch.from_numpy(rng.standard_normal((1, 1, 256, 256)).astype(np.float32) * 8),
+            torch.from_numpy(rng.standard_normal((1, 1, *low_res)).astype(np.float32) * 8),
             torch.zeros(1),
             torch.ones(1, 1),
         ),
@@ -592,6 +608,8 @@ def _video_parity(
     video = spec.video
     assert video is not None
     io = video.graph_io(spec)
+    grid = _grid(model)
+    low_res = (spec.low_res_size,) * 2
     sessions = {
         role: create_session(work / f"{role}.onnx", threads=threads) for role in video.roles
     }
@@ -624,7 +642,7 @@ def _video_parity(
     binarize = model.binarize_mask_from_pts_for_mem_enc
     try:
         for bin_flag, score in ((0.0, 1.5), (1.0, 2.0), (0.0, -0.5)):
-            logits = rng.standard_normal((1, 1, 256, 256)).astype(np.float32) * 8
+            logits = rng.standard_normal((1, 1, *low_res)).astype(np.float32) * 8
             got = run("memory_encoder", [emb, logits, [bin_flag], [[score]]])[0]
             model.binarize_mask_from_pts_for_mem_enc = True
             with torch.no_grad():
@@ -635,7 +653,7 @@ def _video_parity(
                     align_corners=False,
                 )
                 want, _ = model._encode_new_memory(
-                    raw, [(64, 64)], high, torch.tensor([[score]]), is_mask_from_pts=bool(bin_flag)
+                    raw, [grid], high, torch.tensor([[score]]), is_mask_from_pts=bool(bin_flag)
                 )
             record("memory_encoder", _rel_err(got, want.flatten(2).transpose(1, 2).numpy()))
     finally:
@@ -650,7 +668,7 @@ def _video_parity(
         np.array([[[100.0, 200.0], [700.0, 900.0], [400.0, 500.0]]], np.float32),
         np.array([[2, 3, 0]], np.int32),
     )
-    prev = np.clip(rng.standard_normal((1, 1, 256, 256)) * 8, -32, 32).astype(np.float32)
+    prev = np.clip(rng.standard_normal((1, 1, *low_res)) * 8, -32, 32).astype(np.float32)
     # (features, points, labels, previous logits, multimask): a click, a box, a correction
     # with the previous logits, a tracked frame (no prompt at all).
     cases = [
@@ -698,14 +716,14 @@ def _video_parity(
         )
 
     say("mask_prompt: parity with torch")
-    for shape in ((480, 854), (1024, 1024)):
+    for shape in ((480, 854), (model.image_size,) * 2):
         m = np.zeros(shape, bool)
         if shape[0] == 480:
             m[100:300, 200:500] = True
-        full, _ = mask_prompt(m, model.image_size, 256)
+        full, _ = mask_prompt(m, model.image_size, spec.low_res_size)
         got = run("mask_prompt", [emb, full[None, None]])[0]
         with torch.no_grad():
-            raw_pix = vision[0].permute(1, 2, 0).reshape(1, -1, 64, 64)
+            raw_pix = vision[0].permute(1, 2, 0).reshape(1, -1, *grid)
             want = model._use_mask_as_output(raw_pix, hr_t, torch.from_numpy(full)[None, None])
         record("mask_prompt", _rel_err(got, want[5].numpy()))
     report = {
