@@ -16,12 +16,15 @@ extension; without it (on CPU) it is skipped with a warning, so the tests give i
 8-connected labelling with OpenCV, which is what samedge computes.
 
 Cost: the official memory attention is the bulk (several seconds per frame and object on
-two cores once the memory bank is full). The default run covers each prompt kind, two
-objects prompted on different frames, a correction (a click) and reverse tracking (a box)
-on the three sequences' first :data:`QUICK_FRAMES` or :data:`SHORT_FRAMES` frames; the
-issue's full matrix (three sequences x mask, point and box prompts as three objects of one
-run x 40 frames, the correction and reverse tracking over 40 frames) is marked ``full``:
-about an hour on two cores, left out of the default run (``pytest -m full``).
+two cores once the memory bank is full at 1024 pixels). The default run holds one run at
+SAM 2.1's size (:data:`QUICK_FRAMES` frames, two objects prompted on different frames) and
+the issue's matrix on the same weights exported at 512 pixels (``small_sides``; the
+official config's ``image_size`` at 512 on both sides, a quarter of the tokens, the same
+arithmetic): three sequences x mask, point and box prompts as three objects of one run x
+:data:`FULL_FRAMES` frames, a correction and reverse tracking over as many frames (about
+5.5 minutes on two cores). The matrix at 1024 pixels and the earlier short correction and
+reverse runs are marked ``full``: about an hour, left out of the default run (``pytest -m
+full``).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from samedge.maskutils import mask_iou
 from samedge.video import FrameResult, VideoPredictor
 from samedge.video.io import FrameFolder
 
-from ..conftest import SHARED, CheckpointExport, requires_export
+from ..conftest import SHARED, CheckpointExport, SmallExport, requires_export
 
 pytestmark = [requires_export, pytest.mark.export]
 
@@ -53,10 +56,12 @@ MAX_LOGIT_DIFF = 0.05
 MAX_SIGN_FLIPS = 1e-3
 #: What hole filling (+) and sprinkle removal (-) write into the logits they change.
 FILL_VALUE = 0.1
-#: Frames of the default run: object 1 reaches a full memory bank (7 memories) on the last.
+#: Frames of the default run at 1024 pixels: object 1 reaches a full memory bank (7
+#: memories) on the last.
 QUICK_FRAMES = 8
-#: Frames of the default run's other tests.
+#: Frames of the short correction and reverse runs at 1024 pixels (``full`` tier).
 SHORT_FRAMES = 8
+#: Frames of the issue's matrix (at 512 pixels in the default run, 1024 in ``full``).
 FULL_FRAMES = 40
 DAVIS = SHARED / "data" / "davis2016"
 SEQUENCES = ("car-shadow", "blackswan", "dog")
@@ -75,6 +80,13 @@ def _components(mask: Any) -> tuple[Any, Any]:
         labels[i, 0] = lab
         areas[i, 0] = np.where(lab > 0, stats[lab, cv2.CC_STAT_AREA], 0)
     return torch.from_numpy(labels), torch.from_numpy(areas)
+
+
+def _keep_sequence(cache: dict[tuple[str, int], Any], sequence: str) -> None:
+    """Forget cached frame features of other sequences (a sequence's are reused by the
+    runs on it; keeping every sequence's would hold gigabytes at 1024 pixels)."""
+    for key in [k for k in cache if k[0] != sequence]:
+        del cache[key]
 
 
 def frames_of(sequence: str, count: int) -> FrameFolder:
@@ -128,17 +140,22 @@ def parity_folder(checkpoint_export: CheckpointExport) -> Path:
 class Official:
     """The official SAM2VideoPredictor with the parity weights and shared features."""
 
-    def __init__(self, weights: dict[str, Any]) -> None:
+    def __init__(self, weights: dict[str, Any], image_size: int) -> None:
         import sam2.utils.misc
         import torch
         from sam2.build_sam import build_sam2_video_predictor
 
+        from samedge.export.build import sam2_overrides
         from samedge.registry import get_spec
 
         torch.set_num_threads(
             int(os.environ.get("SAMEDGE_THREADS", "0")) or torch.get_num_threads()
         )
-        self.model = build_sam2_video_predictor(get_spec(MODEL).official_builder, device="cpu")
+        spec = get_spec(MODEL).at_image_size(image_size)
+        self.model = build_sam2_video_predictor(
+            spec.official_builder, device="cpu", hydra_overrides_extra=sam2_overrides(spec)
+        )
+        assert self.model.image_size == image_size
         self.model.load_state_dict(weights)
         self.model.eval()
         sam2.utils.misc.get_connected_components = _components
@@ -151,6 +168,7 @@ class Official:
         with torch.inference_mode():
             state = self.model.init_state(str(folder))
             cache: dict[int, Any] = {}
+            _keep_sequence(self.features, sequence)
             for i in range(count):
                 key = (sequence, i)
                 if key not in self.features:
@@ -178,19 +196,33 @@ class Ours(VideoPredictor):
 
     def _features(self, state: Any, frame_index: int, frame: Any, read: Any = None) -> Any:
         key = (self.sequence, frame_index)
+        _keep_sequence(self.features, self.sequence)
         if key not in self.features:
             self.features[key] = super()._features(state, frame_index, frame, read)
         state.features = self.features[key]
         return state.features
 
 
-@pytest.fixture(scope="module")
-def sides(parity_weights: dict[str, Any], parity_folder: Path) -> tuple[Ours, Official]:
+def _sides(weights: dict[str, Any], folder: Path, image_size: int) -> tuple[Ours, Official]:
     if not DAVIS.is_dir():
         pytest.skip(f"{DAVIS} not found: ../shared (test data) is not beside this checkout")
-    ours = Ours.from_pretrained(parity_folder)
+    ours = Ours.from_pretrained(folder)
+    assert ours.spec.image_size == image_size
     ours.features = {}
-    return ours, Official(parity_weights)
+    return ours, Official(weights, image_size)
+
+
+@pytest.fixture(scope="module")
+def sides(parity_weights: dict[str, Any], parity_folder: Path) -> tuple[Ours, Official]:
+    """Both sides at SAM 2.1's own size (1024 pixels)."""
+    return _sides(parity_weights, parity_folder, 1024)
+
+
+@pytest.fixture(scope="module")
+def small_sides(small_checkpoint_export: SmallExport) -> tuple[Ours, Official]:
+    """Both sides with the encoder input at 512 pixels (the same weights)."""
+    small = small_checkpoint_export
+    return _sides(small.weights, small.folder, small.image_size)
 
 
 def _official_output(state: dict[str, Any], obj_idx: int, frame: int) -> dict[str, Any]:
@@ -400,17 +432,19 @@ def check(sides: tuple[Ours, Official], name: str, scenario: Scenario) -> None:
     comparison.check()
 
 
-# The default run: with the quick test above, every prompt kind (mask, click, box), the
-# correction and reverse tracking, on SHORT_FRAMES frames (the memory bank is full from
-# frame 7 on), one object per run.
+# At 1024 pixels, by hand: the correction and reverse tracking on SHORT_FRAMES frames (the
+# memory bank is full from frame 7 on), one object per run (the default run until the
+# 512-pixel matrix below took their place).
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_correction_then_propagation_again_short(sides: tuple[Ours, Official]) -> None:
     check(sides, "correction", correction(SHORT_FRAMES, at=4))
 
 
 @pytest.mark.slow
+@pytest.mark.full
 def test_reverse_after_forward_from_a_middle_frame_short(sides: tuple[Ours, Official]) -> None:
     check(sides, "reverse", reverse(SHORT_FRAMES, at=4))
 
@@ -436,3 +470,30 @@ def test_correction_then_propagation_again(sides: tuple[Ours, Official]) -> None
 @pytest.mark.full
 def test_reverse_after_forward_from_a_middle_frame(sides: tuple[Ours, Official]) -> None:
     check(sides, "reverse", reverse(FULL_FRAMES, at=20))
+
+
+# The issue's matrix in the default run, on the small variant (SMALL_IMAGE_SIZE pixels, the
+# same weights and arithmetic: tests/conftest.py's small_checkpoint_export): the three
+# prompt kinds as three objects of one run on each sequence, then the correction and reverse
+# tracking, over FULL_FRAMES frames each.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sequence", SEQUENCES)
+def test_mask_point_and_box_prompts_40_frames_small(
+    small_sides: tuple[Ours, Official], sequence: str
+) -> None:
+    scenario = prompts(sequence, FULL_FRAMES, ("mask", "point", "box"))
+    check(small_sides, f"{sequence} small", scenario)
+
+
+@pytest.mark.slow
+def test_correction_then_propagation_again_small(small_sides: tuple[Ours, Official]) -> None:
+    check(small_sides, "correction small", correction(FULL_FRAMES, at=24))
+
+
+@pytest.mark.slow
+def test_reverse_after_forward_from_a_middle_frame_small(
+    small_sides: tuple[Ours, Official],
+) -> None:
+    check(small_sides, "reverse small", reverse(FULL_FRAMES, at=20))
