@@ -147,12 +147,13 @@ def test_valid_prompts_map_to_the_encoder_frame(
 @given(text=st.text(max_size=40) | st.lists(numbers.map(str), max_size=5).map(",".join))
 @example(text="nan,5")  # float() reads nan and inf: used to pass the parser
 @example(text="1e999,2,1")
+@example(text="\n")  # the message names the value on one line
 def test_cli_point_and_box_values(text: str) -> None:
     for parse, sizes in ((_point, (3,)), (_box, (4,))):
         try:
             values = parse(text)
         except argparse.ArgumentTypeError as exc:
-            assert "\n" not in str(exc) and text in str(exc)
+            assert "\n" not in str(exc) and repr(text) in str(exc)
             continue
         assert len(values) in sizes and all(math.isfinite(v) for v in values)
         if parse is _point:

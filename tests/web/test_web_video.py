@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -25,7 +24,7 @@ from samedge.web.engine import Choice, Engine
 from samedge.web.models import ModelCatalog, ModelEntry
 from samedge.web.video import PackedMask, VideoLimits, VideoService, session_key
 
-from ..conftest import shared_path
+from ..conftest import SmallExport, shared_path
 
 SEQUENCE = "blackswan"
 CLIP_FRAMES = 8
@@ -304,12 +303,14 @@ def run_track_cli(clip: Path, model: Path, out: Path, prompts: list[str]) -> Non
 
 @pytest.fixture(scope="module")
 def tracking(
-    export_test_model: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
+    small_checkpoint_export: SmallExport, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[VideoService, Path, Path]:
-    """``(service, model folder, a copy of the clip)`` with the seed-0 SAM 2.1 Hiera-T."""
+    """``(service, model folder, a copy of the clip)`` with SAM 2.1 Hiera-T exported at 512
+    pixels (the video parity tests' small export: the tab's plumbing is what is tested
+    here, at a quarter of the tracking cost)."""
     pytest.importorskip("samedge.video.predictor", reason="VideoPredictor is not in this build")
     tmp = tmp_path_factory.mktemp("video-track")
-    folder = export_test_model("sam2.1_hiera_tiny")
+    folder = small_checkpoint_export.folder
     service = make_service(tmp, folder)
     service.engine.pool.threads = 2
     clip = make_clip(tmp / "clip.mp4")

@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 import pytest
 
+from ..conftest import SmallExport
 from .test_web_browser import (
     ROOT,
-    TINY,
     _browser,
     _click_pixel,
     _download_url,
@@ -44,14 +44,15 @@ WIDTH, HEIGHT = CLIP_SIZE
 
 @pytest.fixture(scope="module")
 def video_server(
-    export_test_model: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
+    small_checkpoint_export: SmallExport, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path, Any]]:
-    """``(url, model folder, VideoService)`` of a running app (clips up to 20 frames)."""
+    """``(url, model folder, VideoService)`` of a running app (clips up to 20 frames), with
+    SAM 2.1 Hiera-T exported at 512 pixels (a quarter of the tracking cost)."""
     pytest.importorskip("gradio", reason="needs the [web] extra: pip install 'samedge[web]'")
     from samedge.web.app import build_app
     from samedge.web.video import VideoLimits, VideoService
 
-    folder = export_test_model(TINY)
+    folder = small_checkpoint_export.folder
     services = []
 
     def build(engine: Any) -> Any:

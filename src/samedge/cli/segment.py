@@ -23,7 +23,8 @@ def _floats(text: str, count: tuple[int, ...], what: str) -> list[float]:
         values = []
     # float() also reads "nan" and "inf" (and "1e999" as inf): no pixel is there.
     if len(values) not in count or not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"invalid {what} '{text}'")
+        # repr: a value with a newline or other control character stays on one line.
+        raise argparse.ArgumentTypeError(f"invalid {what} {text!r}")
     return values
 
 
