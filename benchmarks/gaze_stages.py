@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from samedge.runtime.providers import OPENVINO_PRECISIONS
+
 
 def median_ms(fn, repeat: int) -> tuple[float, float]:
     """Median and minimum wall time in ms of ``repeat`` calls after 3 warm-up calls."""
@@ -41,7 +43,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--provider", help="providers of the SAM model, e.g. openvino")
-    parser.add_argument("--openvino-precision", choices=("f32", "bf16", "f16"))
+    parser.add_argument("--openvino-precision", choices=[p for p in OPENVINO_PRECISIONS if p])
     args = parser.parse_args()
 
     from samedge.gaze.detect import YoloxDetector

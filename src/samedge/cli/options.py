@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..runtime.providers import OPENVINO_PRECISIONS
+
 
 def add_progress_option(parser: argparse.ArgumentParser) -> None:
     """``--no-progress`` (alias ``--quiet``): no progress bars or step lines. Progress always
@@ -65,7 +67,7 @@ def add_provider_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--openvino-precision",
-        choices=("f32", "bf16", "f16"),
+        choices=[p for p in OPENVINO_PRECISIONS if p],
         help="OpenVINO's inference precision (default: f32 on the CPU); bf16 is several times "
         "faster on CPUs with AMX and costs agreement (docs/precision.md)",
     )
