@@ -22,9 +22,9 @@ the issue's matrix on the same weights exported at 512 pixels (``small_sides``; 
 official config's ``image_size`` at 512 on both sides, a quarter of the tokens, the same
 arithmetic): three sequences x mask, point and box prompts as three objects of one run x
 :data:`FULL_FRAMES` frames (blackswan's run with a correction on frame 24), and reverse
-tracking over :data:`REVERSE_FRAMES` frames (under 5 minutes on two cores). The matrix at 1024 pixels and the earlier short correction and
-reverse runs are marked ``full``: about an hour, left out of the default run (``pytest -m
-full``).
+tracking over :data:`REVERSE_FRAMES` frames (under 5 minutes on two cores). The matrix at
+1024 pixels and the earlier short correction and reverse runs are marked ``full``: about an
+hour, left out of the default run (``pytest -m full``).
 """
 
 from __future__ import annotations
