@@ -30,12 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 #: image) on 2 CPU cores with ONNX Runtime, measured here (docs/benchmarks.md); quality: what
 #: the authors publish (README.md cites where). Every registered model is Apache-2.0.
 GUIDE = """\
-Which to pick (encoder, 2 CPU cores, first runs in docs/benchmarks.md; quality: the authors'):
-  real time, gaze   efficientvit_sam_l0  ~1.4 s; authors: SAM-ViT-H's accuracy, 48.9x faster (A100)
-  smallest file     mobile_sam           ~0.9 s; authors: ~0.73 mIoU against SAM's own masks
+Which to pick (encoder, 2 CPU cores, quiet run in the README; quality: the authors'):
+  real time, gaze   efficientvit_sam_l0  ~0.3 s; authors: SAM-ViT-H's accuracy, 48.9x faster (A100)
+  smallest file     mobile_sam           ~0.6 s; authors: ~0.73 mIoU against SAM's own masks
   small SAM 2       sam2.1_hiera_tiny    ~1.4 s; sam2.1_hiera_large for the best masks (slowest)
-  original SAM      sam_vit_b            ~5 s; sam_vit_l and sam_vit_h are slower still
-  EfficientSAM      efficientsam_ti      ~5 s; points only (at most 6), no mask prompt
+  original SAM      sam_vit_b            ~5.3 s; sam_vit_l and sam_vit_h are slower still
+  EfficientSAM      efficientsam_ti      ~0.9 s; points only (at most 6), no mask prompt
 All registered weights and code are Apache-2.0. More: README.md, 'Which model to pick'."""
 
 
