@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--provider", help="providers of the SAM model, e.g. openvino")
-    parser.add_argument("--openvino-precision", choices=[p for p in OPENVINO_PRECISIONS if p])
+    parser.add_argument("--openvino-precision", choices=OPENVINO_PRECISIONS)
     args = parser.parse_args()
 
     from samedge.gaze.detect import YoloxDetector

@@ -201,9 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--provider", default=None, help="samedge's providers, e.g. openvino")
-    parser.add_argument(
-        "--openvino-precision", choices=[p for p in OPENVINO_PRECISIONS if p], default=None
-    )
+    parser.add_argument("--openvino-precision", choices=OPENVINO_PRECISIONS, default=None)
     parser.add_argument("--skip", type=int, default=8, help="frames left out of the means")
     parser.add_argument("--padding", action="store_true", help="also the padding study")
     parser.add_argument("--repeats", type=int, default=3)

@@ -19,7 +19,7 @@ from samedge.cli.segment import _box, _point
 from samedge.errors import PromptError
 from samedge.registry import get_spec
 from samedge.runtime.prompts import DecoderPrompts, normalize_prompts
-from samedge.specs import LOW_RES_SIZE
+from samedge.specs import ModelSpec
 
 FAST = settings(max_examples=60, deadline=None)
 #: One spec per family: they order boxes and padding points differently.
@@ -38,7 +38,7 @@ ragged = st.recursive(
 )
 
 
-def check_prompts(out: DecoderPrompts) -> None:
+def check_prompts(out: DecoderPrompts, spec: ModelSpec) -> None:
     """What the decoder may rely on."""
     batch, count = out.point_coords.shape[:2]
     assert batch >= 1 and count >= 1 and out.point_coords.shape == (batch, count, 2)
@@ -50,7 +50,8 @@ def check_prompts(out: DecoderPrompts) -> None:
     assert np.all(out.point_coords[real] >= 0)
     assert np.all(out.point_coords[real][:, 0] <= INPUT[1] + 1e-3)
     assert np.all(out.point_coords[real][:, 1] <= INPUT[0] + 1e-3)
-    assert out.mask_input.shape == (batch, 1, LOW_RES_SIZE, LOW_RES_SIZE)
+    side = spec.low_res_size  # 256 for every registered model
+    assert out.mask_input.shape == (batch, 1, side, side)
     assert np.all(np.isfinite(out.mask_input))
     assert out.has_mask_input.shape == (batch,)
 
@@ -62,7 +63,7 @@ def normalize_or_error(spec_index: int, **prompts: object) -> DecoderPrompts | N
         message = str(exc)
         assert message and "\n" not in message and len(message) < 300, message
         return None
-    check_prompts(out)
+    check_prompts(out, SPECS[spec_index])
     return out
 
 
@@ -133,7 +134,7 @@ def test_valid_prompts_map_to_the_encoder_frame(
     lbl = labels.draw(st.lists(st.sampled_from([0, 1]), min_size=len(xy), max_size=len(xy)))
     box = [10.0, 20.0, 300.0, 400.0] if with_box else None
     out = normalize_prompts(SPECS[spec], ORIGINAL, INPUT, points=xy, labels=lbl, box=box)
-    check_prompts(out)
+    check_prompts(out, SPECS[spec])
     scale = np.array([INPUT[1] / ORIGINAL[1], INPUT[0] / ORIGINAL[0]])
     user = np.isin(out.point_labels[0], (0, 1))
     np.testing.assert_allclose(

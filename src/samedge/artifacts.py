@@ -67,7 +67,9 @@ class ModelArtifact:
         size = manifest.extra.get("image_size")
         if size is not None and size != spec.image_size:
             try:
-                spec = spec.at_image_size(size if isinstance(size, int) else -1)
+                if not isinstance(size, int) or isinstance(size, bool):
+                    raise ValueError(f"not a whole number: {size!r}")
+                spec = spec.at_image_size(size)
             except ValueError as exc:
                 raise ArtifactError(
                     f"{folder}: the manifest's extra.image_size is wrong ({exc}); "

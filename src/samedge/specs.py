@@ -43,7 +43,6 @@ CONTEXT_HIGH_RES = ("ctx_feat_s1", "ctx_feat_s0")
 #: hypernetworks' mask vectors.
 HEAD_IMAGE_SIDE = "head_image_side"
 HEAD_MASK_VECTORS = "head_mask_vectors"
-LOW_RES_SIZE = 256  # side of the decoder's low-resolution mask logits
 
 
 @dataclass(frozen=True)
@@ -335,17 +334,16 @@ class ModelSpec:
             raise ValueError(f"image size must be a positive multiple of 32, got {size}")
         if size == self.image_size:
             return self
-        grid = size // 16
-        channels = self.embedding_shape[0]
-        high_res = tuple(
-            (c, grid * 4 // 2**i, grid * 4 // 2**i)
-            for i, (c, _, _) in enumerate(self.high_res_shapes)
-        )
+
+        def scaled(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+            c, h, w = shape
+            return (c, h * size // self.image_size, w * size // self.image_size)
+
         return replace(
             self,
             image_size=size,
-            embedding_shape=(channels, grid, grid),
-            high_res_shapes=high_res,
+            embedding_shape=scaled(self.embedding_shape),
+            high_res_shapes=tuple(scaled(s) for s in self.high_res_shapes),
             encoder_gflops=None,
             decoder_gflops=None,
         )

@@ -23,7 +23,9 @@ MODEL = "sam2.1_hiera_tiny"
 def test_decoder_profile_covers_the_dynamic_inputs_of_every_family() -> None:
     for name in ("sam_vit_b", MODEL):
         spec = get_spec(name)
-        profile = decoder_shape_profile(spec.mask_decoder_inputs, max_points=8, max_batch=4)
+        profile = decoder_shape_profile(
+            spec.mask_decoder_inputs, spec.low_res_size, max_points=8, max_batch=4
+        )
         dynamic = [n for n in spec.mask_decoder_inputs if n not in spec.context_outputs]
         assert list(profile) == dynamic  # the spec's names, in its order, fixed inputs left out
         assert profile["point_coords"] == ((1, 1, 2), (1, 2, 2), (4, 8, 2))
@@ -31,13 +33,17 @@ def test_decoder_profile_covers_the_dynamic_inputs_of_every_family() -> None:
         assert profile["mask_input"] == ((1, 1, 256, 256), (1, 1, 256, 256), (4, 1, 256, 256))
         assert profile["has_mask_input"] == ((1,), (1,), (4,))
         # decoder.onnx takes no mask prompt; the per-image context graph is static
-        assert list(decoder_shape_profile(spec.decoder_inputs)) == ["point_coords", "point_labels"]
-        assert decoder_shape_profile(spec.context_inputs) == {}
+        side = spec.low_res_size
+        assert list(decoder_shape_profile(spec.decoder_inputs, side)) == [
+            "point_coords",
+            "point_labels",
+        ]
+        assert decoder_shape_profile(spec.context_inputs, side) == {}
 
 
 def test_tensorrt_options(tmp_path: Path) -> None:
     settings = ProviderSettings(trt_cache=tmp_path / "trt", trt_fp16=True, device_id=1)
-    profile = decoder_shape_profile(get_spec(MODEL).mask_decoder_inputs, 16, 8)
+    profile = decoder_shape_profile(get_spec(MODEL).mask_decoder_inputs, 256, 16, 8)
     opts = provider_options("tensorrt", settings, profile, cache_name="tiny-decoder-abc")
     folder = str(tmp_path / "trt" / "tiny-decoder-abc")
     assert opts == {

@@ -67,7 +67,7 @@ def add_provider_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--openvino-precision",
-        choices=[p for p in OPENVINO_PRECISIONS if p],
+        choices=OPENVINO_PRECISIONS,
         help="OpenVINO's inference precision (default: f32 on the CPU); bf16 is several times "
         "faster on CPUs with AMX and costs agreement (docs/precision.md)",
     )

@@ -210,7 +210,7 @@ class ModelGraphs(Closeable):
             arena=True,
             settings=settings,
             profile=decoder_shape_profile(
-                inputs, settings.trt_max_points, settings.trt_max_batch, self.spec.low_res_size
+                inputs, self.spec.low_res_size, settings.trt_max_points, settings.trt_max_batch
             ),
             cache_name=self._cache_name(role),
         )

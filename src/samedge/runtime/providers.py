@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..specs import HAS_MASK_INPUT, LOW_RES_SIZE, MASK_INPUT, POINT_COORDS, POINT_LABELS
+from ..specs import HAS_MASK_INPUT, MASK_INPUT, POINT_COORDS, POINT_LABELS
 
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -75,7 +75,7 @@ def requested_providers(providers: str | Sequence[str] | None) -> list[str]:
 
 
 #: OpenVINO inference precisions samedge passes on (``None``: exact, fp32 on the CPU).
-OPENVINO_PRECISIONS = (None, "f32", "bf16", "f16")
+OPENVINO_PRECISIONS = ("f32", "bf16", "f16")
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class ProviderSettings:
                 f"cudnn_conv_algo_search must be HEURISTIC, EXHAUSTIVE or DEFAULT, "
                 f"got {self.cudnn_conv_algo_search}"
             )
-        if self.openvino_precision not in OPENVINO_PRECISIONS:
+        if self.openvino_precision not in (None, *OPENVINO_PRECISIONS):
             raise ValueError(
                 f"openvino_precision must be f32, bf16 or f16, got {self.openvino_precision}"
             )
@@ -157,10 +157,11 @@ def device_of(provider: str, settings: ProviderSettings | None = None) -> tuple[
 
 
 def decoder_shape_profile(
-    inputs: Sequence[str], max_points: int = 32, max_batch: int = 64, low_res: int = LOW_RES_SIZE
+    inputs: Sequence[str], low_res: int, max_points: int = 32, max_batch: int = 64
 ) -> dict[str, tuple[Shape, Shape, Shape]]:
     """TensorRT ``(min, opt, max)`` shapes of the dynamic ones among a decoder graph's
-    ``inputs`` (``spec.decoder_inputs`` or ``spec.mask_decoder_inputs``).
+    ``inputs`` (``spec.decoder_inputs`` or ``spec.mask_decoder_inputs``); ``low_res`` is
+    ``spec.low_res_size``.
 
     The prompt batch ``B`` and point count ``N`` (points, box corners and padding point,
     see :func:`samedge.runtime.prompts.normalize_prompts`) are dynamic: ``point_coords``
