@@ -401,19 +401,18 @@ def _grid(model: nn.Module) -> tuple[int, int]:
 
 
 def _fixed_memories(
-    model: nn.Module, features: torch.Tensor, frames: int, seed: int
+    model: nn.Module, features: torch.Tensor, low_res: int, frames: int, seed: int
 ) -> list[dict[str, Any]]:
     """Per frame, an official-looking output: one of four memories (the official encoder
-    on random logits, one of them for an absent object; bfloat16 as the official predictor
-    stores them) and a random pointer."""
+    on random ``low_res`` x ``low_res`` logits, one of them for an absent object; bfloat16
+    as the official predictor stores them) and a random pointer."""
     gen = torch.Generator().manual_seed(seed)
     grid = _grid(model)
-    low_res = (4 * grid[0], 4 * grid[1])
     raw = features.flatten(2).permute(2, 0, 1) - model.no_mem_embed
     memories: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
     with torch.no_grad():
         for i in range(4):
-            logits = torch.randn(1, 1, *low_res, generator=gen) * 8
+            logits = torch.randn(1, 1, low_res, low_res, generator=gen) * 8
             high = F.interpolate(
                 logits, (model.image_size,) * 2, mode="bilinear", align_corners=False
             )
@@ -528,7 +527,7 @@ def export_video(
         "track_decoder_mask": TrackDecoder(model, spec, with_mask=True),
         "mask_prompt": MaskPromptGraph(model, spec),
     }
-    outs = _fixed_memories(model, embeddings, 31, seed=5)
+    outs = _fixed_memories(model, embeddings, spec.low_res_size, 31, seed=5)
     feeds = _attention_feeds(spec, ATTENTION_CASES[1], embeddings.numpy(), outs)
     rng = np.random.default_rng(3)
     prompt = [torch.tensor([[[300.0, 400.0], [0.0, 0.0]]]), torch.tensor([[1.0, -1.0]])]
