@@ -1,5 +1,5 @@
 """How the edge encoders are traced for ONNX Runtime: EfficientViT's bicubic upsampling as
-matrix products and its tanh GELU as ``FastGelu``, EfficientSAM's global attention as the
+matrix products and its tanh GELU as one ONNX ``Gelu`` node, EfficientSAM's global attention as the
 fused ``MultiHeadAttention``. Each rewrite computes what the official module computes, in
 torch and in ONNX Runtime (the export's parity gate checks whole graphs; these check the
 pieces, including shapes the test models do not have)."""
@@ -20,7 +20,9 @@ from samedge.export.attention import CONTRIB_OPSET  # noqa: E402
 from samedge.export.exporter import OPSET  # noqa: E402
 
 
-def _export(module: torch.nn.Module, x: torch.Tensor, *contexts: object) -> bytes:
+def _export(
+    module: torch.nn.Module, x: torch.Tensor, *contexts: object, opset: int = OPSET
+) -> bytes:
     import contextlib
 
     buffer = io.BytesIO()
@@ -32,7 +34,7 @@ def _export(module: torch.nn.Module, x: torch.Tensor, *contexts: object) -> byte
             (x,),
             buffer,
             dynamo=False,
-            opset_version=OPSET,
+            opset_version=opset,
             input_names=["x"],
             custom_opsets=CONTRIB_OPSET,
         )
@@ -77,18 +79,47 @@ def test_separable_upsample_leaves_other_modes_to_the_official_code() -> None:
     np.testing.assert_allclose(_run(model, x), layer(x).detach().numpy(), rtol=0, atol=1e-5)
 
 
-def test_fast_gelu_exports_tanh_gelu_as_one_node_and_leaves_exact_gelu() -> None:
+def test_tanh_gelu_exports_as_one_gelu_node_and_leaves_exact_gelu() -> None:
     module = torch.nn.Sequential(
         torch.nn.Conv2d(4, 8, 1), torch.nn.GELU(approximate="tanh"), torch.nn.GELU()
     ).eval()
     x = torch.randn(1, 4, 6, 6) * 4
     with torch.no_grad():
         expected = module(x)
-    model = _export(module, x, efficientvit.fast_gelu(OPSET))
-    nodes = [n.op_type for n in onnx.load_from_string(model).graph.node]
-    assert nodes.count("FastGelu") == 1 and "Tanh" not in nodes and "Erf" in nodes
+    model = _export(module, x, efficientvit.tanh_gelu(), opset=efficientvit.TANH_GELU_OPSET)
+    nodes = onnx.load_from_string(model).graph.node
+    approximate = [
+        {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}.get("approximate")
+        for n in nodes
+        if n.op_type == "Gelu"
+    ]
+    # The exact GELU is traced as written (opset 20's exporter writes it as Gelu too).
+    assert approximate == [b"tanh", b"none"]
+    assert {n.op_type for n in nodes}.isdisjoint({"Tanh", "FastGelu", "Erf"})
     assert torch.nn.GELU.forward.__module__ == "torch.nn.modules.activation"  # restored
     np.testing.assert_allclose(_run(model, x), expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_tanh_gelu_stays_in_onnx_runtimes_blocked_convolution_layout(tmp_path) -> None:
+    """Why ``Gelu`` and not ``FastGelu``: between two convolutions, ONNX Runtime's NCHWc
+    pass runs the ``Gelu`` on the blocked tensor, where ``FastGelu`` needed a reorder out of
+    the layout and back in (on CPUs where the layout is used at all)."""
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(16, 32, 3, padding=1),
+        torch.nn.GELU(approximate="tanh"),
+        torch.nn.Conv2d(32, 16, 1),
+    ).eval()
+    x = torch.randn(1, 16, 32, 32)
+    model = _export(module, x, efficientvit.tanh_gelu(), opset=efficientvit.TANH_GELU_OPSET)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(tmp_path / "optimized.onnx").graph.node
+    blocked = [n.op_type for n in nodes if n.domain == "com.microsoft.nchwc"]
+    if not blocked:
+        pytest.skip("ONNX Runtime does not use its NCHWc layout on this CPU")
+    assert blocked.count("ReorderInput") == 1 and blocked.count("ReorderOutput") == 1
+    assert [n.op_type for n in nodes].count("Gelu") == 1
 
 
 @pytest.mark.parametrize(("dim", "heads"), [(192, 3), (48, 2)])

@@ -65,8 +65,9 @@ class Manifest:
 
     Attributes:
         model: registry name of the exported model.
-        family: ``"sam"`` or ``"sam2"``.
-        opset: ONNX opset of both graphs.
+        family: the registry family (``"sam"``, ``"sam2"``, ``"efficientvit_sam"``, ...).
+        opset: the newest ONNX opset among the graphs (the decoders' is 17; an encoder may
+            need a newer one, see ``samedge.export.exporter.ENCODER_OPSET``).
         precision: precision per component, e.g. ``{"encoder": "fp32", "decoder": "fp32"}``
             (components and their graphs: :data:`COMPONENT_ROLES`).
         weights: where the weights came from (``{"source": "checkpoint", "sha256": ...}`` or

@@ -142,3 +142,25 @@ def test_fast_gelu_is_element_wise_and_its_values_flow_on(tmp_path: Path) -> Non
     onnx.save(model, path)
     feeds = {"x": np.ones((4, 6), np.float32), "w": np.ones((6, 3), np.float32)}
     assert count_flops(path, feeds) == 2 * 4 * 6 * 3
+
+
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+def test_onnx_gelu_is_element_wise(tmp_path: Path, approximate: str) -> None:
+    """Opset 20's Gelu (EfficientViT encoders) is evaluated, not rejected, and adds no FLOPs."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gelu", ["x"], ["g"], approximate=approximate),
+            helper.make_node("MatMul", ["g", "w"], ["o"]),
+        ],
+        "gelu",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6]),
+            helper.make_tensor_value_info("w", TensorProto.FLOAT, [6, 3]),
+        ],
+        [helper.make_tensor_value_info("o", TensorProto.FLOAT, [4, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    path = tmp_path / "gelu.onnx"
+    onnx.save(model, path)
+    feeds = {"x": np.ones((4, 6), np.float32), "w": np.ones((6, 3), np.float32)}
+    assert count_flops(path, feeds) == 2 * 4 * 6 * 3

@@ -160,7 +160,8 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
             return (_zeros((batch, s_q, d_v), q.dtype),)
 
     class FastGelu(OpRun):
-        """ONNX Runtime's tanh GELU (EfficientViT encoders): element-wise, not counted."""
+        """ONNX Runtime's tanh GELU (EfficientViT encoders exported before they used ONNX's
+        own ``Gelu``): element-wise, not counted."""
 
         op_domain = "com.microsoft"
 
@@ -209,6 +210,11 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
     def _erf(x):  # type: ignore[no-untyped-def]
         return np.vectorize(math.erf, otypes=[x.dtype])(x)
 
+    def _gelu(x, approximate="none"):  # type: ignore[no-untyped-def]
+        if approximate == "tanh":
+            return 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
+        return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+
     def _layer_norm_out(*inputs, **attrs):  # type: ignore[no-untyped-def]
         return _layer_norm(*inputs, **attrs)
 
@@ -224,6 +230,7 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
         "Sin": np.sin,
         "Cos": np.cos,
         "Erf": _erf,
+        "Gelu": _gelu,  # opset 20 (EfficientViT encoders)
         "Softmax": _softmax,
         "LayerNormalization": _layer_norm_out,
         "Where": np.where,

@@ -10,11 +10,16 @@ parity gate compares the graph with the unmodified torch model):
   separable. ONNX Runtime's cubic ``Resize`` runs scalar code per output pixel: 270 of the
   2,200 ms of L0's encoder on this project's 2-core CPU (two resizes of 256 and 512
   channels), against a few ms for the two products.
-* :func:`fast_gelu`: ``nn.GELU(approximate="tanh")`` (the L and XL models' activation) is
-  traced as ONNX Runtime's ``com.microsoft.FastGelu`` (one vectorised pass, the same
-  formula). The exporter writes the tanh form as eight element-wise nodes, which ONNX
-  Runtime does not fuse: 30 activations took ~430 ms of L0's encoder (``Mul``, ``Add``,
-  ``Tanh``), each a pass over a full feature map.
+* :func:`tanh_gelu`: ``nn.GELU(approximate="tanh")`` (the L and XL models' activation) is
+  traced as one ONNX ``Gelu`` node with ``approximate="tanh"`` (opset 20, so the encoder
+  graph is written at :data:`TANH_GELU_OPSET`; the same formula). The TorchScript exporter
+  writes the tanh form as eight element-wise nodes, which ONNX Runtime does not fuse: 30
+  activations took ~430 ms of L0's encoder (``Mul``, ``Add``, ``Tanh``), each a pass over a
+  full feature map. ONNX Runtime's contrib ``FastGelu`` (the same formula, used before) is
+  one pass too, but its NCHWc layout pass (the blocked layout its convolutions run in) does
+  not know it, so each of the 30 left the layout and re-entered it (a ``ReorderOutput`` and
+  a ``ReorderInput`` per activation, ~36 ms of ~295); the ONNX ``Gelu`` runs on the blocked
+  tensor in place (ONNX Runtime >= 1.18): 0.9x the encoder's time (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -56,34 +61,41 @@ def separable_upsample() -> Iterator[None]:
         yield
 
 
-@torch.library.custom_op("samedge::fast_gelu", mutates_args=())
-def _fast_gelu(x: torch.Tensor) -> torch.Tensor:
+#: The ONNX opset that has ``Gelu`` with ``approximate="tanh"``.
+TANH_GELU_OPSET = 20
+
+
+@torch.library.custom_op("samedge::tanh_gelu", mutates_args=())
+def _tanh_gelu(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
-@_fast_gelu.register_fake
+@_tanh_gelu.register_fake
 def _(x: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(x)
 
 
-def _fast_gelu_symbolic(g: Any, x: Any) -> Any:
-    out = g.op("com.microsoft::FastGelu", x)
+def _tanh_gelu_symbolic(g: Any, x: Any) -> Any:
+    out = g.op("Gelu", x, approximate_s="tanh")
     out.setType(x.type())
     return out
 
 
 def _gelu_forward(self: nn.GELU, x: torch.Tensor) -> torch.Tensor:
     if self.approximate == "tanh":
-        return torch.ops.samedge.fast_gelu(x)
+        return torch.ops.samedge.tanh_gelu(x)
     return F.gelu(x, approximate=self.approximate)
 
 
 @contextmanager
-def fast_gelu(opset: int) -> Iterator[None]:
-    """Within the block, tanh-approximated ``nn.GELU`` exports as ``FastGelu``."""
-    torch.onnx.register_custom_op_symbolic("samedge::fast_gelu", _fast_gelu_symbolic, opset)
+def tanh_gelu() -> Iterator[None]:
+    """Within the block, tanh-approximated ``nn.GELU`` exports as ONNX ``Gelu`` with
+    ``approximate="tanh"``; the graph must be exported at opset :data:`TANH_GELU_OPSET`."""
+    torch.onnx.register_custom_op_symbolic(
+        "samedge::tanh_gelu", _tanh_gelu_symbolic, TANH_GELU_OPSET
+    )
     try:
         with replaced_forward(nn.GELU, _gelu_forward):
             yield
     finally:
-        torch.onnx.unregister_custom_op_symbolic("samedge::fast_gelu", opset)
+        torch.onnx.unregister_custom_op_symbolic("samedge::tanh_gelu", TANH_GELU_OPSET)

@@ -15,7 +15,8 @@ folder inside the output folder, which is removed whatever happens.
 Exporter choice: the TorchScript-based exporter (``dynamo=False``). With torch 2.13 the
 default dynamo exporter fails on these decoders once the point count is dynamic, while the
 TorchScript exporter traces them with a dynamic batch and point count and matches torch to
-about 1e-6. All graphs use opset 17.
+about 1e-6. The graphs use opset 17 (:data:`OPSET`), except an encoder whose family needs a
+newer operator (:data:`ENCODER_OPSET`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ from .attention import (
     separate_vit_qkv,
 )
 from .build import build_model
-from .efficientvit import fast_gelu, separable_upsample
+from .efficientvit import TANH_GELU_OPSET, separable_upsample, tanh_gelu
 from .graph import fold_pointwise_convs, single_prompt_addends
 from .pos_embed import separable_pos_embed
 from .wrappers import (
@@ -141,6 +142,7 @@ def _export_graph(
     trace: Sequence[Callable[[], contextlib.AbstractContextManager[None]]] = (),
     rewrite: Callable[[Any], int] | None = None,
     say: Callable[[str], None] = lambda _msg: None,
+    opset: int = OPSET,
 ) -> list[Path]:
     """Trace ``module`` to ``path``; returns the files written (graph [+ external data]).
 
@@ -172,7 +174,7 @@ def _export_graph(
             input_names=input_names,
             output_names=output_names,
             dynamic_axes=dynamic_axes,
-            opset_version=OPSET,
+            opset_version=opset,
             do_constant_folding=True,
             dynamo=False,
             custom_opsets=CONTRIB_OPSET if trace else None,
@@ -211,16 +213,20 @@ def _export_graph(
 #: attention in query chunks; SAM 2 and EfficientSAM's global ViT attention: ONNX Runtime's
 #: fused ``MultiHeadAttention`` after separate query, key and value projections (see
 #: :mod:`samedge.export.attention`); EfficientViT: the neck's bicubic upsampling as matrix
-#: products and ``FastGelu`` (see :mod:`samedge.export.efficientvit`; its ReLU linear
-#: attention has no attention matrix and is traced as written). MobileSAM's TinyViT attends
-#: within 7 x 7 and 14 x 14 windows only and is traced as it is.
+#: products and its tanh GELU as one ``Gelu`` node (see :mod:`samedge.export.efficientvit`;
+#: its ReLU linear attention has no attention matrix and is traced as written). MobileSAM's
+#: TinyViT attends within 7 x 7 and 14 x 14 windows only and is traced as it is.
 ENCODER_TRACE: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], ...]] = {
     "sam": (chunked_attention,),
     "sam2": (partial(fused_sdpa, OPSET), separate_qkv, banded_blocks, separable_pos_embed),
     "mobile_sam": (),
-    "efficientvit_sam": (separable_upsample, partial(fast_gelu, OPSET)),
+    "efficientvit_sam": (separable_upsample, tanh_gelu),
     "efficientsam": (partial(fused_sdpa, OPSET), separate_vit_qkv),
 }
+
+#: Encoders written at a newer opset than :data:`OPSET`: EfficientViT's tanh GELU is ONNX
+#: ``Gelu`` with ``approximate="tanh"``, new in opset 20 (ONNX Runtime >= 1.18).
+ENCODER_OPSET: dict[str, int] = {"efficientvit_sam": TANH_GELU_OPSET}
 
 
 def _versions(spec: ModelSpec) -> dict[str, str]:
@@ -289,7 +295,7 @@ def export_model(
         manifest = Manifest(
             model=spec.name,
             family=spec.family,
-            opset=OPSET,
+            opset=max(OPSET, ENCODER_OPSET.get(spec.family, OPSET)),
             precision={component: "fp32" for component in COMPONENT_ROLES},
             weights=weights,
             files=files,
@@ -339,6 +345,7 @@ def _export_into(
             list(spec.encoder_outputs),
             None,
             trace=ENCODER_TRACE[spec.family],
+            opset=ENCODER_OPSET.get(spec.family, OPSET),
             # SAM 2: the neck's lateral convolutions + conv_s0 / conv_s1
             rewrite=fold_pointwise_convs if spec.family == "sam2" else None,
             say=say,
