@@ -12,8 +12,8 @@ parity gate compares the graph with the unmodified torch model):
   channels), against a few ms for the two products.
 * :func:`tanh_gelu`: ``nn.GELU(approximate="tanh")`` (the L and XL models' activation) is
   traced as one ONNX ``Gelu`` node with ``approximate="tanh"`` (opset 20, so the encoder
-  graph is written at :data:`TANH_GELU_OPSET`; the same formula). The TorchScript exporter
-  writes the tanh form as eight element-wise nodes, which ONNX Runtime does not fuse: 30
+  graph is written at :data:`TANH_GELU_OPSET`; the same formula). At opset 17 the TorchScript
+  exporter wrote the tanh form as eight element-wise nodes, which ONNX Runtime does not fuse: 30
   activations took ~430 ms of L0's encoder (``Mul``, ``Add``, ``Tanh``), each a pass over a
   full feature map. ONNX Runtime's contrib ``FastGelu`` (the same formula, used before) is
   one pass too, but its NCHWc layout pass (the blocked layout its convolutions run in) does
