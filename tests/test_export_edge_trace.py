@@ -140,3 +140,32 @@ def test_efficientsam_attention_runs_as_multi_head_attention(dim: int, heads: in
     ops = _ops(model)
     assert "MultiHeadAttention" in ops and "Softmax" not in ops
     np.testing.assert_allclose(_run(model, x), expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("dim", "heads", "resolution"), [(128, 4, 7), (160, 5, 14)])
+def test_tinyvit_attention_projects_queries_keys_and_values_apart(
+    dim: int, heads: int, resolution: int
+) -> None:
+    """MobileSAM's windowed attention with its packed projection cut into three: the same
+    values in torch (bit for bit) and in ONNX Runtime, and no Split left in the graph."""
+    from samedge.export.torch_compat import ensure_torchvision
+
+    ensure_torchvision()
+    tiny_vit = pytest.importorskip("mobile_sam.modeling.tiny_vit_sam")
+    torch.manual_seed(0)
+    layer = tiny_vit.Attention(dim, 32, heads, attn_ratio=1, resolution=(resolution,) * 2)
+    with torch.no_grad():
+        layer.attention_biases.normal_()  # zero in a new layer: make the bias matter
+    layer.train(False)  # TinyViT's train() returns nothing; this caches the bias as `ab`
+    x = torch.randn(9, resolution * resolution, dim)
+    official_forward = tiny_vit.Attention.forward
+    with torch.no_grad():
+        expected = layer(x)
+        with attention.separate_tinyvit_qkv():
+            got = layer(x)
+    assert tiny_vit.Attention.forward is official_forward  # restored
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert "Split" in _ops(_export(layer, x))  # the official trace splits the packed output
+    model = _export(layer, x, attention.separate_tinyvit_qkv())
+    assert "Split" not in _ops(model)
+    np.testing.assert_allclose(_run(model, x), expected.numpy(), rtol=0, atol=1e-5)

@@ -26,6 +26,12 @@ block (layer norms, windowed attention, the MLP) works within a window or a toke
 bands are the same arithmetic, but only one band's intermediate tensors (the MLP's
 4 x wider hidden layer above all) exist at a time.
 
+MobileSAM's TinyViT attends within windows with a learned position bias, which the fused op
+would take only as a materialised bias input (measured: ~3 % of its encoder); there
+:func:`separate_tinyvit_qkv` only cuts the packed projection in three, as above: the same
+values bit for bit in torch, 0.97x the encoder's time on ONNX Runtime and 0.95x on OpenVINO
+(docs/benchmarks.md).
+
 SAM 1 (ViT) encoders compute attention by hand with decomposed relative-position terms,
 which that op cannot take without materialising the bias. For them :func:`chunked_attention`
 traces the global-attention blocks (64 x 64 tokens, 12-16 heads: 0.8-1.1 GB of scores per
@@ -265,4 +271,40 @@ def separate_vit_qkv() -> Iterator[None]:
     from .efficientsam import _SelfAttention
 
     with replaced_forward(_SelfAttention, _vit_attention_forward):
+        yield
+
+
+def _tinyvit_attention_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """MobileSAM's TinyViT ``Attention.forward`` with the query, key and value projections
+    as three products. Official: ``qkv(x)`` viewed as ``(B, N, heads, 2 key_dim + d)`` and
+    split on the last axis, so head ``h``'s queries are output channels
+    ``[h (2 key_dim + d), h (2 key_dim + d) + key_dim)`` of ``qkv``, its keys the next
+    ``key_dim`` and its values the ``d`` after them: the same arithmetic on those rows of its
+    weight. The rest (scores scaled, plus the per-window position bias, softmax) is the
+    official code. Without the packed projection ONNX Runtime writes no ``(windows, 49,
+    3 x C)`` tensor and splits nothing (OpenVINO ran that split with its reference kernel).
+    """
+    b, n, _ = x.shape
+    x = self.norm(x)
+    heads, kd, d = self.num_heads, self.key_dim, self.d
+    weight = self.qkv.weight.view(heads, 2 * kd + d, -1)
+    bias = self.qkv.bias.view(heads, 2 * kd + d)
+
+    def project(lo: int, hi: int) -> torch.Tensor:
+        rows = weight[:, lo:hi].reshape(heads * (hi - lo), -1)
+        out = F.linear(x, rows, bias[:, lo:hi].reshape(-1))
+        return out.view(b, n, heads, hi - lo).permute(0, 2, 1, 3)
+
+    q, k, v = project(0, kd), project(kd, 2 * kd), project(2 * kd, 2 * kd + d)
+    attn = ((q @ k.transpose(-2, -1)) * self.scale + self.ab).softmax(dim=-1)
+    return self.proj((attn @ v).transpose(1, 2).reshape(b, n, self.dh))
+
+
+@contextmanager
+def separate_tinyvit_qkv() -> Iterator[None]:
+    """Within the block, MobileSAM's TinyViT attention projects queries, keys and values
+    apart (an eval-mode model: the position bias is the cached ``ab``)."""
+    from mobile_sam.modeling.tiny_vit_sam import Attention
+
+    with replaced_forward(Attention, _tinyvit_attention_forward):
         yield

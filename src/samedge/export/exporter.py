@@ -68,6 +68,7 @@ from .attention import (
     chunked_attention,
     fused_sdpa,
     separate_qkv,
+    separate_tinyvit_qkv,
     separate_vit_qkv,
 )
 from .build import build_model
@@ -215,11 +216,12 @@ def _export_graph(
 #: :mod:`samedge.export.attention`); EfficientViT: the neck's bicubic upsampling as matrix
 #: products and its tanh GELU as one ``Gelu`` node (see :mod:`samedge.export.efficientvit`;
 #: its ReLU linear attention has no attention matrix and is traced as written). MobileSAM's
-#: TinyViT attends within 7 x 7 and 14 x 14 windows only and is traced as it is.
+#: TinyViT attends within 7 x 7 and 14 x 14 windows, with its packed query/key/value
+#: projection as three products (:func:`samedge.export.attention.separate_tinyvit_qkv`).
 ENCODER_TRACE: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], ...]] = {
     "sam": (chunked_attention,),
     "sam2": (partial(fused_sdpa, OPSET), separate_qkv, banded_blocks, separable_pos_embed),
-    "mobile_sam": (),
+    "mobile_sam": (separate_tinyvit_qkv,),
     "efficientvit_sam": (separable_upsample, tanh_gelu),
     "efficientsam": (partial(fused_sdpa, OPSET), separate_vit_qkv),
 }
