@@ -168,8 +168,7 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
         def _run(self, x, bias=None):  # type: ignore[no-untyped-def]
             if _big(x):
                 return (_zeros(x.shape, x.dtype),)
-            y = x if bias is None else x + bias
-            return (0.5 * y * (1 + np.tanh(0.7978845608028654 * (y + 0.044715 * y**3))),)
+            return (_gelu(x if bias is None else x + bias, approximate="tanh"),)
 
     class MaxPool(OpRun):
         op_domain = ""

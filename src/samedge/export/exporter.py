@@ -231,6 +231,10 @@ ENCODER_TRACE: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[No
 ENCODER_OPSET: dict[str, int] = {"efficientvit_sam": TANH_GELU_OPSET}
 
 
+def _encoder_opset(spec: ModelSpec) -> int:
+    return ENCODER_OPSET.get(spec.family, OPSET)
+
+
 def _versions(spec: ModelSpec) -> dict[str, str]:
     # The distributions that install the reference package (e.g. mobile_sam comes from
     # mobilesam-mirror), under their distribution names.
@@ -297,7 +301,7 @@ def export_model(
         manifest = Manifest(
             model=spec.name,
             family=spec.family,
-            opset=max(OPSET, ENCODER_OPSET.get(spec.family, OPSET)),
+            opset=max(OPSET, _encoder_opset(spec)),  # the newest among the graphs
             precision={component: "fp32" for component in COMPONENT_ROLES},
             weights=weights,
             files=files,
@@ -347,7 +351,7 @@ def _export_into(
             list(spec.encoder_outputs),
             None,
             trace=ENCODER_TRACE[spec.family],
-            opset=ENCODER_OPSET.get(spec.family, OPSET),
+            opset=_encoder_opset(spec),
             # SAM 2: the neck's lateral convolutions + conv_s0 / conv_s1
             rewrite=fold_pointwise_convs if spec.family == "sam2" else None,
             say=say,
