@@ -34,6 +34,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument(
+        "--provider",
+        default=None,
+        help="providers in order of preference, as for samedge segment (e.g. openvino: "
+        "the encoder on OpenVINO's runtime, which turns a static INT8 graph's "
+        "quantise/dequantise pairs into its own integer kernels)",
+    )
+    parser.add_argument(
         "--interleave",
         action="store_true",
         help="load every folder first, then time them in turns (round robin), so that load "
@@ -51,12 +58,16 @@ def main() -> None:
     predictors = {}
     embeddings = {}
     timings: dict[Path, dict[str, list[float]]] = {}
+    used: dict[Path, str] = {}
     rounds = [[f] for f in args.folders] if not args.interleave else [args.folders]
     for group in rounds:
         for folder in group:
-            predictors[folder] = Predictor.from_pretrained(folder, threads=args.threads)
+            predictors[folder] = Predictor.from_pretrained(
+                folder, providers=args.provider, threads=args.threads
+            )
             embeddings[folder] = predictors[folder].encode(image)  # warm-up
             timings[folder] = {"encoder": [], "decoder": []}
+            used[folder] = predictors[folder].providers["encoder"]
         for _ in range(args.runs):
             for folder in group:
                 p, e = predictors[folder], embeddings[folder]
@@ -77,6 +88,7 @@ def main() -> None:
                 "folder": str(folder),
                 "model": manifest.model,
                 "precision": manifest.precision,
+                "encoder_provider": used[folder],
                 "encoder_ms": enc,
                 "decoder_ms": dec,
                 "encoder_runs_ms": timings[folder]["encoder"],
@@ -88,6 +100,7 @@ def main() -> None:
     base = rows[0]
     print(
         f"threads={args.threads} runs={args.runs} interleave={args.interleave} image={args.image}"
+        f" encoder provider={', '.join(sorted(set(used.values())))}"
     )
     print("| model | encoder | decoder | encoder ms | x | decoder ms | x | mean IoU | p1 | min |")
     print("|---|---|---|---|---|---|---|---|---|---|")
