@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 GUIDE = """\
 Which to pick (encoder, 2 CPU cores, quiet run in the README; quality: the authors'):
   real time, gaze   efficientvit_sam_l0  ~0.3 s; authors: SAM-ViT-H's accuracy, 48.9x faster (A100)
+  faster still      efficientvit_sam_l0  ~0.14 s as static INT8 (samedge quantize); OpenVINO ~0.06 s
   smallest file     mobile_sam           ~0.6 s; authors: ~0.73 mIoU against SAM's own masks
   small SAM 2       sam2.1_hiera_tiny    ~1.4 s; sam2.1_hiera_large for the best masks (slowest)
   original SAM      sam_vit_b            ~5.3 s; sam_vit_l and sam_vit_h are slower still
