@@ -232,6 +232,9 @@ def test_quantize_int8_static_with_its_fidelity_report(
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and "fidelity    box: 1 prompts, mean IoU" in printed
     _check_quantized(out, _spec(name), "int8-static")
+    record = json.loads((out / "samedge.json").read_text())["extra"]["quantization"]
+    assert record["encoder_runtime"] == "onnxruntime"  # ONNX Runtime's operators
+    assert record["int8_ops"] == list(_spec(name).int8_ops)
 
 
 @pytest.mark.slow

@@ -187,3 +187,41 @@ def test_a_reduced_precision_is_applied_reported_and_cached_apart(
 def test_openvino_precision_is_checked() -> None:
     with pytest.raises(ValueError, match="openvino_precision must be f32, bf16 or f16, got int4"):
         ProviderSettings(openvino_precision="int4")
+
+
+def test_int8_static_for_openvino_takes_the_models_openvino_operators(
+    export_test_model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``samedge quantize --provider openvino`` quantises the operators the model's spec
+    names for OpenVINO (MobileSAM: its convolutions too, where ONNX Runtime's default is its
+    linear layers only: tests/test_families.py) and measures fidelity on OpenVINO."""
+    import json
+
+    import onnx
+
+    from samedge.cli.main import main
+
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path / "home"))
+    out = tmp_path / "int8"
+    argv = [
+        "quantize", str(export_test_model("mobile_sam")), "--out", str(out), "--precision",
+        "int8-static", "--component", "encoder", "--fidelity",
+        str(shared_path("data", "interactive", "GrabCut")), "--fidelity-limit", "1",
+        "--calibration", str(shared_path("data", "images")), "--num-images", "1", "--force",
+        "--threads", "2", "--no-progress", "--provider", "openvino",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((out / "samedge.json").read_text())["extra"]["quantization"]
+    assert record["encoder_runtime"] == "openvino"
+    assert record["int8_ops"] == ["Conv", "MatMul", "Gemm"]
+    graph = onnx.load(str(out / "encoder.onnx"), load_external_data=False).graph
+    # A quantised product reads a dequantised weight (an initializer's DequantizeLinear).
+    weights = {t.name for t in graph.initializer}
+    dequantised = {
+        n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights
+    }
+    integer = {n.op_type for n in graph.node if len(n.input) > 1 and n.input[1] in dequantised}
+    assert integer == {"Conv", "Gemm"}
+    assert Predictor.from_pretrained(out, providers="openvino").providers["encoder"] == (
+        "OpenVINO (CPU)"
+    )

@@ -265,6 +265,12 @@ class ModelSpec:
             weight products. SAM's ViTs: ``("MatMul", "Gemm")`` (their convolutions cost
             fidelity for little time); EfficientViT-SAM writes its linear layers as 1 x 1
             convolutions, so ``Conv`` too.
+        int8_ops_openvino: the same default when the encoder runs on OpenVINO
+            (``--provider openvino``), where it differs; ``None``: :attr:`int8_ops`.
+            OpenVINO runs a quantised convolution with the element-wise work after it fused
+            in, where ONNX Runtime leaves that work behind a dequantisation: MobileSAM's
+            encoder with its convolutions in INT8 is 1.65x its fp32 on OpenVINO and 0.85x
+            on ONNX Runtime (docs/precision.md).
         video: the video tracker (SAM 2.1); ``None`` for models that cannot track, whose
             exports have no video graphs.
     """
@@ -301,7 +307,16 @@ class ModelSpec:
     amg: AmgDefaults = AmgDefaults()
     small_regions: SmallRegionRule = "full_res"
     int8_ops: tuple[str, ...] = ("MatMul", "Gemm")
+    int8_ops_openvino: tuple[str, ...] | None = None
     video: VideoSpec | None = None
+
+    def int8_ops_for(self, runtime: str) -> tuple[str, ...]:
+        """Default static INT8 operators for the runtime that runs the encoder:
+        ``"openvino"`` (OpenVINO's own runtime or ONNX Runtime's OpenVINO provider) or
+        anything else (ONNX Runtime's kernels)."""
+        if runtime == "openvino" and self.int8_ops_openvino is not None:
+            return self.int8_ops_openvino
+        return self.int8_ops
 
     @property
     def prompt_size(self) -> int:

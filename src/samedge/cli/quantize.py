@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="OPS",
         help=f"operator types int8-static quantises, comma-separated from {','.join(INT8_OPS)} "
         f"(default: the model's, {','.join(INT8_OPS_DEFAULT)} for most: the linear layers; "
-        f"Conv too for EfficientViT-SAM; see docs/precision.md)",
+        f"Conv too for EfficientViT-SAM, and for MobileSAM with --provider openvino; see "
+        f"docs/precision.md)",
     )
     parser.add_argument(
         "--threshold", type=float, default=0.95, help="minimum mean IoU vs fp32 (default 0.95)"

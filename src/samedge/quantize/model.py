@@ -164,6 +164,12 @@ def _fidelity(
     return fidelity, passed
 
 
+def encoder_runtime(provider: str) -> str:
+    """``"openvino"`` for an encoder on OpenVINO (its own runtime, ``"OpenVINO (CPU)"``, or
+    ONNX Runtime's ``OpenVINOExecutionProvider``), else ``"onnxruntime"``."""
+    return "openvino" if provider.lower().startswith("openvino") else "onnxruntime"
+
+
 def _disjoint(calibration: list[Path], cfg: QuantizeConfig) -> None:
     from ..eval import open_dataset
 
@@ -221,8 +227,12 @@ def quantize_model(
         calib_images = list_images(Path(cfg.calibration), cfg.num_images)  # type: ignore[arg-type]
         _disjoint(calib_images, cfg)
     parent = Predictor(parent_art, cfg.providers, cfg.threads, cfg.provider_settings)
-    # The operators holding the model's weight products, unless the caller chose.
-    static = {"ops": parent_art.spec.int8_ops, **cfg.static_options}
+    # The operators holding the model's weight products, for the runtime that will run the
+    # encoder (the fidelity below is measured on it too), unless the caller chose.
+    runtime = encoder_runtime(parent.providers["encoder"])
+    static = {"ops": parent_art.spec.int8_ops_for(runtime), **cfg.static_options}
+    if cfg.precision == "int8-static" and "ops" not in cfg.static_options:
+        say(f"encoder runs on {runtime}: quantising {', '.join(static['ops'])}")
     components = ["encoder", "decoder"] if cfg.component == "both" else [cfg.component]
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -278,6 +288,7 @@ def quantize_model(
             "num_calibration_images": len(calib_images),
             "static_options": dict(cfg.static_options),
             "int8_ops": (list(static["ops"]) if cfg.precision == "int8-static" else None),
+            "encoder_runtime": runtime,
         }
         parent_info = {
             "folder": str(parent_art.folder),
