@@ -265,8 +265,9 @@ class ModelSpec:
             weight products. SAM's ViTs: ``("MatMul", "Gemm")`` (their convolutions cost
             fidelity for little time); EfficientViT-SAM writes its linear layers as 1 x 1
             convolutions, so ``Conv`` too.
-        int8_ops_openvino: the same default when the encoder runs on OpenVINO
-            (``--provider openvino``), where it differs; ``None``: :attr:`int8_ops`.
+        int8_ops_openvino: the encoder's default when it runs on OpenVINO (``--provider
+            openvino``), where it differs; ``None``: :attr:`int8_ops`. (The decoders always
+            run on ONNX Runtime, with :attr:`int8_ops`.)
             OpenVINO runs a quantised convolution with the element-wise work after it fused
             in, where ONNX Runtime leaves that work behind a dequantisation: MobileSAM's
             encoder with its convolutions in INT8 is 1.65x its fp32 on OpenVINO and 0.85x

@@ -227,12 +227,20 @@ def quantize_model(
         calib_images = list_images(Path(cfg.calibration), cfg.num_images)  # type: ignore[arg-type]
         _disjoint(calib_images, cfg)
     parent = Predictor(parent_art, cfg.providers, cfg.threads, cfg.provider_settings)
-    # The operators holding the model's weight products, for the runtime that will run the
-    # encoder (the fidelity below is measured on it too), unless the caller chose.
+    # The operators holding the model's weight products, unless the caller chose: for the
+    # encoder, those of the runtime that runs it (the fidelity below is measured on it too);
+    # the decoders always run on ONNX Runtime.
     runtime = encoder_runtime(parent.providers["encoder"])
-    static = {"ops": parent_art.spec.int8_ops_for(runtime), **cfg.static_options}
-    if cfg.precision == "int8-static" and "ops" not in cfg.static_options:
-        say(f"encoder runs on {runtime}: quantising {', '.join(static['ops'])}")
+    static_for = {
+        "encoder": {"ops": parent_art.spec.int8_ops_for(runtime), **cfg.static_options},
+        "decoder": {"ops": parent_art.spec.int8_ops, **cfg.static_options},
+    }
+    if (
+        cfg.precision == "int8-static"
+        and "ops" not in cfg.static_options
+        and (static_for["encoder"] != static_for["decoder"])
+    ):
+        say(f"encoder runs on {runtime}: quantising {', '.join(static_for['encoder']['ops'])}")
     components = ["encoder", "decoder"] if cfg.component == "both" else [cfg.component]
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -272,7 +280,7 @@ def quantize_model(
                     threads=cfg.threads,
                     external_files=external,
                     log=lambda m, role=role: say(f"{role}: {m}"),
-                    **static,
+                    **static_for[component],
                 )
             say(f"{role}: done in {time.perf_counter() - start:.0f} s")
             precision[component] = cfg.precision
@@ -287,7 +295,11 @@ def quantize_model(
             "calibration_images": [p.name for p in calib_images],
             "num_calibration_images": len(calib_images),
             "static_options": dict(cfg.static_options),
-            "int8_ops": (list(static["ops"]) if cfg.precision == "int8-static" else None),
+            "int8_ops": (
+                {c: list(static_for[c]["ops"]) for c in components}
+                if cfg.precision == "int8-static"
+                else None
+            ),
             "encoder_runtime": runtime,
         }
         parent_info = {
