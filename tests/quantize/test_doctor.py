@@ -44,6 +44,15 @@ def test_bf16_units_are_reported() -> None:
     assert "--openvino-precision bf16" in bf16_advice(features)
 
 
+def test_amx_int8_advice_names_openvino() -> None:
+    xeon = CPUINFO.replace("f16c", "f16c avx512_vnni amx_int8")
+    _, features = cpu_info(xeon)
+    assert features["AMX-INT8"] and features["AVX-512 VNNI"]
+    assert "--provider openvino" in int8_advice(features)
+    vnni_only = cpu_info(CPUINFO.replace("f16c", "f16c avx512_vnni"))[1]
+    assert "VNNI present" in int8_advice(vnni_only)
+
+
 def test_unavailable_provider_reasons() -> None:
     cpu = ["CPUExecutionProvider"]
     assert session.unavailable_reason("cpu", cpu, {"onnxruntime": "1.0"}) is None
