@@ -231,7 +231,10 @@ def test_quantize_int8_static_with_its_fidelity_report(
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and "fidelity    box: 1 prompts, mean IoU" in printed
+    assert "image embedding error (relative L2) over 1 images: mean 0.0" in printed
     _check_quantized(out, _spec(name), "int8-static")
+    error = json.loads((out / "samedge.json").read_text())["extra"]["fidelity"]["embedding_error"]
+    assert 0.0 < error["mean"] < 0.2  # INT8 moved the embedding, by a few percent
     record = json.loads((out / "samedge.json").read_text())["extra"]["quantization"]
     assert record["encoder_runtime"] == "onnxruntime"  # ONNX Runtime's operators
     assert record["int8_ops"] == {c: list(_spec(name).int8_ops) for c in ("encoder", "decoder")}

@@ -68,8 +68,10 @@ def test_fidelity_against_official_torch_predictor(export_test_model, tmp_path: 
         "--no-progress",
     ]  # fmt: skip
     assert main(argv) == 0
-    fidelity = json.loads((out / "summary.json").read_text())["fidelity"]
+    summary = json.loads((out / "summary.json").read_text())
+    fidelity = summary["fidelity"]
     assert fidelity["all"]["prompts"] == 4  # center, box+center, 2 clicks
+    assert summary["embedding_error"] is None  # the official predictor keeps its embedding
     assert fidelity["all"]["mean_iou"] >= 0.99 and fidelity["all"]["min_iou"] >= 0.95
     lines = (out / "fidelity.jsonl").read_text().splitlines()
     assert len(lines) == 4

@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from samedge.eval.metrics import fidelity_stats, iou, mean_noc, number_of_clicks, size_bucket
+from samedge.eval.metrics import (
+    embedding_error,
+    embedding_error_stats,
+    fidelity_stats,
+    iou,
+    mean_noc,
+    number_of_clicks,
+    size_bucket,
+)
 
 
 def test_iou_excludes_ignored_pixels() -> None:
@@ -47,3 +55,22 @@ def test_fidelity_stats() -> None:
     assert stats["share_above_0.99"] == 0.97 and stats["share_above_0.9"] == 0.98
     assert stats["p1_iou"] == pytest.approx(np.percentile([1.0] * 97 + [0.95, 0.5, 0.0], 1))
     assert fidelity_stats([]) == {"prompts": 0}
+
+
+def test_embedding_error_is_relative_l2_of_the_image_embeddings() -> None:
+    from types import SimpleNamespace
+
+    reference = SimpleNamespace(image_embeddings=np.full((1, 4, 2, 2), 2.0, np.float32))
+    ours = SimpleNamespace(image_embeddings=reference.image_embeddings * np.float32(1.1))
+    assert embedding_error(ours, reference) == pytest.approx(0.1, rel=1e-6)
+    assert embedding_error(reference, reference) == 0.0
+    # No embedding to compare (the official predictor keeps it), or another model's shape.
+    assert embedding_error(ours, SimpleNamespace(image=np.zeros(3))) is None
+    other = SimpleNamespace(image_embeddings=np.zeros((1, 4, 4, 4), np.float32))
+    assert embedding_error(ours, other) is None
+    assert embedding_error_stats([0.1, 0.3]) == {
+        "images": 2,
+        "mean": pytest.approx(0.2),
+        "max": pytest.approx(0.3),
+    }
+    assert embedding_error_stats([]) is None

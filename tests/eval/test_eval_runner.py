@@ -89,6 +89,7 @@ def test_fidelity_between_two_models(grabcut, oracle) -> None:
     assert stats["prompts"] == 2 * 2 and stats["mean_iou"] == 0.0  # center + 1 click each
     assert stats["share_above_0.9"] == 0.0
     assert all(f.iou_gt == 1.0 and f.iou_gt_reference == 0.0 for f in differ.fidelity_records)
+    assert same.embedding_error is None  # these predictors expose no image embedding
 
 
 def test_empty_replays_the_clicks_it_is_given(grabcut) -> None:

@@ -138,6 +138,8 @@ def test_int8_static_decoder_calibrated_on_images(parent, grabcut, calib, tmp_pa
     quantize_model(parent, out, cfg)
     data = json.loads((out / "samedge.json").read_text())
     assert data["precision"] == {"encoder": "fp32", "decoder": "int8-static"}
+    # The encoder was copied: both folders' embeddings are the same on every fidelity image.
+    assert data["extra"]["fidelity"]["embedding_error"] == {"images": 2, "mean": 0.0, "max": 0.0}
     q = data["extra"]["quantization"]
     assert q["method"] == "minmax" and q["num_calibration_images"] == 1
     assert q["calibration_images"] == ["cars.jpg"]

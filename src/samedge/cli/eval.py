@@ -184,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
                 f"{f['mean_iou']:.4f}, p1 {f['p1_iou']:.4f}, min {f['min_iou']:.4f}, "
                 f">0.99 {f['share_above_0.99']:.1%}"
             )
+        if result.embedding_error is not None:
+            from ..eval.report import embedding_error_line
+
+            print(embedding_error_line(result.embedding_error))
     if result.skipped:
         print(f"{len(result.skipped)} samples skipped (reasons in {args.out / 'summary.json'})")
     print(f"results written to {args.out}")

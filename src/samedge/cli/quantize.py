@@ -112,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
             f"  fidelity {name:>6}: {stats['prompts']} prompts, mean IoU {stats['mean_iou']:.4f}, "
             f"p1 {stats['p1_iou']:.4f}, min {stats['min_iou']:.4f}"
         )
+    if result.embedding_error is not None:
+        from ..eval.report import embedding_error_line
+
+        print(f"  {embedding_error_line(result.embedding_error)}")
     if not result.passed:
         print(
             f"samedge: warning: below threshold {cfg.threshold}; kept because of --force "

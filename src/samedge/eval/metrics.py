@@ -62,3 +62,23 @@ def fidelity_stats(ious: Sequence[float]) -> dict[str, float | int]:
         "share_above_0.95": float(np.mean(values > 0.95)),
         "share_above_0.99": float(np.mean(values > 0.99)),
     }
+
+
+def embedding_error(ours: object, reference: object) -> float | None:
+    """Relative L2 error ``|a - b| / |b|`` of two image embeddings (``image_embeddings`` of
+    :class:`samedge.ImageEmbedding`), or ``None`` when either has none (the official
+    PyTorch reference keeps its embedding inside its predictor) or their shapes differ."""
+    a = getattr(ours, "image_embeddings", None)
+    b = getattr(reference, "image_embeddings", None)
+    if not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray) or a.shape != b.shape:
+        return None
+    diff = np.linalg.norm((a - b).astype(np.float64))
+    return float(diff / max(float(np.linalg.norm(b.astype(np.float64))), 1e-12))
+
+
+def embedding_error_stats(errors: Sequence[float]) -> dict[str, float | int] | None:
+    """Mean and maximum of per-image :func:`embedding_error` values; ``None`` for none."""
+    if not errors:
+        return None
+    values = np.asarray(errors, dtype=np.float64)
+    return {"images": int(values.size), "mean": float(values.mean()), "max": float(values.max())}

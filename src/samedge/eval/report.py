@@ -101,6 +101,8 @@ def markdown(result: EvalResult) -> str:
                 f"{f['share_above_0.9']:.1%} | {f['share_above_0.95']:.1%} | "
                 f"{f['share_above_0.99']:.1%} |"
             )
+        if result.embedding_error is not None:
+            lines += ["", embedding_error_line(result.embedding_error) + "."]
     if result.skipped:
         lines += ["", "## Skipped samples", ""]
         lines += [f"- `{s.sample_id}`: {s.reason}" for s in result.skipped[:50]]
@@ -196,3 +198,11 @@ def write_report(result: EvalResult, out_dir: str | os.PathLike[str]) -> list[Pa
                 ).encode(),
             )
     return [out / name for name in (RECORDS, SUMMARY_JSON, SUMMARY_MD)]
+
+
+def embedding_error_line(stats: dict[str, float | int]) -> str:
+    """One line on how far apart two models' image embeddings were (relative L2)."""
+    return (
+        f"image embedding error (relative L2) over {stats['images']} images: mean "
+        f"{stats['mean']:.4f}, max {stats['max']:.4f}"
+    )

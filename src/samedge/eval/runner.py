@@ -13,6 +13,8 @@ from .clicks import Click
 from .datasets import Dataset, Instance, Skipped
 from .metrics import (
     SIZE_BUCKETS,
+    embedding_error,
+    embedding_error_stats,
     fidelity_stats,
     iou,
     mean_noc,
@@ -140,6 +142,10 @@ class EvalResult:
     reference: str | None = None
     fidelity_records: list[FidelityRecord] = field(default_factory=list)
     fidelity: dict[str, dict[str, float | int]] | None = None
+    #: With a reference: relative L2 error of the two models' image embeddings per image
+    #: (``images``, ``mean``, ``max``; :func:`.metrics.embedding_error`); ``None`` when the
+    #: reference keeps its embedding to itself (the official PyTorch predictor).
+    embedding_error: dict[str, float | int] | None = None
 
     def summary_json(self) -> dict[str, Any]:
         reasons: dict[str, int] = defaultdict(int)
@@ -155,6 +161,7 @@ class EvalResult:
             "seconds": round(self.seconds, 2),
             "protocols": {k: asdict(v) for k, v in self.summaries.items()},
             "fidelity": self.fidelity,
+            "embedding_error": self.embedding_error,
             "skipped_count": len(self.skipped),
             "skipped_by_reason": dict(reasons),
             "skipped": [asdict(s) for s in self.skipped],
@@ -328,6 +335,7 @@ def evaluate(
     start = time.perf_counter()
     records: list[SampleRecord] = []
     fidelity_records: list[FidelityRecord] = []
+    embedding_errors: list[float] = []
     skipped: list[Skipped] = list(dataset.unmatched)
     total = dataset.num_samples if config.limit is None else min(config.limit, dataset.num_samples)
     seen = 0
@@ -346,6 +354,9 @@ def evaluate(
                 images += 1
                 emb = predictor.encode(sample.image)
                 ref_emb = reference.encode(sample.image) if reference is not None else None
+                error = None if ref_emb is None else embedding_error(emb, ref_emb)
+                if error is not None:
+                    embedding_errors.append(error)
                 auto = None if backend is None else _auto_prompt(backend, sample.image)
                 for instance in sample.instances:
                     for protocol in config.protocols:
@@ -400,4 +411,5 @@ def evaluate(
         reference=reference_name,
         fidelity_records=fidelity_records,
         fidelity=fidelity,
+        embedding_error=embedding_error_stats(embedding_errors),
     )

@@ -105,12 +105,16 @@ class QuantizeResult:
             ``min_iou`` and shares above 0.9/0.95/0.99 (see
             :func:`samedge.eval.metrics.fidelity_stats`).
         passed: every protocol's mean IoU reached the threshold.
+        embedding_error: relative L2 error of the new folder's image embeddings against the
+            parent's on the fidelity images (``images``, ``mean``, ``max``): how much the
+            conversion moved the encoder's output, whatever the decoder makes of it.
     """
 
     folder: Path
     manifest: Manifest
     fidelity: dict[str, dict[str, float | int]]
     passed: bool
+    embedding_error: dict[str, float | int] | None = None
 
 
 def _check_config(cfg: QuantizeConfig) -> None:
@@ -146,7 +150,7 @@ def _prepare_out(out: Path) -> None:
 
 def _fidelity(
     candidate: Any, parent: Any, cfg: QuantizeConfig, progress: bool = False
-) -> tuple[dict[str, dict[str, float | int]], bool]:
+) -> tuple[dict[str, dict[str, float | int]], dict[str, float | int] | None, bool]:
     from ..eval import EvalConfig, evaluate, open_dataset
 
     dataset = open_dataset(cfg.fidelity_data, cfg.fidelity_format)  # type: ignore[arg-type]
@@ -161,7 +165,7 @@ def _fidelity(
     if not fidelity.get("all", {}).get("prompts"):
         raise SamedgeError(f"the fidelity dataset {cfg.fidelity_data} gave no usable prompt")
     passed = all(float(fidelity[p]["mean_iou"]) >= cfg.threshold for p in FIDELITY_PROTOCOLS)
-    return fidelity, passed
+    return fidelity, result.embedding_error, passed
 
 
 def encoder_runtime(provider: str) -> str:
@@ -319,7 +323,7 @@ def quantize_model(
         candidate = Predictor(
             ModelArtifact.open(stage), cfg.providers, cfg.threads, cfg.provider_settings
         )
-        fidelity, passed = _fidelity(candidate, parent, cfg, progress)
+        fidelity, embedding_error, passed = _fidelity(candidate, parent, cfg, progress)
         if not passed and not cfg.force:
             worst = min(float(fidelity[p]["mean_iou"]) for p in FIDELITY_PROTOCOLS)
             raise FidelityError(
@@ -335,6 +339,7 @@ def quantize_model(
             "passed": passed,
             "forced": bool(cfg.force and not passed),
             "stats": fidelity,
+            "embedding_error": embedding_error,
         }
         manifest.extra["quantization"] = quantization
         (stage / MANIFEST_NAME).write_text(manifest.to_json())
@@ -345,4 +350,4 @@ def quantize_model(
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    return QuantizeResult(out, manifest, fidelity, passed)
+    return QuantizeResult(out, manifest, fidelity, passed, embedding_error)
