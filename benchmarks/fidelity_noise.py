@@ -24,10 +24,6 @@ from typing import Any
 import numpy as np
 
 
-def _relative(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / max(float(np.linalg.norm(b)), 1e-12))
-
-
 def _key(image: np.ndarray) -> str:
     return hashlib.sha256(image.tobytes()).hexdigest() + str(image.shape)
 
@@ -82,6 +78,7 @@ def main() -> None:
 
     from samedge import Predictor
     from samedge.eval import EvalConfig, evaluate, open_dataset
+    from samedge.eval.metrics import relative_l2
 
     reference = Predictor.from_pretrained(args.reference, threads=args.threads)
     reduced = Predictor.from_pretrained(args.reduced, threads=args.threads)
@@ -102,7 +99,7 @@ def main() -> None:
                 (ref.image_embeddings, *ref.high_res_features),
                 strict=True,
             )
-            errors[_key(image)] = [_relative(a, b) for a, b in pairs]
+            errors[_key(image)] = [relative_l2(a, b) for a, b in pairs]
             return ours
 
         def predict(self, embedding: Any, **kwargs: Any) -> Any:

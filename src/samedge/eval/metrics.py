@@ -72,8 +72,13 @@ def embedding_error(ours: object, reference: object) -> float | None:
     b = getattr(reference, "image_embeddings", None)
     if not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray) or a.shape != b.shape:
         return None
-    diff = np.linalg.norm((a - b).astype(np.float64))
-    return float(diff / max(float(np.linalg.norm(b.astype(np.float64))), 1e-12))
+    return relative_l2(a, b)
+
+
+def relative_l2(ours: np.ndarray, reference: np.ndarray) -> float:
+    """``|ours - reference| / |reference|`` in float64 (0 when both are zero)."""
+    diff = np.linalg.norm((ours - reference).astype(np.float64))
+    return float(diff / max(float(np.linalg.norm(reference.astype(np.float64))), 1e-12))
 
 
 def embedding_error_stats(errors: Sequence[float]) -> dict[str, float | int] | None:
