@@ -46,7 +46,7 @@ def int8_advice(features: dict[str, bool]) -> str:
             "(samedge quantize --provider openvino, then run with --provider openvino: "
             "EfficientViT-SAM L0's encoder 3.5x its fp32 speed; docs/precision.md)"
         )
-    if features.get("AVX-512 VNNI") or features.get("AVX-VNNI") or features.get("AMX-INT8"):
+    if features.get("AVX-512 VNNI") or features.get("AVX-VNNI"):
         return "VNNI present: INT8 matmuls/convolutions run natively (static INT8 pays most)"
     if features.get("AVX2"):
         return (
