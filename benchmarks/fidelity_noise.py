@@ -86,27 +86,41 @@ def main() -> None:
     config = EvalConfig(protocols=("center", "box"), limit=args.limit)
 
     errors: dict[str, list[float]] = {}
+    pending: dict[str, Any] = {}  # the reduced model's embedding, until fp32 encodes that image
 
     class _Measured:
-        """The reduced predictor, recording its encoder error on each image it encodes."""
+        """The reduced predictor; keeps each embedding for :class:`_Reference` to measure."""
 
         spec = reduced.spec
 
         def encode(self, image: np.ndarray) -> Any:
-            ours, ref = reduced.encode(image), reference.encode(image)
+            pending[_key(image)] = emb = reduced.encode(image)
+            return emb
+
+        def predict(self, embedding: Any, **kwargs: Any) -> Any:
+            return reduced.predict(embedding, **kwargs)
+
+    class _Reference:
+        """The fp32 predictor, recording the reduced model's error on each image it encodes
+        (evaluate encodes every image with both, so nothing is encoded twice)."""
+
+        spec = reference.spec
+
+        def encode(self, image: np.ndarray) -> Any:
+            ref, ours = reference.encode(image), pending.pop(_key(image))
             pairs = zip(
                 (ours.image_embeddings, *ours.high_res_features),
                 (ref.image_embeddings, *ref.high_res_features),
                 strict=True,
             )
             errors[_key(image)] = [relative_l2(a, b) for a, b in pairs]
-            return ours
+            return ref
 
         def predict(self, embedding: Any, **kwargs: Any) -> Any:
-            return reduced.predict(embedding, **kwargs)
+            return reference.predict(embedding, **kwargs)
 
     rows = []
-    measured = evaluate(_Measured(), dataset, config, reference=reference).fidelity or {}
+    measured = evaluate(_Measured(), dataset, config, reference=_Reference()).fidelity or {}
     rows.append((f"{args.reduced.name} (reduced)", measured))
     for scale in (float(v) for v in args.scales.split(",")):
         control = _Perturbed(reference, errors, args.seed, scale)
