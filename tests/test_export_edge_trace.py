@@ -1,8 +1,9 @@
 """How the edge encoders are traced for ONNX Runtime: EfficientViT's bicubic upsampling as
-matrix products and its tanh GELU as one ONNX ``Gelu`` node, EfficientSAM's global attention as the
-fused ``MultiHeadAttention``. Each rewrite computes what the official module computes, in
-torch and in ONNX Runtime (the export's parity gate checks whole graphs; these check the
-pieces, including shapes the test models do not have)."""
+matrix products and its tanh GELU as one ONNX ``Gelu`` node, EfficientSAM's global attention
+as the fused ``MultiHeadAttention``, MobileSAM's TinyViT with separate projections and its
+token grids permuted into and out of its convolutions. Each rewrite computes what the
+official module computes, in torch and in ONNX Runtime (the export's parity gate checks
+whole graphs; these check the pieces, including shapes the test models do not have)."""
 
 from __future__ import annotations
 
@@ -168,4 +169,80 @@ def test_tinyvit_attention_projects_queries_keys_and_values_apart(
     assert "Split" in _ops(_export(layer, x))  # the official trace splits the packed output
     model = _export(layer, x, attention.separate_tinyvit_qkv())
     assert "Split" not in _ops(model)
+    np.testing.assert_allclose(_run(model, x), expected.numpy(), rtol=0, atol=1e-5)
+
+
+def _conv_inputs_are_permuted_grids(model: bytes) -> bool:
+    """Whether no ``Reshape`` feeds a ``Conv`` or reads its output, and the token grids
+    enter and leave the convolutions by ``Transpose`` (``permute``): layouts the runtimes
+    fold into their convolutions' own, which a ``Reshape`` in between stops."""
+    graph = onnx.load_from_string(model).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    readers = [(name, node) for node in graph.node for name in node.input]
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    inputs = {producer[c.input[0]].op_type for c in convs if c.input[0] in producer}
+    outputs = {node.op_type for c in convs for name, node in readers if name == c.output[0]}
+    return bool(convs) and "Reshape" not in inputs | outputs and "Transpose" in inputs | outputs
+
+
+@pytest.mark.parametrize(
+    ("dim", "heads", "resolution", "window"), [(64, 2, 16, 7), (32, 1, 14, 14), (32, 1, 14, 7)]
+)
+def test_tinyvit_block_hands_its_local_convolution_a_permuted_grid(
+    dim: int, heads: int, resolution: int, window: int
+) -> None:
+    """MobileSAM's TinyViT block (padded windows, one whole window, exact windows) traced
+    with its local convolution fed by ``permute`` instead of ``transpose`` + ``reshape``:
+    the same values bit for bit in torch, and in ONNX Runtime."""
+    from samedge.export.torch_compat import ensure_torchvision
+
+    ensure_torchvision()
+    tiny_vit = pytest.importorskip("mobile_sam.modeling.tiny_vit_sam")
+    torch.manual_seed(0)
+    block = tiny_vit.TinyViTBlock(dim, (resolution,) * 2, heads, window_size=window)
+    with torch.no_grad():
+        for module in block.modules():
+            if isinstance(module, tiny_vit.Attention):
+                module.attention_biases.normal_()
+            if isinstance(module, torch.nn.BatchNorm2d):  # not the identity of a new layer
+                module.running_mean.normal_()
+                module.running_var.uniform_(0.5, 2.0)
+    block.train(False)
+    x = torch.randn(2, resolution * resolution, dim)
+    official_forward = tiny_vit.TinyViTBlock.forward
+    with torch.no_grad():
+        expected = block(x)
+        with attention.tinyvit_permuted_grids():
+            got = block(x)
+    assert tiny_vit.TinyViTBlock.forward is official_forward  # restored
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert not _conv_inputs_are_permuted_grids(_export(block, x))  # the official trace
+    model = _export(block, x, attention.separate_tinyvit_qkv(), attention.tinyvit_permuted_grids())
+    assert _conv_inputs_are_permuted_grids(model)
+    np.testing.assert_allclose(_run(model, x), expected.numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("dim", "out_dim", "tokens"), [(64, 128, True), (160, 320, True), (32, 64, False)]
+)
+def test_tinyvit_patch_merging_returns_tokens_by_permute(
+    dim: int, out_dim: int, tokens: bool
+) -> None:
+    """MobileSAM's PatchMerging (stride 2, and stride 1 for 320 channels) with its tokens
+    taken by ``permute`` of the last convolution's output: the same values bit for bit."""
+    from samedge.export.torch_compat import ensure_torchvision
+
+    ensure_torchvision()
+    tiny_vit = pytest.importorskip("mobile_sam.modeling.tiny_vit_sam")
+    torch.manual_seed(0)
+    merge = tiny_vit.PatchMerging((16, 16), dim, out_dim, torch.nn.GELU).eval()
+    x = torch.randn(1, 256, dim) if tokens else torch.randn(1, dim, 16, 16)
+    with torch.no_grad():
+        expected = merge(x)
+        with attention.tinyvit_permuted_grids():
+            got = merge(x)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert not _conv_inputs_are_permuted_grids(_export(merge, x))  # the official trace
+    model = _export(merge, x, attention.tinyvit_permuted_grids())
+    assert _conv_inputs_are_permuted_grids(model)
     np.testing.assert_allclose(_run(model, x), expected.numpy(), rtol=0, atol=1e-5)

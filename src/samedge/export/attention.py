@@ -30,7 +30,9 @@ MobileSAM's TinyViT attends within windows with a learned position bias, which t
 would take only as a materialised bias input (measured: ~3 % of its encoder); there
 :func:`separate_tinyvit_qkv` only cuts the packed projection in three, as above: the same
 values bit for bit in torch, 0.97x the encoder's time on ONNX Runtime and 0.95x on OpenVINO
-(docs/benchmarks.md).
+(docs/benchmarks.md). :func:`tinyvit_permuted_grids` hands its blocks' local convolutions
+and its patch merging their grids by ``permute`` alone, which both runtimes fold into the
+convolutions' layout.
 
 SAM 1 (ViT) encoders compute attention by hand with decomposed relative-position terms,
 which that op cannot take without materialising the bias. For them :func:`chunked_attention`
@@ -300,6 +302,49 @@ def _tinyvit_attention_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
     return self.proj((attn @ v).transpose(1, 2).reshape(b, n, self.dh))
 
 
+def _tinyvit_block_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """MobileSAM's ``TinyViTBlock.forward`` with the token grid handed to the local
+    convolution as a permuted ``(B, H, W, C)`` view. Official: ``transpose(1, 2)`` then a
+    reshape to ``(B, C, H, W)``, and back the same way; the same values, but a transpose
+    that feeds (or follows) the convolution directly is one that both runtimes fold into
+    their convolution layout. Window partition, attention and the MLP are the official
+    steps (eval mode: no drop path)."""
+    h, w = self.input_resolution
+    b, n, c = x.shape
+    ws = self.window_size
+    shortcut = x
+    if h == ws and w == ws:
+        x = self.attn(x)
+    else:
+        pad_b, pad_r = (-h) % ws, (-w) % ws
+        x = x.view(b, h, w, c)
+        if pad_b or pad_r:
+            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        ph, pw = h + pad_b, w + pad_r
+        x = x.view(b, ph // ws, ws, pw // ws, ws, c).transpose(2, 3).reshape(-1, ws * ws, c)
+        x = self.attn(x)
+        x = x.view(b, ph // ws, pw // ws, ws, ws, c).transpose(2, 3).reshape(b, ph, pw, c)
+        if pad_b or pad_r:
+            x = x[:, :h, :w]
+        x = x.reshape(b, n, c)
+    x = shortcut + x
+    x = self.local_conv(x.view(b, h, w, c).permute(0, 3, 1, 2))
+    x = x.permute(0, 2, 3, 1).reshape(b, n, c)
+    return x + self.mlp(x)
+
+
+def _tinyvit_merge_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    """MobileSAM's ``PatchMerging.forward`` (1 x 1, depthwise 3 x 3, 1 x 1 convolutions)
+    with its output tokens taken as ``permute(0, 2, 3, 1)`` of the last convolution's
+    output. Official: ``flatten(2).transpose(1, 2)``: the same values, see
+    :func:`_tinyvit_block_forward` for why."""
+    if x.ndim == 3:
+        h, w = self.input_resolution
+        x = x.view(len(x), h, w, -1).permute(0, 3, 1, 2)
+    x = self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
+    return x.permute(0, 2, 3, 1).reshape(len(x), -1, x.shape[1])
+
+
 @contextmanager
 def separate_tinyvit_qkv() -> Iterator[None]:
     """Within the block, MobileSAM's TinyViT attention projects queries, keys and values
@@ -307,4 +352,20 @@ def separate_tinyvit_qkv() -> Iterator[None]:
     from mobile_sam.modeling.tiny_vit_sam import Attention
 
     with replaced_forward(Attention, _tinyvit_attention_forward):
+        yield
+
+
+@contextmanager
+def tinyvit_permuted_grids() -> Iterator[None]:
+    """Within the block, MobileSAM's TinyViT blocks and patch merging move their token
+    grids into and out of the convolutions with ``permute`` (no reshape between): a
+    transpose next to a convolution is folded into its layout (OpenVINO: 43 -> 33 executed
+    transposes and 15 -> 5 layout reorders; ONNX Runtime's NCHWc reorders take channels-last
+    input). Encoder 0.97-0.99x on OpenVINO, 0.97-0.99x on ONNX Runtime; outputs identical."""
+    from mobile_sam.modeling.tiny_vit_sam import PatchMerging, TinyViTBlock
+
+    with (
+        replaced_forward(TinyViTBlock, _tinyvit_block_forward),
+        replaced_forward(PatchMerging, _tinyvit_merge_forward),
+    ):
         yield

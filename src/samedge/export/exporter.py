@@ -70,6 +70,7 @@ from .attention import (
     separate_qkv,
     separate_tinyvit_qkv,
     separate_vit_qkv,
+    tinyvit_permuted_grids,
 )
 from .build import build_model
 from .efficientvit import TANH_GELU_OPSET, separable_upsample, tanh_gelu
@@ -217,11 +218,12 @@ def _export_graph(
 #: products and its tanh GELU as one ``Gelu`` node (see :mod:`samedge.export.efficientvit`;
 #: its ReLU linear attention has no attention matrix and is traced as written). MobileSAM's
 #: TinyViT attends within 7 x 7 and 14 x 14 windows, with its packed query/key/value
-#: projection as three products (:func:`samedge.export.attention.separate_tinyvit_qkv`).
+#: projection as three products (:func:`samedge.export.attention.separate_tinyvit_qkv`) and
+#: its token grids permuted into its convolutions (``tinyvit_permuted_grids``).
 ENCODER_TRACE: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], ...]] = {
     "sam": (chunked_attention,),
     "sam2": (partial(fused_sdpa, OPSET), separate_qkv, banded_blocks, separable_pos_embed),
-    "mobile_sam": (separate_tinyvit_qkv,),
+    "mobile_sam": (separate_tinyvit_qkv, tinyvit_permuted_grids),
     "efficientvit_sam": (separable_upsample, tanh_gelu),
     "efficientsam": (partial(fused_sdpa, OPSET), separate_vit_qkv),
 }
