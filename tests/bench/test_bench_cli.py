@@ -86,7 +86,7 @@ def test_bench_json_is_complete_and_consistent(bench_run: tuple[dict[str, Any], 
 
     compute = result["compute"]
     assert compute["gemm_peak_gflops"] == max(compute["gemm_peak_samples_gflops"]) > 0
-    assert len(compute["gemm_peak_samples_gflops"]) == 2
+    assert len(compute["gemm_peak_samples_gflops"]) == 2  # before, and after the one repeat
     # SAM 2.1 tiny: ~292 GFLOP encoder (+ the decoder's per-image context), ~2 GFLOP per
     # decoder call of a few points (the official decoder does ~3.7: samedge runs the
     # per-image work once in the context graph and never projects the image side per

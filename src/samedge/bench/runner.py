@@ -27,6 +27,7 @@ import numpy as np
 from .. import __version__
 from ..errors import ImageError, SamedgeError
 from ..imageio import IMAGE_SUFFIXES
+from .flops import count_flops, gemm_peak
 from .prompts import BenchPrompt, generate_prompts
 from .results import (
     BenchResult,
@@ -275,8 +276,6 @@ def count_graph_flops(artifact: Any, plan: list[dict[str, Any]]) -> Compute:
     """
     import importlib.util
 
-    from .flops import count_flops
-
     if importlib.util.find_spec("onnx") is None:
         return Compute(note="FLOPs need the onnx package (pip install onnx): floors not computed")
     spec = artifact.spec
@@ -329,8 +328,8 @@ def add_floors(compute: Compute, peaks_flops: Sequence[float], threads: int) -> 
         gemm_peak_gflops=round(peak / 1e9, 1),
         gemm_peak_samples_gflops=[round(p / 1e9, 1) for p in peaks_flops],
         gemm_threads=threads,
-        gemm="fp32 2048^3 NumPy matmul, best of 5, fresh process, before and after the "
-        "timed passes; the best is used",
+        gemm="fp32 2048^3 NumPy matmul, best of 5, fresh process, before the timed passes "
+        "and after each repeat of them; the best is used",
         floor_ms=floors,
     )
 
@@ -467,8 +466,6 @@ def run_benchmark(
     system = system_info()
     peaks: list[float] = []
     if config.floors:
-        from .flops import gemm_peak
-
         compute = count_graph_flops(artifact, plan)
         peaks.append(gemm_peak(config.threads))
     else:
@@ -490,6 +487,8 @@ def run_benchmark(
             for key, _, _ in children:
                 workers[key].send({"cmd": "repeat"})
                 samples[key].append(workers[key].receive(tick)["samples"])
+            if config.floors:  # the peak moves with the machine: sample it across the run
+                peaks.append(gemm_peak(config.threads))
         for key, _, _ in children:
             workers[key].send({"cmd": "exit", "count_flops": config.floors})
             reply = workers[key].receive()
@@ -506,9 +505,6 @@ def run_benchmark(
         for worker in workers.values():
             worker.close()
     if config.floors:
-        from .flops import gemm_peak
-
-        peaks.append(gemm_peak(config.threads))
         compute = add_floors(compute, peaks, config.threads)
     results = {s: side_result(infos[s], samples[s], rss[s]) for s in sides}
     ours, official = results["samedge"], results.get("official")
