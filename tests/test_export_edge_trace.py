@@ -123,6 +123,19 @@ def test_tanh_gelu_stays_in_onnx_runtimes_blocked_convolution_layout(tmp_path) -
     assert [n.op_type for n in nodes].count("Gelu") == 1
 
 
+def _exact_rewrite(module: torch.nn.Module, x: torch.Tensor, cls: type, rewrite) -> np.ndarray:
+    """The official output of ``module`` on ``x``, after checking that within ``rewrite()``
+    it is the same bit for bit and that ``cls.forward`` is restored after it."""
+    official_forward = cls.forward
+    with torch.no_grad():
+        expected = module(x)
+        with rewrite():
+            got = module(x)
+    assert cls.forward is official_forward
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    return expected.numpy()
+
+
 @pytest.mark.parametrize(("dim", "heads"), [(192, 3), (48, 2)])
 def test_efficientsam_attention_runs_as_multi_head_attention(dim: int, heads: int) -> None:
     from samedge.export.efficientsam import _SelfAttention
@@ -159,17 +172,11 @@ def test_tinyvit_attention_projects_queries_keys_and_values_apart(
         layer.attention_biases.normal_()  # zero in a new layer: make the bias matter
     layer.train(False)  # TinyViT's train() returns nothing; this caches the bias as `ab`
     x = torch.randn(9, resolution * resolution, dim)
-    official_forward = tiny_vit.Attention.forward
-    with torch.no_grad():
-        expected = layer(x)
-        with attention.separate_tinyvit_qkv():
-            got = layer(x)
-    assert tiny_vit.Attention.forward is official_forward  # restored
-    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    expected = _exact_rewrite(layer, x, tiny_vit.Attention, attention.separate_tinyvit_qkv)
     assert "Split" in _ops(_export(layer, x))  # the official trace splits the packed output
     model = _export(layer, x, attention.separate_tinyvit_qkv())
     assert "Split" not in _ops(model)
-    np.testing.assert_allclose(_run(model, x), expected.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(_run(model, x), expected, rtol=0, atol=1e-5)
 
 
 def _conv_inputs_are_permuted_grids(model: bytes) -> bool:
@@ -209,17 +216,11 @@ def test_tinyvit_block_hands_its_local_convolution_a_permuted_grid(
                 module.running_var.uniform_(0.5, 2.0)
     block.train(False)
     x = torch.randn(2, resolution * resolution, dim)
-    official_forward = tiny_vit.TinyViTBlock.forward
-    with torch.no_grad():
-        expected = block(x)
-        with attention.tinyvit_permuted_grids():
-            got = block(x)
-    assert tiny_vit.TinyViTBlock.forward is official_forward  # restored
-    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    expected = _exact_rewrite(block, x, tiny_vit.TinyViTBlock, attention.tinyvit_permuted_grids)
     assert not _conv_inputs_are_permuted_grids(_export(block, x))  # the official trace
     model = _export(block, x, attention.separate_tinyvit_qkv(), attention.tinyvit_permuted_grids())
     assert _conv_inputs_are_permuted_grids(model)
-    np.testing.assert_allclose(_run(model, x), expected.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(_run(model, x), expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -237,12 +238,8 @@ def test_tinyvit_patch_merging_returns_tokens_by_permute(
     torch.manual_seed(0)
     merge = tiny_vit.PatchMerging((16, 16), dim, out_dim, torch.nn.GELU).eval()
     x = torch.randn(1, 256, dim) if tokens else torch.randn(1, dim, 16, 16)
-    with torch.no_grad():
-        expected = merge(x)
-        with attention.tinyvit_permuted_grids():
-            got = merge(x)
-    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    expected = _exact_rewrite(merge, x, tiny_vit.PatchMerging, attention.tinyvit_permuted_grids)
     assert not _conv_inputs_are_permuted_grids(_export(merge, x))  # the official trace
     model = _export(merge, x, attention.tinyvit_permuted_grids())
     assert _conv_inputs_are_permuted_grids(model)
-    np.testing.assert_allclose(_run(model, x), expected.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(_run(model, x), expected, rtol=0, atol=1e-5)
