@@ -1,7 +1,8 @@
-"""Where an encoder graph's time goes on ONNX Runtime's CPU provider (not a test).
+"""Where an encoder graph's time goes on ONNX Runtime's CPU provider or OpenVINO (not a test).
 
     python benchmarks/encoder_profile.py DIR/encoder.onnx --threads 2 --runs 3
     python benchmarks/encoder_profile.py OLD/encoder.onnx NEW/encoder.onnx --alternate 3
+    python benchmarks/encoder_profile.py DIR/encoder.onnx --runtime openvino [--nodes 20]
 
 One graph: ONNX Runtime's per-node profile (samedge's session settings plus profiling) of
 ``--runs`` runs on a random input after one warm-up run, summed per operator type, and the
@@ -10,6 +11,11 @@ graph's inferred shapes) and the rate it ran at. Two or more graphs with ``--alt
 an A/B of the whole graph in fresh processes, alternating, N rounds; prints the best wall
 and process CPU time (both threads) of each. On a machine shared with other work the CPU
 time is the steadier figure: contention stretches the wall time, not the work done.
+
+``--runtime openvino``: the graph compiled by OpenVINO for the CPU in fp32 (as samedge's
+``--provider openvino`` compiles it, ``INFERENCE_PRECISION_HINT=f32``), its per-node
+counters (``PERF_COUNT``) of the fastest run summed per executed layer type and kernel,
+``--nodes N`` slowest nodes listed; ``--alternate`` A/Bs on OpenVINO the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -123,14 +130,71 @@ def profile(path: str, threads: int, runs: int) -> None:
             print(f"| {kind} | {ms:.1f} | {flops / 1e9:.2f} | {rate:.0f} | {n} |")
 
 
-def _one(path: str, threads: int, runs: int) -> dict[str, float]:
-    session = _session(path, threads)
-    feeds = _feeds(session)
-    session.run(None, feeds)
+def _openvino(path: str, threads: int, counters: bool = False):
+    """An OpenVINO infer request of ``path`` on the CPU in fp32, and its random inputs."""
+    import openvino as ov
+
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    if counters:
+        config["PERF_COUNT"] = True
+    compiled = ov.Core().compile_model(path, "CPU", config)
+    rng = np.random.default_rng(0)
+    feeds = {
+        port.any_name: rng.random(
+            [d.get_length() if d.is_static else 1 for d in port.get_partial_shape()], np.float32
+        )
+        for port in compiled.inputs
+    }
+    return compiled.create_infer_request(), feeds
+
+
+def profile_openvino(path: str, threads: int, runs: int, nodes: int) -> None:
+    request, feeds = _openvino(path, threads, counters=True)
+    request.infer(feeds)
+    best, rows = float("inf"), []
+    for _ in range(runs):
+        start = time.perf_counter()
+        request.infer(feeds)
+        wall = time.perf_counter() - start
+        if wall < best:  # the counters of the fastest run
+            best = wall
+            rows = [
+                (i.node_name, i.node_type, i.exec_type, i.real_time.total_seconds() * 1e3)
+                for i in request.profiling_info
+            ]
+    per_kind: dict[tuple[str, str], float] = collections.defaultdict(float)
+    count: collections.Counter[tuple[str, str]] = collections.Counter()
+    for _, node_type, exec_type, ms in rows:
+        per_kind[(node_type, exec_type)] += ms
+        count[(node_type, exec_type)] += 1
+    total = sum(per_kind.values())
+    wall = f"wall {best * 1e3:.0f} ms (best of {runs})"
+    print(f"{Path(path)}: OpenVINO fp32, {threads} threads, {wall}")
+    print("| layer (kernel) | ms | share | nodes |\n|---|---:|---:|---:|")
+    for (node_type, exec_type), ms in sorted(per_kind.items(), key=lambda kv: -kv[1]):
+        if ms / total >= 0.002:
+            share = 100 * ms / total
+            n = count[(node_type, exec_type)]
+            print(f"| {node_type} ({exec_type}) | {ms:.1f} | {share:.1f} % | {n} |")
+    if nodes:
+        print("\n| node | layer (kernel) | ms |\n|---|---|---:|")
+        for name, node_type, exec_type, ms in sorted(rows, key=lambda r: -r[3])[:nodes]:
+            print(f"| {name} | {node_type} ({exec_type}) | {ms:.2f} |")
+
+
+def _one(path: str, threads: int, runs: int, runtime: str = "onnxruntime") -> dict[str, float]:
+    if runtime == "openvino":
+        request, feeds = _openvino(path, threads)
+        call = request.infer
+    else:
+        session = _session(path, threads)
+        feeds = _feeds(session)
+        call = partial(session.run, None)
+    call(feeds)
     walls, cpus = [], []
     for _ in range(runs):
         cpu, wall = time.process_time(), time.perf_counter()
-        session.run(None, feeds)
+        call(feeds)
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
     return {"wall_ms": 1e3 * min(walls), "cpu_ms": 1e3 * min(cpus)}
@@ -142,19 +206,25 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--alternate", type=int, default=0, help="A/B rounds (fresh processes)")
+    parser.add_argument("--runtime", choices=("onnxruntime", "openvino"), default="onnxruntime")
+    parser.add_argument("--nodes", type=int, default=0, help="OpenVINO: list the N slowest")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(_one(args.graphs[0], args.threads, args.runs)))
+        print(json.dumps(_one(args.graphs[0], args.threads, args.runs, args.runtime)))
         return
     if not args.alternate:
         for path in args.graphs:
-            profile(path, args.threads, args.runs)
+            if args.runtime == "openvino":
+                profile_openvino(path, args.threads, args.runs, args.nodes)
+            else:
+                profile(path, args.threads, args.runs)
         return
     best: dict[str, list[dict[str, float]]] = collections.defaultdict(list)
     for _ in range(args.alternate):
         for path in args.graphs:
             cmd = [sys.executable, __file__, path, "--child", "--threads", str(args.threads)]
+            cmd += ["--runtime", args.runtime]
             out = subprocess.run([*cmd, "--runs", str(args.runs)], capture_output=True, text=True)
             result = json.loads(out.stdout.strip().splitlines()[-1])
             best[path].append(result)
