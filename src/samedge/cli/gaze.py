@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--backend",
         choices=("ort", "openvino"),
         default="ort",
-        help="runtime of the ONNX stages (face, detector, depth, L2CS); SAM uses ONNX Runtime",
+        help="runtime of the ONNX stages (face, detector, depth, L2CS); SAM's is --provider",
     )
     parser.add_argument(
         "--out", type=Path, help="annotated video (.mp4 or .avi); with --image also .png"
