@@ -54,6 +54,8 @@ def test_video_end_to_end_writes_annotated_video_and_complete_jsonl(sam_folder, 
     captured = capsys.readouterr()
     assert "5 frames" in captured.out and "FPS" in captured.out
     assert "depth filter: off" in captured.err
+    # the [gaze] extra has OpenVINO: the face and object detectors run on it by default
+    assert "runtimes: face OpenVINO; objects OpenVINO; SAM encoder CPU" in captured.err
 
     cap = cv2.VideoCapture(str(out))
     count = 0
@@ -86,13 +88,15 @@ def test_video_end_to_end_writes_annotated_video_and_complete_jsonl(sam_folder, 
 
 
 @pytest.mark.slow
-def test_points_mode_on_a_photo_runs_sam(sam_folder, tmp_path):
+def test_points_mode_on_a_photo_runs_sam(sam_folder, tmp_path, capsys):
     pytest.importorskip("openvino", reason="needs the [gaze] extra: pip install 'samedge[gaze]'")
     image = shared_path("data", "interactive", "GrabCut", "data_GT", "person1.jpg")
     jsonl = tmp_path / "p.jsonl"
     argv = ["gaze", "--image", str(image), *model_args(sam_folder), "--mode", "points"]
     out = tmp_path / "a.avi"
-    assert main([*argv, "--points", "4", "--jsonl", str(jsonl), "--out", str(out)]) == 0
+    argv += ["--points", "4", "--jsonl", str(jsonl), "--out", str(out), "--backend", "ort"]
+    assert main(argv) == 0
+    assert "runtimes: face ONNX Runtime; SAM encoder" in capsys.readouterr().err  # no detector
     frame = read_jsonl(jsonl)[0]
     assert frame["face"] is not None and frame["detections"] == 0
     assert 1 <= len(frame["prompt_points"]) <= 4

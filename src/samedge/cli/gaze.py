@@ -64,8 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--backend",
         choices=("ort", "openvino"),
-        default="ort",
-        help="runtime of the ONNX stages (face, detector, depth, L2CS); SAM's is --provider",
+        help="runtime of the ONNX stages (face, detector, depth, L2CS; default openvino when "
+        "installed, else ort); SAM's is --provider",
     )
     parser.add_argument(
         "--out", type=Path, help="annotated video (.mp4 or .avi); with --image also .png"
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if args.webcam is not None and args.out is None and args.jsonl is None:
         raise SamedgeError("webcam mode needs --out and/or --jsonl (there is no window)")
 
-    from ..gaze.factory import build_pipeline, default_model
+    from ..gaze.factory import build_pipeline, default_model, describe_runtimes
     from ..gaze.io.video import (
         WEBCAM_WRITE_SIZE,
         ImageSink,
@@ -150,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         provider_settings=provider_settings(args),
     )
+    print(f"runtimes: {describe_runtimes(pipeline)}", file=sys.stderr)
     if args.video is not None:
         source = open_video(args.video)
     elif args.image is not None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import ModelNotFoundError, SamedgeError
+from .backend import default_backend
 from .models import check_io, resolve_aux_model
 from .pipeline import GazeConfig, GazePipeline
 
@@ -61,7 +62,7 @@ def build_pipeline(
     l2cs_model: PathLike | None = None,
     detector_model: PathLike | None = None,
     depth_model: PathLike | None = None,
-    backend: str = "ort",
+    backend: str | None = None,
     threads: int | None = None,
     providers: str | Sequence[str] | None = None,
     config: GazeConfig = GazeConfig(),  # noqa: B008 - frozen dataclass
@@ -80,7 +81,8 @@ def build_pipeline(
         detector_model: YOLOX-style ONNX (default: ``yolox_nano`` from the cache); unused in
             ``points`` mode.
         depth_model: optional Depth-Anything-style ONNX; none turns the depth filter off.
-        backend: ``ort`` or ``openvino`` for the ONNX stages (face, detector, depth, L2CS).
+        backend: ``ort`` or ``openvino`` for the ONNX stages (face, detector, depth, L2CS);
+            ``None``: :func:`samedge.gaze.backend.default_backend`.
         threads: threads per network; providers: ONNX Runtime providers of the SAM model,
             ``provider_settings`` their options (e.g. ``openvino_precision="bf16"``).
     """
@@ -89,6 +91,8 @@ def build_pipeline(
     from .detect import YoloxDetector
     from .face import load_face_detector
     from .gaze import L2CSGazeEstimator, OpenVINOGazeEstimator
+
+    backend = backend or default_backend()
 
     face_detector = load_face_detector(face, resolve_aux_model(face, face_model), backend, threads)
     check_io(face, face_detector.net)
@@ -120,3 +124,20 @@ def build_pipeline(
             model, providers=providers, threads=threads, provider_settings=provider_settings
         )
     return GazePipeline(predictor, face_detector, estimator, detector, depth, config)
+
+
+def describe_runtimes(pipeline: GazePipeline) -> str:
+    """What each network of ``pipeline`` runs on, in one line (gaze: always OpenVINO for
+    the Open Model Zoo networks; SAM: the predictor's providers)."""
+    names = {"ort": "ONNX Runtime", "openvino": "OpenVINO"}
+
+    def where(stage: object) -> str:
+        net = getattr(stage, "net", None)  # a Network; a user's own stage may have none
+        return type(stage).__name__ if net is None else names[net.backend]
+
+    parts = [f"face {where(pipeline.face_detector)}"]
+    if pipeline.object_detector is not None:
+        parts.append(f"objects {where(pipeline.object_detector)}")
+    sam = pipeline.predictor.providers
+    parts.append("SAM " + ", ".join(f"{graph} {where}" for graph, where in sam.items()))
+    return "; ".join(parts)

@@ -52,7 +52,7 @@ class GazeModels:
     face_model: Path | None = None
     gaze_models: Path | None = None
     detector_model: Path | None = None
-    backend: str = "ort"
+    backend: str | None = None  # samedge.gaze.backend.default_backend()
 
     def check(self) -> None:
         """Raise :class:`ModelNotFoundError` if an explicit path names no model file (the
