@@ -193,3 +193,16 @@ def test_bench_with_a_bad_targets_file_exits_2_before_running(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"samedge: error: targets file {path}") and message in err
     assert "\n" not in err and not out.exists()
+
+
+def test_the_console_gives_each_stage_against_its_floor_and_the_peak_it_rests_on(
+    old: dict[str, Any],
+) -> None:
+    summary = console_summary(BenchResult.from_dict(old))
+    header, encoder = summary.splitlines()[0], summary.splitlines()[2]
+    assert header.split()[-2:] == ["x", "floor"]
+    # encoder median 5054.8 ms over a floor of 3014.1 ms; stages without a floor get a dash
+    assert encoder.split()[0] == "encoder" and encoder.split()[-1] == "1.68"
+    assert summary.splitlines()[1].split()[-1] == "–"  # load_preprocess
+    peak = "floors: fp32 GEMM peak 95.3 GFLOP/s (1 thread; best of 2 samples, 92.5-95.3)"
+    assert peak in summary

@@ -94,8 +94,7 @@ def markdown(result: BenchResult) -> str:
     ]
     if compute.gemm_peak_gflops is not None:
         lines.append(
-            f"- fp32 GEMM peak {compute.gemm_peak_gflops} GFLOP/s ({compute.gemm_threads}"
-            f" threads); encoder {_or_dash(compute.encoder_gflop)} GFLOP, decoder "
+            f"- {peak_line(compute)}; encoder {_or_dash(compute.encoder_gflop)} GFLOP, decoder "
             f"{_or_dash(compute.decoder_gflop_per_prompt)} GFLOP per prompt"
             + _official_decoder_note(compute)
         )
@@ -260,13 +259,26 @@ def _official_decoder_note(compute: Compute) -> str:
     )
 
 
+def peak_line(compute: Compute) -> str:
+    """The GEMM peak the floors divide by, with the spread of its samples (the rate a
+    machine gives moves between measurements; the best is used)."""
+    samples = compute.gemm_peak_samples_gflops
+    spread = (
+        f"; best of {len(samples)} samples, {min(samples)}-{max(samples)}"
+        if len(samples) > 1
+        else ""
+    )
+    threads = f"{compute.gemm_threads} thread{'' if compute.gemm_threads == 1 else 's'}{spread}"
+    return f"fp32 GEMM peak {compute.gemm_peak_gflops} GFLOP/s ({threads})"
+
+
 def console_summary(result: BenchResult) -> str:
     """A short plain-text summary for the terminal (targets only when a file was checked)."""
     ours, official, ratios = result.ours, result.official, result.ratios
     lines = [
         f"{'stage':<18}{'samedge ms':>12}"
         + (f"{'official ms':>13}{'ratio':>8}" if official else "")
-        + f"{'floor ms':>10}"
+        + f"{'floor ms':>10}{'x floor':>9}"
     ]
     for stage in STAGE_TITLES:
         line = f"{stage:<18}{ours.stages_ms[stage].median:>12.1f}"
@@ -274,11 +286,14 @@ def console_summary(result: BenchResult) -> str:
             line += f"{official.stages_ms[stage].median:>13.1f}"
             line += f"{_fmt(ratios.stages_median[stage], 2):>8}"
         floor = result.compute.floor(stage)
-        line += f"{floor:>10.1f}" if floor else f"{'–':>10}"
+        median = ours.stages_ms[stage].median
+        line += f"{floor:>10.1f}{median / floor:>9.2f}" if floor else f"{'–':>10}{'–':>9}"
         lines.append(line)
     note = _official_decoder_note(result.compute)
     if note:
         lines.append(f"click floor{note}")
+    if result.compute.gemm_peak_gflops is not None:
+        lines.append(f"floors: {peak_line(result.compute)}")
     lines.append(f"samedge providers: {ours.providers}")
     rss = f"peak RSS: samedge {ours.peak_rss_mib:.0f} MiB"
     if official and ratios:
