@@ -137,6 +137,20 @@ def test_openvino_missing_falls_back_to_onnx_runtime(
     assert "it needs onnxruntime-openvino" in caplog.text
 
 
+def test_openvino_session_names_ports_as_the_onnx_file_does() -> None:
+    """OpenVINO gives some compiled outputs an internal tensor name too (YuNet's ``cls_8`` is
+    also ``330``): the session lists and runs them under the file's names, as ONNX Runtime
+    would, so the graph check does not mistake a good file for a wrong one."""
+    path = shared_path("models", "face", "yunet_n_640_640.onnx")
+    session = OpenVINOSession(path, threads=1)
+    names = [p.name for p in session.get_outputs()]
+    assert names[:6] == ["cls_8", "cls_16", "cls_32", "obj_8", "obj_16", "obj_32"]
+    assert [p.name for p in session.get_inputs()] == ["input"]
+    image = np.zeros((1, 3, 640, 640), np.float32)
+    (cls_8,) = session.run(["cls_8"], {"input": image})
+    assert cls_8.shape == (1, 6400, 1)
+
+
 def test_openvino_session_reports_an_unloadable_graph_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "encoder.onnx"
     bad.write_bytes(b"not an onnx model")

@@ -82,34 +82,23 @@ def _load_ort(path: Path, providers: Sequence[str] | str | None, threads: int | 
     return Network(path, "ort", run, inputs, names, shapes)
 
 
-def _source_ports(path: Path) -> Any:
-    """The model in ``path`` as OpenVINO reads it, before compilation (its ports carry the
-    file's own tensor names)."""
-    import openvino as ov
-
-    return ov.Core().read_model(os.fspath(path))  # compiled just before: it reads
-
-
 def _load_openvino(path: Path, threads: int | None) -> Network:
     require_extra("openvino", "gaze", "running networks on OpenVINO")
-    from ..runtime.openvino_native import compile_model
+    from ..runtime.openvino_native import compile_model, file_name
     from ..runtime.policy import default_threads
 
     compiled = compile_model(path, "CPU", threads or default_threads())
     request = compiled.create_infer_request()
     out_ports = list(compiled.outputs)
-    # A compiled port can carry internal tensor names besides the file's own (YuNet's
-    # ``cls_8`` is also ``330``), and ``any_name`` may pick either: the inputs and outputs
-    # are named as the file names them (the model as read, same order), and results are
-    # given under every name of their port.
-    source = _source_ports(path)
-    names = [p.any_name for p in source.outputs]
-    aliases = [sorted({name, *p.get_names()}) for name, p in zip(names, out_ports, strict=True)]
+    # Ports are named as the file names them (a compiled port can carry internal tensor
+    # names too: YuNet's ``cls_8`` is also ``330``); results are given under every name.
+    names = [file_name(p) for p in out_ports]
+    aliases = [sorted(p.get_names()) for p in out_ports]
 
     def dims(port: Any) -> tuple[int, ...]:
         return tuple(d.get_length() if d.is_static else -1 for d in port.get_partial_shape())
 
-    inputs = {p.any_name: dims(c) for p, c in zip(source.inputs, compiled.inputs, strict=True)}
+    inputs = {file_name(p): dims(p) for p in compiled.inputs}
     shapes = {name: dims(p) for name, p in zip(names, out_ports, strict=True)}
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -103,7 +103,20 @@ class Port:
 
 def _port(port: Any) -> Port:
     dims = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
-    return Port(port.any_name, dims)
+    return Port(file_name(port), dims)
+
+
+def file_name(port: Any) -> str:
+    """The name the model file gives a compiled port. A port can carry internal tensor names
+    as well (YuNet's output ``cls_8`` is also ``330``) and ``any_name`` may return one of
+    those; OpenVINO's ONNX reader names an output's result node ``<name>/sink_port_0`` and a
+    parameter after its input, which picks the file's name among them."""
+    names = port.get_names()
+    node = port.get_node().get_friendly_name()
+    for name in sorted(names):
+        if node in (name, f"{name}/sink_port_0"):
+            return name
+    return port.any_name
 
 
 class OpenVINOSession:
