@@ -99,6 +99,30 @@ def test_close_shuts_the_pool_down_and_drops_every_session(folder: Path, photo: 
     assert graphs._pool is None
 
 
+def test_parallel_decoding_can_be_opened_before_the_first_batch(folder: Path, photo: Any) -> None:
+    """What the first multi-prompt call would open (single-threaded decoder sessions and
+    their threads) is opened up front, e.g. by the gaze pipeline; the results do not change,
+    and nothing more is opened by the call."""
+    boxes = np.array([[50, 60, 400, 300], [300, 100, 700, 500]], np.float32)
+    with Predictor.from_pretrained(folder, threads=2) as lazy:
+        expected = lazy.predict(lazy.encode(photo), boxes=boxes, multimask_output=False)
+    with Predictor.from_pretrained(folder, threads=2) as ready:
+        graphs = ready.graphs
+        assert graphs._pool is None and not graphs._serial
+        ready.open_parallel_decoding()
+        opened = {**graphs._serial}
+        assert graphs._pool is not None and "decoder" in opened
+        assert set(opened) >= set(OPTIONAL_ROLES) or not graphs.can_split
+        got = ready.predict(ready.encode(photo), boxes=boxes, multimask_output=False)
+        assert graphs._serial == opened  # the call found everything open
+    np.testing.assert_array_equal(got.masks, expected.masks)
+    np.testing.assert_allclose(got.low_res_logits, expected.low_res_logits, atol=1e-5)
+    assert expected.masks.any() and not expected.masks.all()  # non-trivial masks
+    with Predictor.from_pretrained(folder, threads=1) as single:
+        single.open_parallel_decoding()  # one thread: calls run in turn, nothing to open
+        assert single.graphs._pool is None and not single.graphs._serial
+
+
 def test_with_blocks_close_the_predictor_and_the_graphs(folder: Path, photo: Any) -> None:
     with Predictor.from_pretrained(folder, threads=1) as predictor:
         emb = predictor.encode(photo)

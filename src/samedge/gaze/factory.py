@@ -123,6 +123,8 @@ def build_pipeline(
         predictor = Predictor.from_pretrained(
             model, providers=providers, threads=threads, provider_settings=provider_settings
         )
+    if config.mode == "boxes":  # candidate boxes are decoded in one call: ready it now
+        predictor.open_parallel_decoding()
     return GazePipeline(predictor, face_detector, estimator, detector, depth, config)
 
 

@@ -83,6 +83,13 @@ class Predictor(LoadedModel[ModelGraphs]):
         """Run the encoder on the output of :func:`samedge.runtime.preprocess.preprocess`."""
         return self.graphs.encode(tensor, input_size, original_size)
 
+    def open_parallel_decoding(self) -> None:
+        """Open now the sessions and threads that the first :meth:`predict` with several
+        prompt sets (``boxes`` of more than one box, batched points) opens on the CPU, for a
+        real-time loop whose first such frame should not wait for them (see
+        :meth:`samedge.runtime.graphs.ModelGraphs.open_parallel_decoding`)."""
+        self.graphs.open_parallel_decoding()
+
     def predict(
         self,
         embedding: ImageEmbedding,
