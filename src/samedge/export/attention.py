@@ -359,9 +359,9 @@ def separate_tinyvit_qkv() -> Iterator[None]:
 def tinyvit_permuted_grids() -> Iterator[None]:
     """Within the block, MobileSAM's TinyViT blocks and patch merging move their token
     grids into and out of the convolutions with ``permute`` (no reshape between): a
-    transpose next to a convolution is folded into its layout (OpenVINO: 43 -> 33 executed
-    transposes and 15 -> 5 layout reorders; ONNX Runtime's NCHWc reorders take channels-last
-    input). Encoder 0.97-0.99x on OpenVINO, 0.97-0.99x on ONNX Runtime; outputs identical."""
+    transpose next to a convolution is folded into its layout (OpenVINO: 43 -> 30 executed
+    transposes and 15 -> 2 layout reorders; ONNX Runtime's NCHWc reorders take channels-last
+    input). Encoder 0.94-0.95x on OpenVINO, 0.97x on ONNX Runtime; outputs identical."""
     from mobile_sam.modeling.tiny_vit_sam import PatchMerging, TinyViTBlock
 
     with (

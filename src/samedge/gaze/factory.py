@@ -123,8 +123,8 @@ def build_pipeline(
         predictor = Predictor.from_pretrained(
             model, providers=providers, threads=threads, provider_settings=provider_settings
         )
-    if config.mode == "boxes":  # candidate boxes are decoded in one call: ready it now
-        predictor.open_parallel_decoding()
+    # Both modes decode their candidates (boxes, or points on the gaze ray) in one call.
+    predictor.open_parallel_decoding()
     return GazePipeline(predictor, face_detector, estimator, detector, depth, config)
 
 
@@ -141,5 +141,5 @@ def describe_runtimes(pipeline: GazePipeline) -> str:
     if pipeline.object_detector is not None:
         parts.append(f"objects {where(pipeline.object_detector)}")
     sam = pipeline.predictor.providers
-    parts.append("SAM " + ", ".join(f"{graph} {where}" for graph, where in sam.items()))
+    parts.append("SAM " + ", ".join(f"{graph} {place}" for graph, place in sam.items()))
     return "; ".join(parts)

@@ -385,15 +385,15 @@ class ModelGraphs(Closeable):
         return list(self._decoding_threads().map(function, items))
 
     def open_parallel_decoding(self) -> None:
-        """Open now what decoding several prompt sets in one call opens on its first use on
-        the CPU: a single-threaded session of each decoder graph and the threads that run
-        them (EfficientViT-SAM L0, 2 threads: the first 2-box call took 103 ms, the next
-        27 ms), so that a real-time loop's first frame with several prompts does not pay
-        for it. Nothing to open with one thread or a decoder on a GPU."""
+        """Open now what :meth:`decode` of several prompt sets opens on its first use on the
+        CPU: the decoder's single-threaded session and the threads that run it
+        (EfficientViT-SAM L0, 2 threads: the first 2-box call took 103 ms, the next 27 ms),
+        so that a real-time loop's first frame with several prompts does not pay for it.
+        The mask-prompt decoder and the split decoder of :meth:`decode_needed` stay opened
+        on first use. Nothing to open with one thread or a decoder on a GPU."""
         if self.devices["decoder"] is not None or self._workers == 1:
             return
-        for role in ("decoder", *(OPTIONAL_ROLES if self.can_split else ())):
-            self._session(role, serial=True)
+        self._session("decoder", serial=True)
         self._decoding_threads()
 
     def decode(self, embedding: ImageEmbedding, prompts: DecoderPrompts) -> Decoded:
