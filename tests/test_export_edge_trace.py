@@ -1,7 +1,8 @@
 """How the edge encoders are traced for ONNX Runtime: EfficientViT's bicubic upsampling as
 matrix products and its tanh GELU as one ONNX ``Gelu`` node, EfficientSAM's global attention
-as the fused ``MultiHeadAttention``, MobileSAM's TinyViT with separate projections and its
-token grids permuted into and out of its convolutions. Each rewrite computes what the
+as the fused ``MultiHeadAttention`` and its position table resized by matrix products,
+MobileSAM's TinyViT with separate projections and its token grids permuted into and out of
+its convolutions. Each rewrite computes what the
 official module computes, in torch and in ONNX Runtime (the export's parity gate checks
 whole graphs; these check the pieces, including shapes the test models do not have)."""
 
@@ -78,6 +79,33 @@ def test_separable_upsample_leaves_other_modes_to_the_official_code() -> None:
     model = _export(layer, x, efficientvit.separable_upsample())
     assert "Resize" in _ops(model)
     np.testing.assert_allclose(_run(model, x), layer(x).detach().numpy(), rtol=0, atol=1e-5)
+
+
+def test_efficientsam_position_table_is_resized_without_a_resize_node() -> None:
+    """EfficientSAM's 14 x 14 position table is resized bicubically to the 64 x 64 token
+    grid as two matrix products: what ``F.interpolate`` gives, and no ``Resize`` of a
+    constant, which OpenVINO folds with scalar code (12.5 s of a 12.8 s compile)."""
+    from samedge.export.efficientsam import ImageEncoder
+
+    class Positions(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = ImageEncoder(dim=8, heads=2, depth=1)
+            torch.nn.init.normal_(self.encoder.pos_embed)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.encoder._positions(64)
+
+    module = Positions().eval()
+    x = torch.zeros(1, 64, 64, 8)
+    table = module.encoder.pos_embed[:, 1:].reshape(1, 14, 14, 8).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        expected = torch.nn.functional.interpolate(table, size=(64, 64), mode="bicubic")
+        expected = expected.permute(0, 2, 3, 1)
+        torch.testing.assert_close(module(x), expected, rtol=0, atol=1e-5)
+        model = _export(module, x)
+    assert "Resize" not in _ops(model)
+    np.testing.assert_allclose(_run(model, x), expected.numpy(), rtol=0, atol=1e-5)
 
 
 def test_tanh_gelu_exports_as_one_gelu_node_and_leaves_exact_gelu() -> None:

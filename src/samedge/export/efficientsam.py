@@ -32,8 +32,9 @@ import math
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .pos_embed import axis_matrix
 
 #: Points per prompt set after padding or truncation (``decoder_max_num_input_points``).
 MAX_POINTS = 6
@@ -157,7 +158,12 @@ class ImageEncoder(nn.Module):
         grid = math.isqrt(table.shape[1])
         table = table.reshape(1, grid, grid, -1).permute(0, 3, 1, 2)
         if grid != side:
-            table = F.interpolate(table, size=(side, side), mode="bicubic", align_corners=False)
+            # Bicubic ``F.interpolate`` (align_corners=False) as ``A P A^T``: the same
+            # function, but the graph folds two small products at load time where it had a
+            # ``Resize`` of a constant, which OpenVINO folds with its scalar reference code
+            # (12.5 s of a 12.8 s compile; see samedge.export.pos_embed).
+            axis = axis_matrix(grid, side)
+            table = axis @ table @ axis.t()
         return table.permute(0, 2, 3, 1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
