@@ -1,13 +1,19 @@
-"""The pre-quantisation rewrite of linear layers as Gemm keeps every output and dynamic axis."""
+"""The graph rewrites before quantisation keep every output: linear layers as Gemm (and
+dynamic axes), shared weights read directly, fused attention written out."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from samedge.quantize.graph import linear_layers_as_gemm
+from samedge.quantize.graph import (
+    expand_fused_attention,
+    linear_layers_as_gemm,
+    weights_through_identity,
+)
 
 
 def _model() -> onnx.ModelProto:
@@ -66,3 +72,109 @@ def test_linear_layers_become_gemm_with_the_same_outputs() -> None:
         for a, b in zip(before, after, strict=True):
             assert a.shape == b.shape
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_shared_weights_behind_identity_are_read_directly() -> None:
+    """SAM 2's banded encoder blocks read each linear layer's weight through one
+    ``Identity`` per band; the quantiser only takes initializers as weights."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w")
+    nodes = [
+        helper.make_node("Identity", ["w"], ["w_a"]),
+        helper.make_node("Identity", ["w"], ["w_b"]),
+        helper.make_node("Identity", ["w"], ["w_out"]),  # also a graph output: kept
+        helper.make_node("MatMul", ["x", "w_a"], ["ya"], name="band0"),
+        helper.make_node("MatMul", ["x", "w_b"], ["yb"], name="band1"),
+        helper.make_node("Relu", ["w_out"], ["r"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["t", 8])],
+        [
+            helper.make_tensor_value_info("ya", TensorProto.FLOAT, ["t", 4]),
+            helper.make_tensor_value_info("yb", TensorProto.FLOAT, ["t", 4]),
+            helper.make_tensor_value_info("w_out", TensorProto.FLOAT, [8, 4]),
+            helper.make_tensor_value_info("r", TensorProto.FLOAT, [8, 4]),
+        ],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    rewired = onnx.ModelProto()
+    rewired.CopyFrom(model)
+    assert weights_through_identity(rewired) == 2
+    onnx.checker.check_model(rewired)
+    products = [n for n in rewired.graph.node if n.op_type == "MatMul"]
+    assert [list(n.input) for n in products] == [["x", "w"], ["x", "w"]]
+    assert [list(n.output) for n in rewired.graph.node if n.op_type == "Identity"] == [["w_out"]]
+    x = rng.standard_normal((5, 8)).astype(np.float32)
+    for a, b in zip(_run(model, x), _run(rewired, x), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _attention_model(hidden: int | str, heads: int, extra_input: bool = False) -> onnx.ModelProto:
+    """Queries / keys / values ``(B, S, hidden)`` straight from the inputs into ONNX
+    Runtime's fused attention (a static hidden size, or a symbolic one)."""
+    inputs = [
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, ["b", seq, hidden])
+        for name, seq in (("q", "s"), ("k", "t"), ("v", "t"))
+    ]
+    attention_inputs = ["q", "k", "v"]
+    inits = []
+    if extra_input:  # an attention bias input: not expanded
+        attention_inputs.append("bias")
+        width = 3 * int(hidden)
+        inits.append(numpy_helper.from_array(np.zeros(width, np.float32), "bias"))
+    node = helper.make_node(
+        "MultiHeadAttention",
+        attention_inputs,
+        ["o"],
+        domain="com.microsoft",
+        num_heads=heads,
+        name="attn",
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        inputs,
+        [helper.make_tensor_value_info("o", TensorProto.FLOAT, ["b", "s", hidden])],
+        inits,
+    )
+    return helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+    )
+
+
+@pytest.mark.parametrize("hidden", [12, "h"])
+def test_fused_attention_written_out_computes_the_same(hidden: int | str) -> None:
+    """ONNX Runtime's ``MultiHeadAttention`` written as standard operators gives its
+    output, with the scale a constant (head size known) or from the queries' shape."""
+    model = _attention_model(hidden, heads=3)
+    expanded = onnx.ModelProto()
+    expanded.CopyFrom(model)
+    assert expand_fused_attention(expanded) == (1, 0)
+    onnx.checker.check_model(expanded)
+    assert {o.domain for o in expanded.opset_import} == {""}
+    ops = [n.op_type for n in expanded.graph.node]
+    assert ops.count("MatMul") == 2 and ops.count("Softmax") == 1
+    assert ("Sqrt" in ops) == (hidden == "h")
+    rng = np.random.default_rng(0)
+    feeds = {
+        "q": rng.standard_normal((2, 5, 12)).astype(np.float32) * 3,
+        "k": rng.standard_normal((2, 7, 12)).astype(np.float32) * 3,
+        "v": rng.standard_normal((2, 7, 12)).astype(np.float32),
+    }
+    providers = ["CPUExecutionProvider"]
+    fused = ort.InferenceSession(model.SerializeToString(), providers=providers).run(None, feeds)
+    plain = ort.InferenceSession(expanded.SerializeToString(), providers=providers)
+    out = plain.run(None, feeds)
+    assert out[0].shape == fused[0].shape == (2, 5, 12)
+    assert float(np.abs(fused[0]).max()) > 0.1  # not a vacuous comparison
+    np.testing.assert_allclose(out[0], fused[0], rtol=1e-5, atol=1e-5)
+
+
+def test_fused_attention_with_a_bias_input_stays_fused() -> None:
+    model = _attention_model(12, heads=3, extra_input=True)
+    assert expand_fused_attention(model) == (0, 1)
+    assert [n.op_type for n in model.graph.node] == ["MultiHeadAttention"]

@@ -7,6 +7,13 @@ quantised, dequantised again and only then gets its bias in a separate fp32 ``Ad
 extra passes over every activation. Written as ``Gemm`` on a 2-D view before quantisation,
 the product becomes one ``QGemm`` with the bias inside and (with its output left in float)
 no requantisation; see docs/precision.md for the measured effect.
+
+Where a static INT8 graph is to quantise attention itself (OpenVINO, see
+:func:`samedge.quantize.convert.to_int8_static`), ONNX Runtime's fused
+``com.microsoft.MultiHeadAttention`` is first written out as the standard operators it
+computes (:func:`expand_fused_attention`): the quantiser can then put its quantise /
+dequantise pairs on the two products' inputs, which OpenVINO fuses back into one integer
+attention kernel.
 """
 
 from __future__ import annotations
@@ -84,6 +91,49 @@ def linear_layers_as_gemm(model: Any) -> int:
     return rewritten
 
 
+def weights_through_identity(model: Any) -> int:
+    """Let ``MatMul`` / ``Gemm`` / ``Conv`` nodes read a weight directly where they read it
+    through ``Identity(initializer)``; returns how many inputs were rewired.
+
+    The TorchScript exporter writes a weight used more than once (SAM 2's encoder blocks
+    traced in bands: one linear layer per band) as one initializer behind an ``Identity``
+    per use. The quantiser takes only initializers as weights, so those layers were left in
+    fp32 as products of two activations. ``Identity`` nodes left without a reader (in this
+    graph, its outputs or any subgraph) are removed. Modifies ``model`` in place.
+    """
+    graph = model.graph
+    inits = {t.name for t in graph.initializer}
+    source = {
+        n.output[0]: n.input[0]
+        for n in graph.node
+        if n.op_type == "Identity" and n.input and n.input[0] in inits
+    }
+    rewired = 0
+    for node in graph.node:
+        if node.op_type in ("MatMul", "Gemm", "Conv"):
+            for i, name in enumerate(node.input):
+                if name in source:
+                    node.input[i] = source[name]
+                    rewired += 1
+    if rewired:
+        read = {o.name for o in graph.output} | _subgraph_reads(graph)
+        read |= {name for n in graph.node for name in n.input}
+        for node in [n for n in graph.node if n.op_type == "Identity"]:
+            if node.output[0] in source and node.output[0] not in read:
+                graph.node.remove(node)
+    return rewired
+
+
+def _subgraph_reads(graph: Any) -> set[str]:
+    """Names read by nodes of ``graph``'s subgraphs (``If`` / ``Loop`` bodies), at any depth."""
+    names: set[str] = set()
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [*([attr.g] if attr.HasField("g") else []), *attr.graphs]:
+                names |= {name for n in sub.node for name in n.input} | _subgraph_reads(sub)
+    return names
+
+
 def quantized_products(path: Any) -> int:
     """How many ``Conv`` / ``MatMul`` / ``Gemm`` nodes of the QDQ graph at ``path`` take
     both their inputs from a ``DequantizeLinear`` (run as integer products); 0 means
@@ -98,3 +148,102 @@ def quantized_products(path: Any) -> int:
         and all(producer.get(name) == "DequantizeLinear" for name in node.input[:2])
         for node in graph.node
     )
+
+
+#: The fused attention operator samedge's encoders use (see :mod:`samedge.export.attention`).
+FUSED_ATTENTION = ("com.microsoft", "MultiHeadAttention")
+
+
+def expand_fused_attention(model: Any) -> tuple[int, int]:
+    """Write each ``com.microsoft.MultiHeadAttention`` node as standard ONNX operators.
+
+    The fused node takes queries ``(B, S, H*d)`` and keys / values ``(B, S', H*d)`` /
+    ``(B, S', H*dv)`` (``num_heads`` = H, optional ``scale``, default ``1/sqrt(d)``) and
+    returns ``(B, S, H*dv)``. Written out: per head, ``Softmax(scale * Q K^T) V``, with the
+    heads split by ``Reshape`` + ``Transpose`` and merged back the same way: the same
+    function, so the output keeps the node's name and shape. Nodes with more inputs (bias,
+    masks, past state) or inputs that are not 3-D are left fused. The scale is a constant
+    where shape inference knows the head size, else computed from the queries' shape.
+    Modifies ``model`` (an ``onnx.ModelProto``) in place; returns ``(expanded, left)``.
+    """
+    from onnx import helper, numpy_helper, shape_inference
+
+    graph = model.graph
+    fused = [n for n in graph.node if (n.domain, n.op_type) == FUSED_ATTENTION]
+    if not fused:
+        return 0, 0
+    inferred = shape_inference.infer_shapes(model, strict_mode=False).graph
+    dims: dict[str, list[int]] = {}
+    for info in (*inferred.value_info, *inferred.input, *inferred.output):
+        if info.type.tensor_type.HasField("shape"):
+            dims[info.name] = [d.dim_value for d in info.type.tensor_type.shape.dim]
+
+    def const(name: str, value: np.ndarray) -> str:
+        graph.initializer.append(numpy_helper.from_array(value, name))
+        return name
+
+    expanded = left = 0
+    for node in fused:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        heads = int(attrs.get("num_heads", 0))
+        q, k, v = [*node.input, "", "", ""][:3]
+        extra = [name for name in node.input[3:] if name]
+        ranks = [len(dims.get(name, ())) for name in (q, k, v)]
+        if extra or not (q and k and v) or heads <= 0 or ranks != [3, 3, 3]:
+            left += 1
+            continue
+        stem = f"{node.name or node.output[0]}/expanded"
+        split = const(f"{stem}/split_shape", np.array([0, 0, heads, -1], np.int64))
+        merge = const(f"{stem}/merge_shape", np.array([0, 0, -1], np.int64))
+        hidden = dims[q][2]  # 0 where unknown
+        scale_nodes = []
+        if "scale" in attrs or hidden:
+            scale = float(attrs.get("scale", 0.0)) or 1.0 / float(np.sqrt(hidden // heads))
+            factor = const(f"{stem}/scale", np.array(scale, np.float32))
+        else:  # the head size is known at run time only: 1 / sqrt(the queries' last axis)
+            factor = f"{stem}/scale"
+            last = const(f"{stem}/last", np.array([-1], np.int64))
+            scale_nodes = [
+                helper.make_node("Shape", [f"{stem}/q"], [f"{stem}/q_shape"]),
+                helper.make_node("Gather", [f"{stem}/q_shape", last], [f"{stem}/head"], axis=0),
+                helper.make_node("Cast", [f"{stem}/head"], [f"{stem}/head_f"], to=1),
+                helper.make_node("Sqrt", [f"{stem}/head_f"], [f"{stem}/root"]),
+                helper.make_node("Reciprocal", [f"{stem}/root"], [factor]),
+            ]
+        new = [
+            helper.make_node("Reshape", [q, split], [f"{stem}/q_heads"]),
+            helper.make_node("Transpose", [f"{stem}/q_heads"], [f"{stem}/q"], perm=[0, 2, 1, 3]),
+            *scale_nodes,
+            helper.make_node("Mul", [f"{stem}/q", factor], [f"{stem}/q_scaled"]),
+            helper.make_node("Reshape", [k, split], [f"{stem}/k_heads"]),
+            helper.make_node("Transpose", [f"{stem}/k_heads"], [f"{stem}/k_t"], perm=[0, 2, 3, 1]),
+            helper.make_node("Reshape", [v, split], [f"{stem}/v_heads"]),
+            helper.make_node("Transpose", [f"{stem}/v_heads"], [f"{stem}/v"], perm=[0, 2, 1, 3]),
+            helper.make_node(
+                "MatMul",
+                [f"{stem}/q_scaled", f"{stem}/k_t"],
+                [f"{stem}/scores"],
+                name=f"{stem}/scores",
+            ),
+            helper.make_node("Softmax", [f"{stem}/scores"], [f"{stem}/probs"], axis=-1),
+            helper.make_node(
+                "MatMul",
+                [f"{stem}/probs", f"{stem}/v"],
+                [f"{stem}/context"],
+                name=f"{stem}/context",
+            ),
+            helper.make_node(
+                "Transpose", [f"{stem}/context"], [f"{stem}/context_t"], perm=[0, 2, 1, 3]
+            ),
+            helper.make_node("Reshape", [f"{stem}/context_t", merge], [node.output[0]]),
+        ]
+        at = list(graph.node).index(node)
+        for offset, item in enumerate(new):
+            graph.node.insert(at + offset, item)
+        graph.node.remove(node)
+        expanded += 1
+    if expanded and not any(n.domain == FUSED_ATTENTION[0] for n in graph.node):
+        kept = [o for o in model.opset_import if o.domain != FUSED_ATTENTION[0]]
+        del model.opset_import[:]
+        model.opset_import.extend(kept)
+    return expanded, left
