@@ -228,6 +228,7 @@ def test_int8_static_for_openvino_takes_the_models_openvino_operators(
     record = json.loads((out / "samedge.json").read_text())["extra"]["quantization"]
     assert record["encoder_runtime"] == "openvino"
     assert record["int8_ops"] == {"encoder": ["Conv", "MatMul", "Gemm"]}
+    assert record["int8_attention"] == {"encoder": False}  # windows of 49 tokens: not worth it
     graph = onnx.load(str(out / "encoder.onnx"), load_external_data=False).graph
     # A quantised product reads a dequantised weight (an initializer's DequantizeLinear).
     weights = {t.name for t in graph.initializer}
@@ -239,3 +240,65 @@ def test_int8_static_for_openvino_takes_the_models_openvino_operators(
     assert Predictor.from_pretrained(out, providers="openvino").providers["encoder"] == (
         "OpenVINO (CPU)"
     )
+
+
+def test_int8_static_for_openvino_quantises_efficientsams_attention(
+    export_test_model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EfficientSAM's spec has static INT8 on OpenVINO quantise its global attention too:
+    the fused attention nodes are written out, both products of each read symmetric int8
+    operands, and OpenVINO runs every attention as one integer kernel where the CPU has
+    integer matrix instructions (docs/precision.md: 2.65x the fp32 encoder)."""
+    import json
+
+    import onnx
+    import openvino as ov
+
+    from samedge.bench.sysinfo import _cpu_flags
+    from samedge.cli.main import main
+
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path / "home"))
+    out = tmp_path / "int8"
+    argv = [
+        "quantize", str(export_test_model("efficientsam_ti")), "--out", str(out), "--precision",
+        "int8-static", "--component", "encoder", "--fidelity",
+        str(shared_path("data", "interactive", "GrabCut")), "--fidelity-limit", "1",
+        "--calibration", str(shared_path("data", "images")), "--num-images", "1", "--force",
+        "--threads", "2", "--no-progress", "--provider", "openvino",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((out / "samedge.json").read_text())["extra"]["quantization"]
+    assert record["int8_attention"] == {"encoder": True}
+    assert record["int8_ops"] == {"encoder": ["MatMul", "Gemm"]}
+    graph = onnx.load(str(out / "encoder.onnx"), load_external_data=False).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    assert not [n for n in graph.node if n.op_type == "MultiHeadAttention"]
+    values = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+
+    def dequantised(name: str) -> bool:
+        node = producer.get(name)
+        return node is not None and node.op_type == "DequantizeLinear"
+
+    products = [n for n in graph.node if n.op_type == "MatMul"]
+    attention = [n for n in products if n.name.endswith(("/expanded/scores", "/expanded/context"))]
+    assert len(attention) == 24  # scores and weighted values of 12 blocks
+    # The position table's two products (constants, folded at load) stay fp32.
+    table = [n for n in products if n.name.startswith("/image_encoder/MatMul")]
+    assert len(table) == 2 and not any(dequantised(i) for n in table for i in n.input)
+    for node in attention:
+        assert all(dequantised(i) for i in node.input), node.name
+        for name in node.input:  # symmetric int8: zero point 0
+            zero_point = values[producer[name].input[2]]
+            assert zero_point.dtype == np.int8 and not zero_point.any()
+    flags = _cpu_flags()
+    if "amx_tile" in flags or "avx512_vnni" in flags:
+        config = {"INFERENCE_NUM_THREADS": 2, "INFERENCE_PRECISION_HINT": "f32"}
+        compiled = ov.Core().compile_model(str(out / "encoder.onnx"), "CPU", config)
+        kernels = [
+            (
+                op.get_rt_info()["layerType"].astype(str),
+                op.get_rt_info()["runtimePrecision"].astype(str),
+            )
+            for op in compiled.get_runtime_model().get_ordered_ops()
+        ]
+        assert kernels.count(("Subgraph", "i8")) == 12

@@ -216,6 +216,7 @@ def test_cli_errors_are_one_line(parent, grabcut, tmp_path, capsys) -> None:
     for extra, message in (
         (["--precision", "int8-static", "--int8-ops", "Conv,Einsum"], "unknown operator Einsum"),
         (["--precision", "fp16", "--int8-ops", "Conv"], "--int8-ops applies to"),
+        (["--precision", "int8-dynamic", "--int8-attention"], "--int8-attention applies to"),
     ):
         with pytest.raises(SystemExit) if "Einsum" in extra[-1] else contextlib.nullcontext():
             code = main(

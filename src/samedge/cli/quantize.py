@@ -64,6 +64,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"docs/precision.md)",
     )
     parser.add_argument(
+        "--int8-attention",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="int8-static: quantise the encoder's attention products too, with symmetric int8 "
+        "activations, which OpenVINO runs as one integer attention kernel (default: the "
+        "model's: on for SAM, SAM 2.1 and EfficientSAM with --provider openvino; see "
+        "docs/precision.md)",
+    )
+    parser.add_argument(
         "--threshold", type=float, default=0.95, help="minimum mean IoU vs fp32 (default 0.95)"
     )
     parser.add_argument(
@@ -101,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
         providers=args.provider,
         provider_settings=provider_settings(args),
         threads=args.threads,
-        static_options={} if args.int8_ops is None else {"ops": args.int8_ops},
+        static_options={
+            **({} if args.int8_ops is None else {"ops": args.int8_ops}),
+            **({} if args.int8_attention is None else {"attention": args.int8_attention}),
+        },
     )
     result = quantize_model(
         args.model, args.out, cfg, log=step_printer(args), progress=not args.no_progress

@@ -18,7 +18,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import SamedgeError
-from .graph import linear_layers_as_gemm, quantized_products
+from .graph import (
+    expand_fused_attention,
+    linear_layers_as_gemm,
+    quantized_products,
+    weights_through_identity,
+)
 from .ranges import METHODS as METHODS
 from .ranges import CalibrationOptions, Samples, calibration_method, collect_ranges
 
@@ -29,7 +34,8 @@ STATIC_OP_CHOICES = ("Conv", "MatMul", "Gemm")
 #: nearly all of the encoders' FLOPs outside attention. Convolutions stay fp32: in SAM's
 #: ViT-B they are a few percent of the time but quantising them cost most of the fidelity
 #: (mean IoU 0.945 -> 0.991 without them, docs/precision.md). Products of two activations
-#: (attention scores) stay fp32 too: as integer products they were no faster.
+#: (attention scores) stay fp32 too: on ONNX Runtime as integer products they were no
+#: faster; OpenVINO's integer attention kernel is asked for with ``attention=True``.
 STATIC_OPS = ("MatMul", "Gemm")
 
 #: Operators that dynamic INT8 quantises (activations are quantised per call).
@@ -117,31 +123,66 @@ def staged(src: Path, files: Sequence[Path] = ()) -> Iterator[Path]:
         yield link
 
 
-def _prepare_graph(path: Path, linear_as_gemm: bool, log: Any = None) -> list[str]:
+def _prepare_graph(
+    path: Path, linear_as_gemm: bool, attention: bool = False, log: Any = None
+) -> list[str]:
     """Ready the staged graph ``path`` for static quantisation; returns the nodes to leave
-    in fp32: every ``MatMul`` of two activations (no weight operand).
+    in fp32: every product of constants alone (folded when the graph loads), and every
+    ``MatMul`` of two activations (no weight operand) unless ``attention``.
 
-    With ``linear_as_gemm`` the graph's linear layers are rewritten as ``Gemm``
+    Products that read a shared weight through an ``Identity`` read it directly first
+    (:func:`.graph.weights_through_identity`), so they count as weight products.
+
+    With ``attention`` ONNX Runtime's fused attention nodes are first written out as
+    standard operators (:func:`.graph.expand_fused_attention`, before the rewrite below,
+    while shape inference still knows the head size) and no product is left out. With
+    ``linear_as_gemm`` the graph's linear layers are rewritten as ``Gemm``
     (:func:`.graph.linear_layers_as_gemm`). ``path`` is a link to the parent's file: it is
     replaced by the rewritten copy, never written through. External data stays where it
-    is; only nodes and small shape constants change.
+    is; only nodes and small constants change.
     """
     import onnx
 
+    say = log or (lambda _msg: None)
     proto = onnx.load(os.fspath(path), load_external_data=False)
-    changed = False
+    rewired = weights_through_identity(proto)
+    changed = rewired > 0
+    if rewired:
+        say(f"{rewired} products read their weights through Identity: now directly")
+    if attention:
+        expanded, left = expand_fused_attention(proto)
+        changed = expanded > 0
+        if expanded or left:
+            say(
+                f"{expanded} fused attention nodes written as standard operators"
+                + (f", {left} left fused (not quantised)" if left else "")
+            )
     if linear_as_gemm:
         count = linear_layers_as_gemm(proto)
-        changed = count > 0
-        if log is not None:
-            log(f"{count} linear layers written as Gemm")
+        changed = changed or count > 0
+        say(f"{count} linear layers written as Gemm")
     weights = {t.name for t in proto.graph.initializer}
-    excluded = []
+    # Tensors computed from the graph's inputs; a product of constants alone (a resized
+    # position table) is folded by the runtime when it loads the graph: never quantised.
+    varying = {i.name for i in proto.graph.input} - weights
+    for node in proto.graph.node:
+        if varying.intersection(node.input):
+            varying.update(node.output)
+    excluded, activations = [], 0
     for i, node in enumerate(proto.graph.node):
-        if node.op_type == "MatMul" and not set(node.input) & weights:
+        if node.op_type not in ("MatMul", "Gemm", "Conv"):
+            continue
+        constant = not varying.intersection(node.input)
+        of_activations = node.op_type == "MatMul" and not set(node.input) & weights
+        if constant or of_activations:
             if not node.name:
-                node.name, changed = f"samedge/matmul_{i}", True
-            excluded.append(node.name)
+                node.name, changed = f"samedge/{node.op_type.lower()}_{i}", True
+            if attention and not constant:
+                activations += 1
+            else:
+                excluded.append(node.name)
+    if activations:
+        say(f"{activations} products of two activations (attention) quantised too")
     if changed:
         path.unlink()
         onnx.save(proto, os.fspath(path))
@@ -177,6 +218,7 @@ def to_int8_static(
     activation: str = "quint8",
     extra_options: Mapping[str, Any] | None = None,
     linear_as_gemm: bool = True,
+    attention: bool = False,
     threads: int | None = None,
     external_files: Sequence[Path] = (),
     log: Any = None,
@@ -188,7 +230,7 @@ def to_int8_static(
         calibration: :class:`.ranges.CalibrationOptions`, or a method name with the default
             options (see :data:`METHODS`).
         ops: operator types to quantise (see :data:`STATIC_OPS`); a ``MatMul`` of two
-            activations is never quantised.
+            activations only with ``attention``.
         per_channel: per-output-channel weight scales (better accuracy for Conv/MatMul).
         reduce_range: 7-bit weights, which avoids int16 overflow in the u8s8 kernels of CPUs
             without VNNI.
@@ -197,6 +239,11 @@ def to_int8_static(
             (:func:`.graph.linear_layers_as_gemm`) and leave those products' outputs in
             float: each becomes one ``QGemm`` with its bias, instead of an integer product,
             a requantisation, a dequantisation and an fp32 bias addition.
+        attention: quantise the products of two activations too (attention's scores and
+            their weighted sum; fused attention nodes are written out first), with
+            symmetric int8 activations throughout: OpenVINO then runs each attention as one
+            integer kernel (EfficientSAM-Ti: 2.6x its fp32 encoder, docs/precision.md).
+            ONNX Runtime has no such kernel: for it these products stay fp32.
         threads: intra-op threads of the calibration runs.
         external_files: external data files of ``src`` (graphs over 2 GB).
 
@@ -216,6 +263,14 @@ def to_int8_static(
         else CalibrationOptions(method=calibration)
     )
     ops = list(ops)
+    if attention:
+        # OpenVINO fuses a quantised attention into its integer kernel only when both
+        # products' operands are symmetric int8 (asymmetric uint8: four FakeQuantize passes
+        # around fp32 products, 2.3x slower than fp32; measured on EfficientSAM-Ti).
+        activation = "qint8"
+        extra_options = {**(extra_options or {}), "ActivationSymmetric": True}
+        if "MatMul" not in ops:
+            ops.append("MatMul")
     kwargs: dict[str, Any] = {
         "quant_format": QuantFormat.QDQ,
         "op_types_to_quantize": ops,
@@ -231,7 +286,7 @@ def to_int8_static(
     extra.update(extra_options or {})
     with staged(src, external_files) as model, without_preprocess_advice():
         large = bool(external_files)
-        kwargs["nodes_to_exclude"] = _prepare_graph(model, linear_as_gemm, log)
+        kwargs["nodes_to_exclude"] = _prepare_graph(model, linear_as_gemm, attention, log)
         if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
             from onnxruntime.quantization.calibrate import save_tensors_data
 

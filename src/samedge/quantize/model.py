@@ -128,6 +128,8 @@ def _check_config(cfg: QuantizeConfig) -> None:
     ops = cfg.static_options.get("ops")
     if ops is not None and cfg.precision != "int8-static":
         raise SamedgeError("--int8-ops applies to --precision int8-static only")
+    if cfg.static_options.get("attention") is not None and cfg.precision != "int8-static":
+        raise SamedgeError("--int8-attention applies to --precision int8-static only")
     unknown = sorted(set(ops or ()) - set(STATIC_OP_CHOICES))
     if unknown:
         raise SamedgeError(
@@ -235,16 +237,24 @@ def quantize_model(
     # encoder, those of the runtime that runs it (the fidelity below is measured on it too);
     # the decoders always run on ONNX Runtime.
     runtime = encoder_runtime(parent.providers["encoder"])
+    # Attention is quantised in the encoder only (by default where its runtime has an
+    # integer attention kernel); the decoders' small attention stays fp32.
+    spec, overrides = parent_art.spec, dict(cfg.static_options)
+    attention = overrides.pop("attention", None)
     static_for = {
-        "encoder": {"ops": parent_art.spec.int8_ops_for(runtime), **cfg.static_options},
-        "decoder": {"ops": parent_art.spec.int8_ops, **cfg.static_options},
+        "encoder": {
+            "ops": spec.int8_ops_for(runtime),
+            **overrides,
+            "attention": spec.int8_attention_for(runtime) if attention is None else attention,
+        },
+        "decoder": {"ops": spec.int8_ops, **overrides, "attention": False},
     }
-    if (
-        cfg.precision == "int8-static"
-        and "ops" not in cfg.static_options
-        and (static_for["encoder"] != static_for["decoder"])
-    ):
-        say(f"encoder runs on {runtime}: quantising {', '.join(static_for['encoder']['ops'])}")
+    if cfg.precision == "int8-static" and static_for["encoder"] != static_for["decoder"]:
+        chosen = static_for["encoder"]
+        say(
+            f"encoder runs on {runtime}: quantising {', '.join(chosen['ops'])}"
+            + (" and attention" if chosen["attention"] else "")
+        )
     components = ["encoder", "decoder"] if cfg.component == "both" else [cfg.component]
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -301,6 +311,11 @@ def quantize_model(
             "static_options": dict(cfg.static_options),
             "int8_ops": (
                 {c: list(static_for[c]["ops"]) for c in components}
+                if cfg.precision == "int8-static"
+                else None
+            ),
+            "int8_attention": (
+                {c: bool(static_for[c]["attention"]) for c in components}
                 if cfg.precision == "int8-static"
                 else None
             ),
