@@ -248,7 +248,7 @@ def test_int8_static_for_openvino_quantises_efficientsams_attention(
     """EfficientSAM's spec has static INT8 on OpenVINO quantise its global attention too:
     the fused attention nodes are written out, both products of each read symmetric int8
     operands, and OpenVINO runs every attention as one integer kernel where the CPU has
-    integer matrix instructions (docs/precision.md: 2.65x the fp32 encoder)."""
+    integer matrix instructions (docs/precision.md: 2.4-2.65x the fp32 encoder)."""
     import json
 
     import onnx

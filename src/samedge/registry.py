@@ -123,7 +123,7 @@ def _efficientsam(variant: str, title: str, builder: str, file: str) -> ModelSpe
         amg=AmgDefaults(pred_iou_thresh=0.88, generator=None),
         small_regions="full_res",
         # Global attention over 4,096 tokens is ~75 % of the encoder: on OpenVINO its INT8
-        # graph quantises it too (ES-Ti: 2.65x fp32, 1.15x without; docs/precision.md).
+        # graph quantises it too (ES-Ti: 2.4-2.65x fp32, 1.15x without; docs/precision.md).
         int8_attention_openvino=True,
     )
 

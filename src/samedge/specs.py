@@ -276,7 +276,7 @@ class ModelSpec:
             too (its products of two activations, with symmetric int8 activations), which
             OpenVINO runs as one integer attention kernel (``samedge quantize
             --[no-]int8-attention`` overrides). On for the softmax-attention ViTs, measured
-            on OpenVINO against fp32 (docs/precision.md): EfficientSAM-Ti 2.65x (1.15x with
+            on OpenVINO against fp32 (docs/precision.md): EfficientSAM-Ti 2.4-2.65x (1.15x with
             the linear layers alone), SAM 2.1 tiny 2.41x (1.51x), SAM ViT-B 2.84x (1.93x),
             each at mean IoU >= 0.986 against fp32. Off for MobileSAM (49-token windows with
             a position bias: mean IoU 0.78) and EfficientViT-SAM (ReLU linear attention:
