@@ -203,6 +203,23 @@ def test_openvino_precision_is_checked() -> None:
         ProviderSettings(openvino_precision="int4")
 
 
+def _int8_for_openvino(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``samedge quantize FOLDER --precision int8-static --component encoder --provider
+    openvino`` on one calibration image and one fidelity mask; returns the new folder."""
+    from samedge.cli.main import main
+
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path / "home"))
+    out = tmp_path / "int8"
+    argv = [
+        "quantize", str(folder), "--out", str(out), "--precision", "int8-static",
+        "--component", "encoder", "--fidelity", str(shared_path("data", "interactive", "GrabCut")),
+        "--fidelity-limit", "1", "--calibration", str(shared_path("data", "images")),
+        "--num-images", "1", "--force", "--threads", "2", "--no-progress", "--provider", "openvino",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    return out
+
+
 def test_int8_static_for_openvino_takes_the_models_openvino_operators(
     export_test_model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -213,18 +230,7 @@ def test_int8_static_for_openvino_takes_the_models_openvino_operators(
 
     import onnx
 
-    from samedge.cli.main import main
-
-    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path / "home"))
-    out = tmp_path / "int8"
-    argv = [
-        "quantize", str(export_test_model("mobile_sam")), "--out", str(out), "--precision",
-        "int8-static", "--component", "encoder", "--fidelity",
-        str(shared_path("data", "interactive", "GrabCut")), "--fidelity-limit", "1",
-        "--calibration", str(shared_path("data", "images")), "--num-images", "1", "--force",
-        "--threads", "2", "--no-progress", "--provider", "openvino",
-    ]  # fmt: skip
-    assert main(argv) == 0
+    out = _int8_for_openvino(export_test_model("mobile_sam"), tmp_path, monkeypatch)
     record = json.loads((out / "samedge.json").read_text())["extra"]["quantization"]
     assert record["encoder_runtime"] == "openvino"
     assert record["int8_ops"] == {"encoder": ["Conv", "MatMul", "Gemm"]}
@@ -255,18 +261,8 @@ def test_int8_static_for_openvino_quantises_efficientsams_attention(
     import openvino as ov
 
     from samedge.bench.sysinfo import _cpu_flags
-    from samedge.cli.main import main
 
-    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path / "home"))
-    out = tmp_path / "int8"
-    argv = [
-        "quantize", str(export_test_model("efficientsam_ti")), "--out", str(out), "--precision",
-        "int8-static", "--component", "encoder", "--fidelity",
-        str(shared_path("data", "interactive", "GrabCut")), "--fidelity-limit", "1",
-        "--calibration", str(shared_path("data", "images")), "--num-images", "1", "--force",
-        "--threads", "2", "--no-progress", "--provider", "openvino",
-    ]  # fmt: skip
-    assert main(argv) == 0
+    out = _int8_for_openvino(export_test_model("efficientsam_ti"), tmp_path, monkeypatch)
     record = json.loads((out / "samedge.json").read_text())["extra"]["quantization"]
     assert record["int8_attention"] == {"encoder": True}
     assert record["int8_ops"] == {"encoder": ["MatMul", "Gemm"]}
