@@ -3,6 +3,8 @@ dynamic axes), shared weights read directly, fused attention written out."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -178,3 +180,42 @@ def test_fused_attention_with_a_bias_input_stays_fused() -> None:
     model = _attention_model(12, heads=3, extra_input=True)
     assert expand_fused_attention(model) == (0, 1)
     assert [n.op_type for n in model.graph.node] == ["MultiHeadAttention"]
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_prepared_graph_leaves_constant_products_and_maybe_attention_in_fp32(
+    tmp_path: Path, attention: bool
+) -> None:
+    """What static INT8 leaves in fp32: products of constants alone (folded at load) always,
+    products of two activations unless attention is quantised; shared weights read through
+    ``Identity`` are weights, and the rewired graph is what gets quantised."""
+    from samedge.quantize.convert import _prepare_graph
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), name)
+        for name in ("w", "table", "axis")
+    ]
+    nodes = [
+        helper.make_node("Identity", ["w"], ["w_shared"]),
+        helper.make_node("MatMul", ["x", "w_shared"], ["h"], name="linear"),
+        helper.make_node("MatMul", ["axis", "table"], ["resized"], name="constant"),
+        helper.make_node("Add", ["h", "resized"], ["p"]),
+        helper.make_node("Transpose", ["p"], ["pt"], perm=[1, 0]),
+        helper.make_node("MatMul", ["p", "pt"], ["scores"], name="scores"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 8])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [8, 8])],
+        inits,
+    )
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    excluded = _prepare_graph(path, linear_as_gemm=False, attention=attention)
+    assert excluded == (["constant"] if attention else ["constant", "scores"])
+    saved = onnx.load(str(path)).graph
+    linear = next(n for n in saved.node if n.name == "linear")
+    assert list(linear.input) == ["x", "w"]
+    assert "Identity" not in {n.op_type for n in saved.node}

@@ -135,7 +135,8 @@ def _prepare_graph(
 
     With ``attention`` ONNX Runtime's fused attention nodes are first written out as
     standard operators (:func:`.graph.expand_fused_attention`, before the rewrite below,
-    while shape inference still knows the head size) and no product is left out. With
+    while shape inference still knows the head size) and products of two activations are
+    quantised too. With
     ``linear_as_gemm`` the graph's linear layers are rewritten as ``Gemm``
     (:func:`.graph.linear_layers_as_gemm`). ``path`` is a link to the parent's file: it is
     replaced by the rewritten copy, never written through. External data stays where it
@@ -151,7 +152,7 @@ def _prepare_graph(
         say(f"{rewired} products read their weights through Identity: now directly")
     if attention:
         expanded, left = expand_fused_attention(proto)
-        changed = expanded > 0
+        changed = changed or expanded > 0
         if expanded or left:
             say(
                 f"{expanded} fused attention nodes written as standard operators"
@@ -242,7 +243,7 @@ def to_int8_static(
         attention: quantise the products of two activations too (attention's scores and
             their weighted sum; fused attention nodes are written out first), with
             symmetric int8 activations throughout: OpenVINO then runs each attention as one
-            integer kernel (EfficientSAM-Ti: 2.6x its fp32 encoder, docs/precision.md).
+            integer kernel (EfficientSAM-Ti: 2.4-2.65x its fp32 encoder, docs/precision.md).
             ONNX Runtime has no such kernel: for it these products stay fp32.
         threads: intra-op threads of the calibration runs.
         external_files: external data files of ``src`` (graphs over 2 GB).

@@ -64,7 +64,10 @@ class QuantizeConfig:
         force: write the folder even below the threshold (recorded in the manifest).
         providers, threads, provider_settings: how both models run for the fidelity check
             (see :class:`samedge.runtime.predictor.Predictor`).
-        static_options: extra keyword arguments of :func:`.convert.to_int8_static`.
+        static_options: extra keyword arguments of :func:`.convert.to_int8_static`
+            (``ops``: ``--int8-ops``); ``attention`` (``--[no-]int8-attention``) applies to
+            the encoder only, and ``None`` or absent means the model's default for the
+            runtime that runs the encoder (:meth:`samedge.specs.ModelSpec.int8_attention_for`).
     """
 
     precision: str
