@@ -44,7 +44,8 @@ def int8_advice(features: dict[str, bool]) -> str:
         return (
             "AMX-INT8 present: static INT8 pays most on OpenVINO's integer kernels "
             "(samedge quantize --provider openvino, then run with --provider openvino: "
-            "EfficientViT-SAM L0's encoder 3.5x its fp32 speed; docs/precision.md)"
+            "EfficientViT-SAM L0's encoder 3.5x its fp32 speed, EfficientSAM-Ti's 2.4x with "
+            "its attention in INT8; docs/precision.md)"
         )
     if features.get("AVX-512 VNNI") or features.get("AVX-VNNI"):
         return "VNNI present: INT8 matmuls/convolutions run natively (static INT8 pays most)"
