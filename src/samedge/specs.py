@@ -274,8 +274,9 @@ class ModelSpec:
             on ONNX Runtime (docs/precision.md).
         int8_attention_openvino: on OpenVINO, static INT8 quantises the encoder's attention
             too (its products of two activations, with symmetric int8 activations), which
-            OpenVINO runs as one integer attention kernel (``samedge quantize
-            --[no-]int8-attention`` overrides). On for the softmax-attention ViTs, measured
+            OpenVINO runs as one integer attention kernel on CPUs with VNNI or AMX (without
+            them the default stays off; ``samedge quantize --[no-]int8-attention``
+            overrides). On for the softmax-attention ViTs, measured
             on OpenVINO against fp32 (docs/precision.md): EfficientSAM-Ti 2.4-2.65x (1.15x with
             the linear layers alone), SAM 2.1 tiny 2.41x (1.51x), SAM ViT-B 2.84x (1.93x),
             each at mean IoU >= 0.986 against fp32. Off for MobileSAM (49-token windows with

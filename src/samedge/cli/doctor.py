@@ -6,37 +6,9 @@ import argparse
 import os
 import platform
 import sys
-from pathlib import Path
 
-#: /proc/cpuinfo flags that matter for ONNX Runtime's CPU kernels.
-CPU_FLAGS = {
-    "avx2": "AVX2",
-    "fma": "FMA",
-    "avx512f": "AVX-512F",
-    "avx512_vnni": "AVX-512 VNNI",
-    "avx_vnni": "AVX-VNNI",
-    "avx512_bf16": "AVX-512 BF16",
-    "avx512_fp16": "AVX-512 FP16",
-    "amx_int8": "AMX-INT8",
-    "amx_bf16": "AMX-BF16",
-    "f16c": "F16C",
-}
-
-
-def cpu_info(cpuinfo: str | None = None) -> tuple[str, dict[str, bool]]:
-    """CPU model name and which of :data:`CPU_FLAGS` it has (from ``/proc/cpuinfo``)."""
-    if cpuinfo is None:
-        path = Path("/proc/cpuinfo")
-        cpuinfo = path.read_text() if path.is_file() else ""
-    model, flags = platform.processor() or platform.machine(), set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and value.strip():
-            model = value.strip()
-        elif key.strip() in ("flags", "Features"):
-            flags = set(value.split())
-            break
-    return model, {label: flag in flags for flag, label in CPU_FLAGS.items()}
+from ..runtime.diagnostics import CPU_FLAGS as CPU_FLAGS
+from ..runtime.diagnostics import cpu_info as cpu_info
 
 
 def int8_advice(features: dict[str, bool]) -> str:

@@ -69,7 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="int8-static: quantise the encoder's attention products too, with symmetric int8 "
         "activations, which OpenVINO runs as one integer attention kernel (default: the "
-        "model's: on for SAM, SAM 2.1 and EfficientSAM with --provider openvino; see "
+        "model's: on for SAM, SAM 2.1 and EfficientSAM with --provider openvino on a CPU "
+        "with VNNI or AMX; see "
         "docs/precision.md)",
     )
     parser.add_argument(

@@ -67,7 +67,8 @@ class QuantizeConfig:
         static_options: extra keyword arguments of :func:`.convert.to_int8_static`
             (``ops``: ``--int8-ops``); ``attention`` (``--[no-]int8-attention``) applies to
             the encoder only, and ``None`` or absent means the model's default for the
-            runtime that runs the encoder (:meth:`samedge.specs.ModelSpec.int8_attention_for`).
+            runtime that runs the encoder, on a CPU with VNNI or AMX
+            (:func:`default_int8_attention`).
     """
 
     precision: str
@@ -179,6 +180,26 @@ def encoder_runtime(provider: str) -> str:
     return "openvino" if provider.lower().startswith("openvino") else "onnxruntime"
 
 
+def default_int8_attention(spec: Any, runtime: str, log: Any = None) -> bool:
+    """Whether static INT8 quantises the encoder's attention when the caller did not say:
+    the spec's choice for ``runtime`` (:meth:`samedge.specs.ModelSpec.int8_attention_for`),
+    on a CPU that has the integer instructions OpenVINO's attention kernel needs (without
+    them the quantised attention is slower than fp32; logged)."""
+    from ..runtime.diagnostics import integer_attention_cpu
+
+    if not spec.int8_attention_for(runtime):
+        return False
+    if integer_attention_cpu():
+        return True
+    if log is not None:
+        log(
+            "this CPU has neither VNNI nor AMX, which OpenVINO's integer attention needs "
+            "(without them it ran at 0.6-0.7x fp32): attention stays fp32 "
+            "(--int8-attention forces it)"
+        )
+    return False
+
+
 def _disjoint(calibration: list[Path], cfg: QuantizeConfig) -> None:
     from ..eval import open_dataset
 
@@ -244,12 +265,10 @@ def quantize_model(
     # integer attention kernel); the decoders' small attention stays fp32.
     spec, overrides = parent_art.spec, dict(cfg.static_options)
     attention = overrides.pop("attention", None)
+    if attention is None and cfg.precision == "int8-static":
+        attention = default_int8_attention(spec, runtime, say)
     static_for = {
-        "encoder": {
-            "ops": spec.int8_ops_for(runtime),
-            **overrides,
-            "attention": spec.int8_attention_for(runtime) if attention is None else attention,
-        },
+        "encoder": {"ops": spec.int8_ops_for(runtime), **overrides, "attention": bool(attention)},
         "decoder": {"ops": spec.int8_ops, **overrides, "attention": False},
     }
     if cfg.precision == "int8-static" and static_for["encoder"] != static_for["decoder"]:

@@ -1,10 +1,13 @@
-"""Why a provider cannot run here, and which onnxruntime installs conflict (for
-``samedge doctor`` and the fallback warning). Imports onnxruntime only through
-:mod:`samedge.runtime.session`, and only when the caller gives no provider list."""
+"""Why a provider cannot run here, which onnxruntime installs conflict, and what the CPU
+offers (for ``samedge doctor``, the fallback warning and ``samedge quantize``). Imports
+onnxruntime only through :mod:`samedge.runtime.session`, and only when the caller gives no
+provider list."""
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Sequence
+from pathlib import Path
 
 from .providers import ORT_DISTRIBUTIONS, PROVIDER_PACKAGES, full_name
 
@@ -73,3 +76,44 @@ def unavailable_reason(
         )
     have = ", ".join(installed) or "no onnxruntime package"
     return f"{name} is not available: it needs {package} (installed: {have})"
+
+
+#: /proc/cpuinfo flags that matter for ONNX Runtime's CPU kernels.
+CPU_FLAGS = {
+    "avx2": "AVX2",
+    "fma": "FMA",
+    "avx512f": "AVX-512F",
+    "avx512_vnni": "AVX-512 VNNI",
+    "avx_vnni": "AVX-VNNI",
+    "avx512_bf16": "AVX-512 BF16",
+    "avx512_fp16": "AVX-512 FP16",
+    "amx_int8": "AMX-INT8",
+    "amx_bf16": "AMX-BF16",
+    "f16c": "F16C",
+}
+
+
+def cpu_info(cpuinfo: str | None = None) -> tuple[str, dict[str, bool]]:
+    """CPU model name and which of :data:`CPU_FLAGS` it has (from ``/proc/cpuinfo``)."""
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        cpuinfo = path.read_text() if path.is_file() else ""
+    model, flags = platform.processor() or platform.machine(), set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            model = value.strip()
+        elif key.strip() in ("flags", "Features"):
+            flags = set(value.split())
+            break
+    return model, {label: flag in flags for flag, label in CPU_FLAGS.items()}
+
+
+def integer_attention_cpu(features: dict[str, bool] | None = None) -> bool:
+    """Whether OpenVINO's integer attention kernel runs here: it needs VNNI (AVX-512 or
+    AVX) or AMX. Without them a quantised EfficientSAM-Ti attention ran at 0.6-0.7x its fp32
+    (OpenVINO limited to AVX2 or AVX-512 without VNNI); with AVX2-VNNI 1.85x, AVX-512 VNNI
+    2.0x, AMX 2.8x (docs/precision.md)."""
+    if features is None:
+        features = cpu_info()[1]
+    return any(features.get(k) for k in ("AMX-INT8", "AVX-512 VNNI", "AVX-VNNI"))
