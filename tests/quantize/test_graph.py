@@ -114,7 +114,9 @@ def test_shared_weights_behind_identity_are_read_directly() -> None:
         np.testing.assert_array_equal(a, b)
 
 
-def _attention_model(hidden: int | str, heads: int, extra_input: bool = False) -> onnx.ModelProto:
+def _attention_model(
+    hidden: int | str, heads: int, extra_input: bool = False, scale: float | None = None
+) -> onnx.ModelProto:
     """Queries / keys / values ``(B, S, hidden)`` straight from the inputs into ONNX
     Runtime's fused attention (a static hidden size, or a symbolic one)."""
     inputs = [
@@ -133,6 +135,7 @@ def _attention_model(hidden: int | str, heads: int, extra_input: bool = False) -
         ["o"],
         domain="com.microsoft",
         num_heads=heads,
+        **({} if scale is None else {"scale": scale}),
         name="attn",
     )
     graph = helper.make_graph(
@@ -148,11 +151,16 @@ def _attention_model(hidden: int | str, heads: int, extra_input: bool = False) -
     )
 
 
-@pytest.mark.parametrize("hidden", [12, "h"])
-def test_fused_attention_written_out_computes_the_same(hidden: int | str) -> None:
+@pytest.mark.parametrize(
+    ("hidden", "scale"), [(12, None), ("h", None), ("h", 0.0), ("h", 0.3), (12, 0.0)]
+)
+def test_fused_attention_written_out_computes_the_same(
+    hidden: int | str, scale: float | None
+) -> None:
     """ONNX Runtime's ``MultiHeadAttention`` written as standard operators gives its
-    output, with the scale a constant (head size known) or from the queries' shape."""
-    model = _attention_model(hidden, heads=3)
+    output, with the scale a constant (given, or the head size known) or from the queries'
+    shape (a ``scale`` of 0 means the default, as in ONNX Runtime)."""
+    model = _attention_model(hidden, heads=3, scale=scale)
     expanded = onnx.ModelProto()
     expanded.CopyFrom(model)
     assert expand_fused_attention(expanded) == (1, 0)
@@ -160,7 +168,7 @@ def test_fused_attention_written_out_computes_the_same(hidden: int | str) -> Non
     assert {o.domain for o in expanded.opset_import} == {""}
     ops = [n.op_type for n in expanded.graph.node]
     assert ops.count("MatMul") == 2 and ops.count("Softmax") == 1
-    assert ("Sqrt" in ops) == (hidden == "h")
+    assert ("Sqrt" in ops) == (hidden == "h" and not scale)
     rng = np.random.default_rng(0)
     feeds = {
         "q": rng.standard_normal((2, 5, 12)).astype(np.float32) * 3,

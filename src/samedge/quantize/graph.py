@@ -196,9 +196,12 @@ def expand_fused_attention(model: Any) -> tuple[int, int]:
         split = const(f"{stem}/split_shape", np.array([0, 0, heads, -1], np.int64))
         merge = const(f"{stem}/merge_shape", np.array([0, 0, -1], np.int64))
         hidden = dims[q][2]  # 0 where unknown
+        # ``scale`` 0 or absent means 1 / sqrt(head size), as in ONNX Runtime.
+        scale = float(attrs.get("scale", 0.0))
+        if not scale and hidden:
+            scale = 1.0 / float(np.sqrt(hidden // heads))
         scale_nodes = []
-        if "scale" in attrs or hidden:
-            scale = float(attrs.get("scale", 0.0)) or 1.0 / float(np.sqrt(hidden // heads))
+        if scale:
             factor = const(f"{stem}/scale", np.array(scale, np.float32))
         else:  # the head size is known at run time only: 1 / sqrt(the queries' last axis)
             factor = f"{stem}/scale"
