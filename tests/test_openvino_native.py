@@ -260,10 +260,9 @@ def test_int8_static_for_openvino_quantises_efficientsams_attention(
     import onnx
     import openvino as ov
 
-    from samedge.bench.sysinfo import _cpu_flags
-
     # The graph is checked on every CPU; OpenVINO's integer kernel (below) only where the CPU
     # has it, which is also where samedge quantises attention by default.
+    has_kernel = diagnostics.integer_attention_cpu()
     monkeypatch.setattr(diagnostics, "integer_attention_cpu", lambda features=None: True)
     out = _int8_for_openvino(export_test_model("efficientsam_ti"), tmp_path, monkeypatch)
     record = json.loads((out / "samedge.json").read_text())["extra"]["quantization"]
@@ -289,8 +288,7 @@ def test_int8_static_for_openvino_quantises_efficientsams_attention(
         for name in node.input:  # symmetric int8: zero point 0
             zero_point = values[producer[name].input[2]]
             assert zero_point.dtype == np.int8 and not zero_point.any()
-    flags = _cpu_flags()
-    if "amx_tile" in flags or "avx512_vnni" in flags:
+    if has_kernel:
         config = {"INFERENCE_NUM_THREADS": 2, "INFERENCE_PRECISION_HINT": "f32"}
         compiled = ov.Core().compile_model(str(out / "encoder.onnx"), "CPU", config)
         kernels = [
@@ -301,29 +299,3 @@ def test_int8_static_for_openvino_quantises_efficientsams_attention(
             for op in compiled.get_runtime_model().get_ordered_ops()
         ]
         assert kernels.count(("Subgraph", "i8")) == 12
-
-
-def test_int8_attention_by_default_only_where_the_cpu_has_the_kernel(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Without VNNI or AMX OpenVINO's quantised attention is slower than fp32, so the
-    default leaves it off there and says why; models whose spec keeps it off, and ONNX
-    Runtime, never get it by default."""
-    from samedge.quantize.model import default_int8_attention
-    from samedge.registry import get_spec
-
-    said: list[str] = []
-    es_ti, l0 = get_spec("efficientsam_ti"), get_spec("efficientvit_sam_l0")
-    monkeypatch.setattr(diagnostics, "integer_attention_cpu", lambda features=None: True)
-    assert default_int8_attention(es_ti, "openvino", said.append)
-    assert not default_int8_attention(es_ti, "onnxruntime", said.append)
-    assert not default_int8_attention(l0, "openvino", said.append)
-    assert said == []
-    monkeypatch.setattr(diagnostics, "integer_attention_cpu", lambda features=None: False)
-    assert not default_int8_attention(es_ti, "openvino", said.append)
-    assert len(said) == 1 and "neither VNNI nor AMX" in said[0] and "--int8-attention" in said[0]
-    # What the CPU check reads: /proc/cpuinfo's flags, as samedge doctor shows them.
-    monkeypatch.undo()
-    assert diagnostics.cpu_info("flags : avx2 avx512_vnni")[1]["AVX-512 VNNI"]
-    for flags, has in (("avx2 fma", False), ("avx2 avx_vnni", True), ("avx512f amx_int8", True)):
-        assert diagnostics.integer_attention_cpu(diagnostics.cpu_info(f"flags : {flags}")[1]) is has

@@ -9,7 +9,7 @@ import pytest
 
 from samedge.cli.doctor import bf16_advice, cpu_info, int8_advice
 from samedge.cli.main import main
-from samedge.runtime import session
+from samedge.runtime import diagnostics, session
 
 CPUINFO = """processor\t: 0
 model name\t: AMD EPYC 7B13
@@ -72,3 +72,29 @@ def test_fallback_warning_says_why(caplog) -> None:
     with caplog.at_level(logging.WARNING):
         assert session.resolve_providers("cuda,cpu") == ["CPUExecutionProvider"]
     assert "falling back. Why: CUDAExecutionProvider is not available" in caplog.text
+
+
+def test_int8_attention_by_default_only_where_the_cpu_has_the_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without VNNI or AMX OpenVINO's quantised attention is slower than fp32, so the
+    default leaves it off there and says why; models whose spec keeps it off, and ONNX
+    Runtime, never get it by default."""
+    from samedge.quantize.model import default_int8_attention
+    from samedge.registry import get_spec
+
+    said: list[str] = []
+    es_ti, l0 = get_spec("efficientsam_ti"), get_spec("efficientvit_sam_l0")
+    monkeypatch.setattr(diagnostics, "integer_attention_cpu", lambda features=None: True)
+    assert default_int8_attention(es_ti, "openvino", said.append)
+    assert not default_int8_attention(es_ti, "onnxruntime", said.append)
+    assert not default_int8_attention(l0, "openvino", said.append)
+    assert said == []
+    monkeypatch.setattr(diagnostics, "integer_attention_cpu", lambda features=None: False)
+    assert not default_int8_attention(es_ti, "openvino", said.append)
+    assert len(said) == 1 and "neither VNNI nor AMX" in said[0] and "--int8-attention" in said[0]
+    # What the CPU check reads: /proc/cpuinfo's flags, as samedge doctor shows them.
+    monkeypatch.undo()
+    assert diagnostics.cpu_info("flags : avx2 avx512_vnni")[1]["AVX-512 VNNI"]
+    for flags, has in (("avx2 fma", False), ("avx2 avx_vnni", True), ("avx512f amx_int8", True)):
+        assert diagnostics.integer_attention_cpu(diagnostics.cpu_info(f"flags : {flags}")[1]) is has

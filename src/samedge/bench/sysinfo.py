@@ -9,30 +9,12 @@ from importlib import metadata
 from typing import Any
 
 from .. import __version__
+from ..runtime.diagnostics import cpu_model_and_flags
 
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_flags() -> list[str]:
-    wanted = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "neon")
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith(("flags", "Features")):
-                    have = set(line.split(":", 1)[1].split())
-                    return [f for f in wanted if f in have]
-    except OSError:
-        pass
-    return []
+#: CPU flags recorded with a benchmark result.
+CPU_FLAGS_RECORDED = (
+    "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "neon",
+)  # fmt: skip
 
 
 def _version(package: str) -> str | None:
@@ -70,6 +52,7 @@ def _reference_packages() -> list[str]:
 
 def system_info() -> dict[str, Any]:
     """CPU model and features, core counts, memory, OS, Python and library versions."""
+    cpu_model, cpu_flags = cpu_model_and_flags()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS / Windows
@@ -83,8 +66,8 @@ def system_info() -> dict[str, Any]:
         ("onnxruntime", None),
     )
     return {
-        "cpu": _cpu_model(),
-        "cpu_flags": _cpu_flags(),
+        "cpu": cpu_model,
+        "cpu_flags": [f for f in CPU_FLAGS_RECORDED if f in cpu_flags],
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,
         "memory_gib": _memory_total_gib(),

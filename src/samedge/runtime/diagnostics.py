@@ -93,11 +93,14 @@ CPU_FLAGS = {
 }
 
 
-def cpu_info(cpuinfo: str | None = None) -> tuple[str, dict[str, bool]]:
-    """CPU model name and which of :data:`CPU_FLAGS` it has (from ``/proc/cpuinfo``)."""
+def cpu_model_and_flags(cpuinfo: str | None = None) -> tuple[str, set[str]]:
+    """CPU model name and every flag of ``/proc/cpuinfo`` (``flags`` on x86, ``Features``
+    on ARM); without that file the platform's processor name and no flags."""
     if cpuinfo is None:
-        path = Path("/proc/cpuinfo")
-        cpuinfo = path.read_text() if path.is_file() else ""
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
     model, flags = platform.processor() or platform.machine(), set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
@@ -106,6 +109,12 @@ def cpu_info(cpuinfo: str | None = None) -> tuple[str, dict[str, bool]]:
         elif key.strip() in ("flags", "Features"):
             flags = set(value.split())
             break
+    return model, flags
+
+
+def cpu_info(cpuinfo: str | None = None) -> tuple[str, dict[str, bool]]:
+    """CPU model name and which of :data:`CPU_FLAGS` it has (from ``/proc/cpuinfo``)."""
+    model, flags = cpu_model_and_flags(cpuinfo)
     return model, {label: flag in flags for flag, label in CPU_FLAGS.items()}
 
 
