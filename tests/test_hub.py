@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,9 @@ class _Server:
         self.cut_after: int | None = None
         self.range_requests: list[str] = []
         self.payload = PAYLOAD
+        self.gets = 0
+        self.chunk_delay = 0.0  # seconds between 64 KiB chunks: a slow download
+        self.resume_from_zero = False  # answer a Range request with 206 from byte 0
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -35,12 +40,14 @@ class _Server:
                 if self.path != "/ckpt.pth":
                     self.send_error(404)
                     return
+                server.gets += 1
                 data = server.payload
                 start = 0
                 header = self.headers.get("Range")
                 if header:
                     server.range_requests.append(header)
-                    start = int(header.split("=")[1].split("-")[0])
+                    asked = int(header.split("=")[1].split("-")[0])
+                    start = 0 if server.resume_from_zero else asked
                     if start >= len(data):
                         self.send_error(416)
                         return
@@ -55,6 +62,11 @@ class _Server:
                     self.wfile.write(body[: server.cut_after])
                     self.wfile.flush()
                     self.connection.shutdown(2)
+                    return
+                if server.chunk_delay:
+                    for i in range(0, len(body), 1 << 16):
+                        self.wfile.write(body[i : i + (1 << 16)])
+                        time.sleep(server.chunk_delay)
                     return
                 self.wfile.write(body)
 
@@ -235,15 +247,128 @@ def test_pull_and_list_without_a_published_sha256_or_size(
     assert spec.checkpoint.sha256 is None and spec.checkpoint.size_bytes is None
     fake = type(spec)(**{**spec.__dict__, "checkpoint": Checkpoint(server.url, None, None)})
     monkeypatch.setitem(registry._BY_NAME, name, fake)
+    server.payload = zipped = b"PK\x03\x04" + PAYLOAD[4:]  # starts as a torch.save file does
+    sha = hashlib.sha256(zipped).hexdigest()
     server.cut_after = 1000
     assert main(["models", "pull", name, "--quiet"]) != 0
     assert "interrupted at 1000 of" in capsys.readouterr().err
     server.cut_after = None
     assert main(["models", "pull", name, "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "not verified" in out and f"{len(PAYLOAD)} bytes" in out and SHA in out
-    assert checkpoint_path(fake).read_bytes() == PAYLOAD
+    assert "not verified" in out and f"{len(PAYLOAD)} bytes" in out and sha in out
+    assert checkpoint_path(fake).read_bytes() == zipped
     assert server.range_requests == ["bytes=1000-"]
     assert main(["models", "list", name]) == 0
     (line,) = capsys.readouterr().out.splitlines()[1:]
     assert "unknown" in line and "sha256 and size not published: not verified" in line
+
+
+def test_two_downloads_of_one_file_take_turns(server: _Server, tmp_path: Path) -> None:
+    """Two processes pulling one checkpoint at once (two terminals, batch workers sharing
+    one cache) used to append to one ``.part`` and rename each other's bytes into place: a
+    corrupt file reported as verified. The second now waits and takes the first's file."""
+    server.chunk_delay = 0.01  # ~0.2 s for the 1 MiB payload
+    dest = tmp_path / "ckpt.pth"
+    results: list[object] = []
+
+    def pull() -> None:
+        try:
+            results.append(download(server.url, dest, SHA, progress=False))
+        except Exception as exc:  # reported by the assertion below
+            results.append(exc)
+
+    threads = [threading.Thread(target=pull) for _ in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join(timeout=30)
+    assert results == [dest, dest]
+    assert dest.read_bytes() == PAYLOAD
+    assert server.gets == 1 and server.range_requests == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pth"]  # no .part, no lock
+
+
+def test_resume_answered_from_another_byte_is_refused(server: _Server, tmp_path: Path) -> None:
+    """A server that answers ``Range: bytes=N-`` with bytes from 0 would splice two copies;
+    the partial file is removed instead and the next run starts afresh."""
+    dest = tmp_path / "ckpt.pth"
+    part = tmp_path / "ckpt.pth.part"
+    part.write_bytes(PAYLOAD[:1000])
+    server.resume_from_zero = True
+    with pytest.raises(DownloadError, match="from byte 0 instead of 1000") as err:
+        download(server.url, dest, None, len(PAYLOAD), progress=False)
+    assert "\n" not in str(err.value)
+    assert not part.exists() and not dest.exists()
+    assert download(server.url, dest, None, len(PAYLOAD), progress=False) == dest
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_unwritable_cache_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "not-a-folder"
+    home.write_text("x")
+    monkeypatch.setenv("SAMEDGE_HOME", str(home))
+    assert main(["models", "pull", "sam_vit_b", "--quiet", "--url", "http://127.0.0.1:9/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("samedge: error: cannot write to") and "SAMEDGE_HOME" in err
+    assert err.count("\n") == 1
+
+
+def test_a_reply_that_is_not_http_is_one_error(tmp_path: Path) -> None:
+    """A proxy or captive portal answering garbage raised http.client's BadStatusLine."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        conn.sendall(b"garbage\r\n\r\n")
+        conn.close()
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/ckpt.pth"
+    try:
+        with pytest.raises(DownloadError, match="BadStatusLine") as err:
+            download(url, tmp_path / "ckpt.pth", SHA, progress=False, timeout=5)
+    finally:
+        listener.close()
+    assert url in str(err.value) and "--checkpoint PATH" in str(err.value)
+
+
+def test_pull_refuses_an_error_page_where_nothing_is_published(
+    server: _Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """EfficientSAM publishes neither sha256 nor size: a mirror's HTML page used to be kept
+    as the checkpoint, and pull then never replaced it (export kept failing)."""
+    from samedge import registry
+    from samedge.specs import Checkpoint
+
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
+    name = "efficientsam_ti"
+    spec = registry.get_spec(name)
+    assert spec.checkpoint.sha256 is None and spec.checkpoint.size_bytes is None
+    fake = type(spec)(**{**spec.__dict__, "checkpoint": Checkpoint(server.url, None, None)})
+    monkeypatch.setitem(registry._BY_NAME, name, fake)
+    dest = checkpoint_path(fake)
+    server.payload = b"<!DOCTYPE html><html>Not Found</html>"
+    assert main(["models", "pull", name, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a PyTorch checkpoint" in err and "<!DOCTYPE" in err and err.count("\n") == 1
+    assert list(dest.parent.iterdir()) == []
+    # Such a file already in the cache (from an older samedge) is replaced.
+    zipped = b"PK\x03\x04" + PAYLOAD[4:]
+    server.payload = zipped
+    dest.write_bytes(b"<html>")
+    assert main(["models", "pull", name, "--quiet"]) == 0
+    assert dest.read_bytes() == zipped
+    # --force downloads again even a file that passes.
+    gets = server.gets
+    assert main(["models", "pull", name, "--quiet"]) == 0 and server.gets == gets
+    assert main(["models", "pull", name, "--quiet", "--force"]) == 0 and server.gets == gets + 1

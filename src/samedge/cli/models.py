@@ -22,6 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     pl.add_argument(
         "--url", help="download from this mirror URL (sha256, or size, is still checked)"
     )
+    pl.add_argument(
+        "--force",
+        action="store_true",
+        help="download again even if the cached file passes its checks (e.g. a checkpoint "
+        "whose authors publish neither sha256 nor size, that export cannot read)",
+    )
     add_progress_option(pl)
     pl.set_defaults(func=run_pull)
 
@@ -75,7 +81,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_pull(args: argparse.Namespace) -> int:
     spec = get_spec(args.name)
-    path = pull(spec, url=args.url, progress=not args.no_progress)
+    path = pull(spec, url=args.url, progress=not args.no_progress, force=args.force)
     if spec.checkpoint.sha256 is None and spec.checkpoint.size_bytes is None:
         print(
             f"{spec.name}: {path} (not verified: the authors publish neither a sha256 nor "
