@@ -320,3 +320,20 @@ def test_openvino_precision_without_openvino_is_refused(
     err = _error(capsys, argv)
     assert "--openvino-precision bf16 applies to OpenVINO: add --provider openvino" in err
     assert not (tmp_path / "m.png").exists()
+
+
+@requires_export
+def test_unknown_provider_is_refused_before_any_work(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped ``--provider`` was a ValueError traceback in every command, and batch
+    reported it as a dead worker after writing its job file."""
+    image = str(shared_path(*TRUCK))
+    mask = tmp_path / "m.png"
+    argv = ["segment", image, "--model", str(model_dir), "--point", "500,375", "--out", str(mask)]
+    err = _error(capsys, [*argv, "--provider", "cuda,fooo"])
+    assert "unknown execution provider 'fooo': use one of cpu, cuda," in err
+    out = tmp_path / "batch"
+    argv = ["batch", image, "--model", str(model_dir), "--everything", "--out", str(out)]
+    assert "unknown execution provider 'fooo'" in _error(capsys, [*argv, "--provider", "fooo"])
+    assert not mask.exists() and not out.exists()

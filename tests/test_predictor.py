@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from samedge import ImagePredictor, Predictor
-from samedge.errors import PromptError
+from samedge.errors import PromptError, ProviderError
 from samedge.registry import get_spec
 from samedge.runtime.prompts import normalize_prompts
 from samedge.runtime.session import resolve_providers
@@ -67,8 +67,8 @@ def test_cpu_is_always_the_fallback(caplog: pytest.LogCaptureFixture, predictor:
         assert "not available in this onnxruntime build" in caplog.text
     assert chosen[-1] == "CPUExecutionProvider"
     assert set(predictor.providers.values()) == {"CPUExecutionProvider"}
-    with pytest.raises(ValueError, match="unknown execution provider 'gpu'"):
-        resolve_providers(["gpu"])
+    with pytest.raises(ProviderError, match="unknown execution provider 'gpu'"):
+        resolve_providers(["gpu"])  # a SamedgeError (one CLI line), and a ValueError
 
 
 @pytest.mark.parametrize(

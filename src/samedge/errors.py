@@ -37,6 +37,10 @@ class PromptError(SamedgeError, ValueError):
     """Points, boxes or mask inputs are malformed or lie outside the image."""
 
 
+class ProviderError(SamedgeError, ValueError):
+    """An execution provider name that neither samedge nor ONNX Runtime knows."""
+
+
 class MissingExtraError(SamedgeError, ImportError):
     """A feature needs an optional dependency group (``pip install 'samedge[NAME]'``)."""
 

@@ -76,9 +76,10 @@ def add_provider_options(parser: argparse.ArgumentParser) -> None:
 def provider_settings(args: argparse.Namespace) -> Any:
     """The :class:`samedge.runtime.providers.ProviderSettings` of the parsed options."""
     from ..errors import SamedgeError
-    from ..runtime.providers import PROVIDER_NAMES, requested_providers
+    from ..runtime.providers import PROVIDER_NAMES, check_provider_names, requested_providers
     from ..runtime.session import ProviderSettings
 
+    check_provider_names(getattr(args, "provider", None))
     wanted = requested_providers(getattr(args, "provider", None))
     if args.openvino_precision and PROVIDER_NAMES["openvino"] not in wanted:
         raise SamedgeError(

@@ -68,6 +68,23 @@ def full_name(provider: str) -> str:
     return PROVIDER_NAMES.get(provider.strip().lower(), provider.strip())
 
 
+def unknown_provider_message(item: str) -> str:
+    return f"unknown execution provider '{item.strip()}': use one of {', '.join(PROVIDER_NAMES)}"
+
+
+def check_provider_names(providers: str | Sequence[str] | None) -> None:
+    """Raise :class:`~samedge.errors.ProviderError` for a name that is neither one of
+    :data:`PROVIDER_NAMES` nor an ONNX Runtime provider name (``...ExecutionProvider``,
+    which :func:`samedge.runtime.session.resolve_providers` checks against the installed
+    build): a typo is refused before any work starts."""
+    from ..errors import ProviderError
+
+    for item in raw_providers(providers):
+        name = full_name(item)
+        if name not in PROVIDER_NAMES.values() and not name.endswith("ExecutionProvider"):
+            raise ProviderError(unknown_provider_message(item))
+
+
 def requested_providers(providers: str | Sequence[str] | None) -> list[str]:
     """The providers asked for (``None``: the CPU), as full ONNX Runtime names where known,
     in order."""

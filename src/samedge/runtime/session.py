@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, ProviderError
 from .diagnostics import provider_conflicts, unavailable_reason
 from .policy import arena_enabled, arena_mode, default_threads, spinning_enabled
 from .providers import (
@@ -32,6 +32,7 @@ from .providers import (
     provider_options,
     raw_providers,
     requested_providers,
+    unknown_provider_message,
 )
 from .types import BindableSession, GraphSession
 
@@ -75,8 +76,7 @@ def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
     resolved: list[str] = []
     for item, name in zip(raw_providers(providers), requested_providers(providers), strict=True):
         if name not in PROVIDER_NAMES.values() and name not in available:
-            known = ", ".join(PROVIDER_NAMES)
-            raise ValueError(f"unknown execution provider '{item}': use one of {known}")
+            raise ProviderError(unknown_provider_message(item))
         if name not in available:
             log.warning(
                 "%s is not available in this onnxruntime build (available: %s); "
