@@ -16,6 +16,7 @@ import hashlib
 import http.client
 import logging
 import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -68,7 +69,7 @@ def checkpoint_offline_hint(url: str, dest: Path) -> str:
 
 
 def _try_lock(fh: BinaryIO) -> bool:
-    if os.name == "nt":  # pragma: no cover - Windows
+    if sys.platform == "win32":  # pragma: no cover - Windows
         import msvcrt
 
         fh.seek(0)
@@ -114,7 +115,7 @@ def _exclusive(lock: Path, what: str) -> Iterator[bool]:
     try:
         yield waited
     finally:
-        if os.name == "nt":  # pragma: no cover - Windows
+        if sys.platform == "win32":  # pragma: no cover - Windows
             import msvcrt
 
             fh.seek(0)
