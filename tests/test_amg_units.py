@@ -57,6 +57,14 @@ def test_crop_boxes_match_official(official_amg, size, layers):
     assert ours[1] == ref[1]
 
 
+def test_crop_boxes_of_a_thin_image_are_never_empty():
+    """A 1 x 600 image gave an empty second crop per column, which failed (as the official
+    generator does); empty crops are left out, the rest stay as the official ones."""
+    boxes, layers = crop_boxes((1, 600), 2, 512 / 1500)
+    assert all(x1 > x0 and y1 > y0 for x0, y0, x1, y1 in boxes)
+    assert layers == [0, 1, 1, 2, 2, 2, 2] and boxes[0] == (0, 0, 600, 1)
+
+
 @requires_export
 def test_box_nms_matches_torchvision_semantics(official_amg):
     import torch

@@ -135,3 +135,17 @@ def test_efficientvit_sam_frames_match_official(torch_mod, torch_model, photo: s
     got = upscale_logits(low, spec, input_size, size)
     np.testing.assert_allclose(got, ref, rtol=0, atol=5e-5 * np.abs(ref).max())
     assert np.mean((got > 0) != (ref > 0)) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"), [("mobile_sam", (1, 3000)), ("efficientvit_sam_l0", (1500, 1))]
+)
+def test_an_image_too_thin_for_the_input_is_one_error(name: str, shape: tuple[int, int]) -> None:
+    """Scaled to the input, such an image had a side of 0 pixels: a resize traceback."""
+    from samedge.errors import ImageError
+
+    image = np.zeros((*shape, 3), np.uint8)
+    with pytest.raises(ImageError, match=r"short side would be 0 pixels; crop it") as err:
+        preprocess(image, get_spec(name))
+    assert f"{shape[1]}x{shape[0]}" in str(err.value)
+    preprocess(image[:, :1000] if shape[0] == 1 else image[:500], get_spec(name))  # fits

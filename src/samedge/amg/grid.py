@@ -34,7 +34,8 @@ def crop_boxes(
 
     Layer 0 is the whole image; layer ``i >= 1`` has ``2**i`` crops per side that overlap by
     ``overlap_ratio * short_side * 2 / 2**i`` pixels. Crops are listed column by column
-    (x outer, y inner), as the official generator lists them.
+    (x outer, y inner), as the official generator lists them; a crop that would be empty
+    (an image a few pixels thin) is left out.
     """
     height, width = size
     boxes: list[tuple[int, int, int, int]] = [(0, 0, width, height)]
@@ -49,6 +50,8 @@ def crop_boxes(
         y0s = [int((crop_h - overlap) * i) for i in range(per_side)]
         for x0 in x0s:
             for y0 in y0s:
+                if x0 >= width or y0 >= height:
+                    continue  # only on images a few pixels thin (the official code fails)
                 boxes.append((x0, y0, min(x0 + crop_w, width), min(y0 + crop_h, height)))
                 layers.append(layer)
     return boxes, layers

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..errors import ImageError
 from ..specs import ModelSpec
 
 
@@ -57,6 +58,11 @@ def preprocess(image: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, tuple[in
         raise ValueError(f"expected H x W x 3 uint8 RGB, got {image.dtype} {image.shape}")
     height, width = image.shape[:2]
     new_h, new_w = _fit(height, width, spec.image_size, spec)
+    if min(new_h, new_w) < 1:
+        raise ImageError(
+            f"the image is {width}x{height}: scaled to {spec.name}'s {spec.image_size}-pixel "
+            f"input its short side would be 0 pixels; crop it, or pad it towards a square"
+        )
     side = spec.image_size
     mean = np.asarray(spec.pixel_mean, dtype=np.float32)
     std = np.asarray(spec.pixel_std, dtype=np.float32)
