@@ -95,6 +95,33 @@ def test_failed_parity_gate_writes_nothing(tmp_path: Path, monkeypatch: pytest.M
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
+def test_failed_export_leaves_no_folder_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An export that fails removes the folders it created (they were left empty), and an
+    output path that is a file, or a missing checkpoint, is one line before anything is
+    created (the first was a FileExistsError traceback)."""
+    from samedge.cli.main import main
+    from samedge.export import exporter
+
+    def fail(*_args: Any) -> None:
+        raise ExportError("failed on purpose")
+
+    monkeypatch.setattr(exporter, "_export_into", fail)
+    out = tmp_path / "new" / "model"
+    with pytest.raises(ExportError, match="failed on purpose"):
+        exporter.export_model(get_spec("mobile_sam"), out, seed=TEST_SEED)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file.png").write_bytes(b"x")
+    argv = ["export", "mobile_sam", "--random-init", "0", "--out", str(tmp_path / "file.png")]
+    assert main([*argv, "--quiet"]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+    argv = ["export", "mobile_sam", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["file.png"]
+
+
 @pytest.mark.slow
 def test_export_from_checkpoint_matches_seeded_export(
     checkpoint_export: CheckpointExport, export_test_model: Any

@@ -253,6 +253,15 @@ def _versions(spec: ModelSpec) -> dict[str, str]:
     return out
 
 
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders an export created (innermost first) where they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def export_model(
     spec: ModelSpec,
     out_dir: str | os.PathLike[str],
@@ -279,12 +288,20 @@ def export_model(
     """
     say = progress or (lambda _msg: None)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"the output folder {out} exists and is not a folder")
     started = time.perf_counter()
     torch.set_num_threads(threads or torch.get_num_threads())
     say(f"building {spec.name} in torch")
-    model = build_model(spec, checkpoint=checkpoint, seed=seed)
-    work = Path(tempfile.mkdtemp(prefix=".samedge-export-", dir=out))
+    model = build_model(spec, checkpoint=checkpoint, seed=seed)  # before creating anything
+    created = [p for p in (out, *out.parents) if not p.exists()]  # to remove on failure
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".samedge-export-", dir=out))
+    except OSError as exc:
+        _remove_empty(created)
+        reason = exc.strerror or exc
+        raise ExportError(f"cannot create the output folder {out} ({reason})") from None
     try:
         result = _export_into(spec, model, work, threads, say)
         weights: dict[str, Any]
@@ -322,8 +339,10 @@ def export_model(
             for p in paths:
                 os.replace(p, out / p.name)
         os.replace(work / MANIFEST_NAME, out / MANIFEST_NAME)
+        created = []  # written: keep
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        _remove_empty(created)
     log.info("exported %s to %s in %.1f s", spec.name, out, time.perf_counter() - started)
     return ExportResult(out_dir=out, manifest=manifest, parity=manifest.parity)
 
