@@ -60,8 +60,8 @@ def overlay(
     palette = [color_for(i) for i in range(len(masks))] if colors is None else list(colors)
     out = image.astype(np.float32)
     for i, mask in enumerate(masks):
-        colour = np.array(palette[i], dtype=np.float32)
-        out[mask] = out[mask] * (1 - alpha) + colour * alpha
+        tint = np.array(palette[i], dtype=np.float32)
+        out[mask] = out[mask] * (1 - alpha) + tint * alpha
     out_u8 = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     thickness = max(1, round(max(image.shape[:2]) / 400))
     if outline:

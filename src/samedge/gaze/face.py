@@ -164,7 +164,7 @@ def _ordered_landmarks(pts: np.ndarray) -> np.ndarray:
 
 def load_face_detector(
     kind: str, path: str | os.PathLike[str], backend: str = "ort", threads: int | None = None
-) -> FaceDetector:
+) -> YuNetDetector | UltraFaceDetector:
     """``kind`` ``yunet`` or ``ultraface`` loaded from ``path``."""
     from ..errors import SamedgeError
 

@@ -96,6 +96,7 @@ def build_pipeline(
 
     face_detector = load_face_detector(face, resolve_aux_model(face, face_model), backend, threads)
     check_io(face, face_detector.net)
+    estimator: OpenVINOGazeEstimator | L2CSGazeEstimator
     if gaze == "openvino":
         estimator = OpenVINOGazeEstimator(
             resolve_aux_model("landmarks-regression-retail-0009", gaze_models),

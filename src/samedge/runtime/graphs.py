@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -300,8 +300,9 @@ class ModelGraphs(Closeable):
         spec, devices = self.spec, self.devices
         enc_out, ctx_out = list(spec.encoder_outputs), list(spec.context_outputs)
         enc_device, ctx_device = devices["encoder"], devices["context"]
+        kept: dict[str, Any] = {}  # OrtValues left on the GPU for the context graph
         if enc_device is None:
-            outputs, kept = encoder.run(enc_out, feeds, self._encoder_options), {}
+            outputs = encoder.run(enc_out, feeds, self._encoder_options)
         else:  # a device only ever comes from ONNX Runtime's providers: its session binds
             keep = enc_out if ctx_device == enc_device else []
             outputs, kept = run_bound(self._sessions["encoder"], feeds, enc_out, enc_device, keep)

@@ -86,13 +86,14 @@ def preprocess(image: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, tuple[in
     else:
         for c in range(3):
             channel = Image.fromarray(image[:, :, c].astype(np.float32) / np.float32(255.0))
+            plane: Image.Image | np.ndarray = channel
             if (new_h, new_w) == (height, width):
                 pass
             elif spec.resize_antialias:
-                channel = channel.resize((new_w, new_h), Image.Resampling.BILINEAR)
+                plane = channel.resize((new_w, new_h), Image.Resampling.BILINEAR)
             else:
-                channel = cv2.resize(
+                plane = cv2.resize(
                     np.asarray(channel), (new_w, new_h), interpolation=cv2.INTER_LINEAR
                 )
-            out[0, c] = (np.asarray(channel, dtype=np.float32) - mean[c]) / std[c]
+            out[0, c] = (np.asarray(plane, dtype=np.float32) - mean[c]) / std[c]
     return out, resized_size(height, width, spec)

@@ -146,25 +146,21 @@ def normalize_prompts(
     scale = np.array(
         [input_size[1] / original_size[1], input_size[0] / original_size[0]], dtype=np.float64
     )
-    parts_xy, parts_lbl = [], []
-    box_xy = box_lbl = None
+    parts: list[tuple[np.ndarray, np.ndarray]] = []  # (XY (B, n, 2), labels (B, n))
+    box_part = None
     if box_arr is not None:
-        box_xy = box_arr.reshape(batch, 2, 2) * scale
-        box_lbl = np.tile(np.array([2.0, 3.0]), (batch, 1))
-    if box_xy is not None and spec.box_first:
-        parts_xy.append(box_xy)
-        parts_lbl.append(box_lbl)
+        box_part = (box_arr.reshape(batch, 2, 2) * scale, np.tile([2.0, 3.0], (batch, 1)))
+    if box_part is not None and spec.box_first:
+        parts.append(box_part)
     if pts is not None:
-        parts_xy.append(pts * scale)
-        parts_lbl.append(lbl)
-    if box_xy is not None and not spec.box_first:
-        parts_xy.append(box_xy)
-        parts_lbl.append(box_lbl)
+        assert lbl is not None  # checked with the points above
+        parts.append((pts * scale, lbl))
+    if box_part is not None and not spec.box_first:
+        parts.append(box_part)
     if spec.pad_point == "always" or box_arr is None:
-        parts_xy.append(np.zeros((batch, 1, 2)))
-        parts_lbl.append(-np.ones((batch, 1)))
-    coords = np.concatenate(parts_xy, axis=1).astype(np.float32)
-    labels_out = np.concatenate(parts_lbl, axis=1).astype(np.float32)
+        parts.append((np.zeros((batch, 1, 2)), -np.ones((batch, 1))))
+    coords = np.concatenate([xy for xy, _ in parts], axis=1).astype(np.float32)
+    labels_out = np.concatenate([lb for _, lb in parts], axis=1).astype(np.float32)
     given = int(np.count_nonzero(labels_out[0] != -1))
     if spec.max_points is not None and given > spec.max_points:
         raise PromptError(

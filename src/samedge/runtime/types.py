@@ -19,10 +19,14 @@ import numpy as np
 
 class TensorInfo(Protocol):
     """A graph input or output as a session lists it (ONNX Runtime's ``NodeArg``,
-    OpenVINO's :class:`samedge.runtime.openvino_native.Port`)."""
+    OpenVINO's :class:`samedge.runtime.openvino_native.Port`): its name and shape, whose
+    dynamic dimensions are ``None`` or (ONNX Runtime) a symbolic name."""
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def shape(self) -> Sequence[int | str | None]: ...
 
 
 class GraphSession(Protocol):

@@ -75,7 +75,8 @@ def preprocess(image: np.ndarray) -> np.ndarray:
     resized = cv2.resize(image, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LANCZOS4)
     x = resized.astype(np.float32)
     x /= max(float(x.max()), 1e-6)
-    x = (x - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
+    x -= np.asarray(MEAN, np.float32)
+    x /= np.asarray(STD, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 

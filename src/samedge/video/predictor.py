@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -295,7 +296,9 @@ class VideoPredictor(LoadedModel[VideoGraphs]):
             end = min(start_frame + limit, num_frames - 1)
             order = range(start_frame, end + 1)
         for frame_index in order:
-            yield self._track_frame(state, frame_index, lambda i=frame_index: frames[i], reverse)
+            yield self._track_frame(
+                state, frame_index, partial(frames.__getitem__, frame_index), reverse
+            )
 
     def step(
         self, state: TrackingState, frame_index: int, frame: np.ndarray, reverse: bool = False

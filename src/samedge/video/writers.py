@@ -223,7 +223,7 @@ class TrackWriter:
     def finish(
         self,
         extra_summary: Mapping[str, Any] | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> dict[str, Any]:
         """Draw the videos, write ``track.json`` and move the folder into place.
 
@@ -248,7 +248,7 @@ class TrackWriter:
         self.finished = True
         return {**summary, "files": files}
 
-    def _draw_videos(self, progress: Callable[[int], None] | None) -> dict[str, Any]:
+    def _draw_videos(self, progress: Callable[[int], object] | None) -> dict[str, Any]:
         files: dict[str, Any] = {}
         if not self.overlay_video and self.alpha != "matte":
             return files
@@ -258,7 +258,7 @@ class TrackWriter:
 
         def open_writer(path: Path, fourcc: str, color: bool) -> cv2.VideoWriter:
             writer = cv2.VideoWriter(
-                str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height), isColor=color
+                str(path), cv2.VideoWriter.fourcc(*fourcc), fps, (width, height), isColor=color
             )
             if not writer.isOpened():
                 raise SamedgeError(f"OpenCV cannot write {path.name} ({fourcc} codec)")
@@ -277,15 +277,15 @@ class TrackWriter:
             colors = [color_for(obj - 1) for obj in self.object_ids]
             for index in range(min(self._offsets), max(self._offsets) + 1):
                 masks = [self._mask(obj, index) for obj in self.object_ids]
-                for writer, obj in writers:
-                    if obj is None:
+                for writer, matte_obj in writers:
+                    if matte_obj is None:
                         points, labels = self.marks.get(index, (None, None))
                         picture = overlay(
                             self.source[index], masks, points=points, labels=labels, colors=colors
                         )
                         writer.write(np.ascontiguousarray(picture[:, :, ::-1]))
                     else:
-                        k = self.object_ids.index(obj)
+                        k = self.object_ids.index(matte_obj)
                         writer.write(masks[k].astype(np.uint8) * 255)
                 if progress is not None:
                     progress(1)

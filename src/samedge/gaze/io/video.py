@@ -128,7 +128,7 @@ class VideoSink(_Staged):
         if suffix not in (".mp4", ".avi"):
             raise SamedgeError(f"--out must end in .mp4 or .avi, got {path}")
         super().__init__(path)
-        self.fourcc = cv2.VideoWriter_fourcc(*("mp4v" if suffix == ".mp4" else "MJPG"))
+        self.fourcc = cv2.VideoWriter.fourcc(*("mp4v" if suffix == ".mp4" else "MJPG"))
         self.fps = fps
         self.size = size
         self.frames = 0
