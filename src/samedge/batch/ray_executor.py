@@ -81,7 +81,7 @@ def run_ray(
         # One image per block while that stays a modest number of blocks: results (and the
         # progress bar) arrive image by image.
         dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
-        dataset = dataset.map_batches(
+        results = dataset.map_batches(
             RayWorker,
             fn_constructor_kwargs={"job": job},
             batch_size=1,
@@ -90,7 +90,7 @@ def run_ray(
             num_cpus=cpus,
             num_gpus=gpus or None,
         )
-        for row in dataset.iter_rows():
+        for row in results.iter_rows():
             report(ItemResult.from_dict(json.loads(str(row["result"]))))
     finally:
         context.enable_progress_bars = bars

@@ -174,7 +174,8 @@ def merge(work: WorkList, out: Path, identity: dict[str, Any]) -> dict[str, Any]
                 ann.update({k: v for k, v in record.items() if k != "id"})
         document["samedge"] = info
         return document
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for shard in shards:
         images.append(shard["image"])
         for record in shard["annotations"]:

@@ -53,6 +53,7 @@ def _reference_packages() -> list[str]:
 def system_info() -> dict[str, Any]:
     """CPU model and features, core counts, memory, OS, Python and library versions."""
     cpu_model, cpu_flags = cpu_model_and_flags()
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS / Windows

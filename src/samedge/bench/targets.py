@@ -158,10 +158,10 @@ def check_targets(targets: TargetSet, result: BenchResult) -> dict[str, TargetCh
             met = None if value is None else bool(value <= target.limit)
             checks[target.figure] = TargetCheck(value=value, limit=target.limit, met=met)
     for group, members in targets.any_of.items():
-        met = [c.met for m in members if isinstance(c := checks.get(m), TargetCheck)]
-        if met:
+        member_met = [c.met for m in members if isinstance(c := checks.get(m), TargetCheck)]
+        if member_met:
             checks[group] = GroupCheck(
-                met=True if True in met else (None if None in met else False),
+                met=True if True in member_met else (None if None in member_met else False),
                 rule=f"any of {', '.join(members)} within its limit",
             )
     return checks

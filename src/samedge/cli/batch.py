@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Literal
 
 from ..errors import SamedgeError
 from .options import (
@@ -95,7 +96,9 @@ def run_command(args: argparse.Namespace) -> int:
         raise SamedgeError(f"{', '.join(flags)} only work with --everything")
     if args.everything:
         amg["multimask_output"] = not args.single_mask
-    mode = "boxes" if args.boxes else "points" if args.points else "everything"
+    mode: Literal["boxes", "points", "everything"] = (
+        "boxes" if args.boxes else "points" if args.points else "everything"
+    )
     if args.workers < 1:
         raise SamedgeError(f"--workers must be at least 1, got {args.workers}")
     if args.ray is None and (args.cpus_per_worker is not None or args.gpus_per_worker):

@@ -143,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         boxes=boxes,
     )
     if points is not None and boxes is not None:
+        assert labels is not None  # given with the points (normalize_prompts checked them)
         points, labels = points[None], labels[None]
     predictor = Predictor(
         artifact, args.provider, args.threads, provider_settings=provider_settings(args)

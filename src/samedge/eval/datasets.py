@@ -32,12 +32,15 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
 from ..errors import SamedgeError, require_extra
 from ..imageio import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:
+    from pycocotools import _EncodedRLE  # types-pycocotools' name of a compressed RLE
 
 DatasetFormat = Literal["interactive", "coco", "folder"]
 FORMATS: tuple[str, ...] = ("interactive", "coco", "folder")
@@ -208,9 +211,7 @@ def _read_mask_values(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode == "P":
-                img = img.convert("RGB")
-            values = np.asarray(img)
+            values = np.asarray(img.convert("RGB") if img.mode == "P" else img)
     except (OSError, UnidentifiedImageError) as exc:
         raise _BadSample(f"mask {path} unreadable: {exc}") from None
     if values.ndim == 3:
@@ -222,10 +223,11 @@ def _read_mask_values(path: Path) -> np.ndarray:
     return values
 
 
-def _coco_mask(coco: object, ann: object, shape: tuple[int, int]) -> np.ndarray:
+def _coco_mask(coco: object, source: object, shape: tuple[int, int]) -> np.ndarray:
     from pycocotools import mask as mask_utils
 
-    ann, declared = ann  # type: ignore[misc]
+    # A COCO entry's source, as _open_coco makes it: (annotation, the JSON's (height, width)).
+    ann, declared = cast("tuple[dict[str, Any], tuple[int | None, int | None]]", source)
     height, width = shape
     if declared != (None, None) and tuple(declared) != shape:
         raise _BadSample(
@@ -240,11 +242,13 @@ def _coco_mask(coco: object, ann: object, shape: tuple[int, int]) -> np.ndarray:
         elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
             if tuple(segm["size"]) != shape:
                 raise _BadSample(_size_reason("RLE", tuple(segm["size"]), shape))
-            rle = mask_utils.frPyObjects(segm, height, width)
+            # types-pycocotools leaves out the uncompressed RLE (counts a list) that
+            # frPyObjects takes (and compresses).
+            rle = mask_utils.frPyObjects(segm, height, width)  # type: ignore[call-overload]
         elif isinstance(segm, dict):
             if tuple(segm["size"]) != shape:
                 raise _BadSample(_size_reason("RLE", tuple(segm["size"]), shape))
-            rle = segm
+            rle = cast("_EncodedRLE", segm)  # compressed: counts a string
         else:
             raise _BadSample("annotation has no segmentation")
         with warnings.catch_warnings():  # pycocotools' NumPy 2 copy=False deprecation

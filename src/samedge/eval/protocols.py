@@ -60,7 +60,9 @@ class PromptPredictor(Protocol):
     ``predict`` takes for every prompt on that image. ``predict`` follows
     :meth:`samedge.Predictor.predict`: points ``(N, 2)`` XY pixels, labels ``(N,)``, box
     ``(4,)`` XYXY pixels, ``mask_input`` ``(1, 256, 256)`` low-res logits of a previous
-    prediction; it returns a :class:`MaskPrediction` with one prompt set (``B = 1``).
+    prediction; it returns a :class:`MaskPrediction` with one prompt set (``B = 1``). The
+    prompt is passed by keyword (``Predictor.predict`` has ``boxes`` between ``box`` and
+    ``mask_input``).
     """
 
     def encode(self, image: np.ndarray) -> Any: ...
@@ -68,6 +70,7 @@ class PromptPredictor(Protocol):
     def predict(
         self,
         embedding: Any,
+        *,
         points: Any = None,
         labels: Any = None,
         box: Any = None,

@@ -259,7 +259,7 @@ def _record(
     area = instance.area
     if protocol != INTERACTIVE:
         last = steps[-1] if steps else None  # none: 'auto' on an image with no salient blob
-        prompt = last.prompt.to_json() if last is not None else {"points": None}
+        prompt: dict[str, Any] = last.prompt.to_json() if last is not None else {"points": None}
         if protocol == AUTO:
             prompt["saliency"] = auto_quality(auto, instance)
         return SampleRecord(

@@ -142,6 +142,7 @@ def build_app(
                 for mode, title, help_text, kinds in TABS:
                     with gr.Tab(title, id=mode, elem_id=f"tab-{mode}"):
                         gr.Markdown(help_text)
+                        kind: gr.Radio | gr.State
                         if len(kinds) > 1:
                             kind = gr.Radio(
                                 [(KIND_LABELS[k], k) for k in kinds],
@@ -389,6 +390,10 @@ def _everything_tab(
     # The sliders start at the official defaults of the selected model's family and move
     # to the new model's when the model changes (SAM and SAM 2 differ in pred_iou_thresh).
     defaults = engine.everything_defaults(model)
+    # EverythingParams.defaults sets every field (the model family's official values).
+    assert defaults.pred_iou_thresh is not None
+    assert defaults.stability_score_thresh is not None
+    assert defaults.box_nms_thresh is not None
     gr.Markdown("Segment every object: a grid of point prompts, filtered and de-duplicated.")
     with gr.Row():
         pps = gr.Slider(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import tempfile
 import time
 from dataclasses import dataclass, fields
@@ -150,7 +151,7 @@ class Engine:
 
     # -- images and models ---------------------------------------------------------------
 
-    def load(self, path: str | Path, original_name: str | None = None) -> LoadedImage:
+    def load(self, path: str | os.PathLike[str], original_name: str | None = None) -> LoadedImage:
         """Validate and decode an upload (see :func:`samedge.web.uploads.read_upload`)."""
         pixels = read_upload(path, original_name, self.max_upload_bytes, self.max_upload_pixels)
         return LoadedImage.create(pixels, safe_stem(original_name), self.max_display_side)

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 
@@ -89,7 +89,8 @@ class GazeSettings:
         from ..gaze.pipeline import GazeConfig
         from ..gaze.select import SelectionConfig
 
-        return GazeConfig(mode=self.mode, selection=SelectionConfig(min_iou=float(self.min_iou)))
+        mode = cast(Literal["boxes", "points"], self.mode)  # checked in __post_init__
+        return GazeConfig(mode=mode, selection=SelectionConfig(min_iou=float(self.min_iou)))
 
 
 @dataclass(frozen=True, eq=False)

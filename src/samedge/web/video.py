@@ -18,6 +18,7 @@ the writer of ``samedge track``: the same PNG masks, overlay video, matte and JS
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import os
@@ -614,7 +615,8 @@ class VideoSession:
             out[frame] = (pts, lbl)
         return out
 
-    def prompt_records(self) -> list[dict[str, object]]:
+    # builtins.object: in this class, `object` is the method VideoSession.object.
+    def prompt_records(self) -> list[dict[str, builtins.object]]:
         """The prompts as ``samedge track`` writes them in its JSON (frame, then object)."""
         from ..video.prompts import ObjectPrompt
 
