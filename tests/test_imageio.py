@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samedge.errors import ImageError
+from samedge.errors import ImageError, SamedgeError
 from samedge.imageio import load_image
 
 
@@ -80,3 +80,9 @@ def test_bad_inputs_have_clear_messages(tmp_path: Path, monkeypatch: pytest.Monk
     Image.fromarray(_rgb()).save(tmp_path / "big.png")
     with pytest.raises(ImageError, match=r"megapixels.*SAMEDGE_MAX_PIXELS"):
         load_image(tmp_path / "big.png")
+    monkeypatch.setenv("SAMEDGE_MAX_PIXELS", "1e9")  # written as a float: fine
+    assert load_image(tmp_path / "big.png").shape == _rgb().shape
+    for bad in ("lots", "0", "nan", "inf"):  # blamed the image ("invalid literal for int()")
+        monkeypatch.setenv("SAMEDGE_MAX_PIXELS", bad)
+        with pytest.raises(SamedgeError, match=f"SAMEDGE_MAX_PIXELS must be .* got '{bad}'"):
+            load_image(tmp_path / "big.png")

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import ImageError
+from .errors import ImageError, SamedgeError
 
 ImageLike = Any  # str | os.PathLike | PIL.Image.Image | np.ndarray
 
@@ -38,7 +38,21 @@ DEFAULT_MAX_PIXELS = 100_000_000
 
 
 def max_pixels() -> int:
-    return int(os.environ.get("SAMEDGE_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+    """The image size limit: ``$SAMEDGE_MAX_PIXELS`` (``200000000`` or ``2e8``) or
+    :data:`DEFAULT_MAX_PIXELS`."""
+    text = os.environ.get("SAMEDGE_MAX_PIXELS")
+    if text is None:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1 <= value < float("inf"):
+        raise SamedgeError(
+            f"SAMEDGE_MAX_PIXELS must be a number of pixels such as 200000000 or 2e8, got "
+            f"'{text}'"
+        )
+    return int(value)
 
 
 def _check_size(height: int, width: int, source: str) -> None:

@@ -234,3 +234,11 @@ def test_cli_errors_are_one_line(parent, grabcut, tmp_path, capsys) -> None:
             )
         err = capsys.readouterr().err
         assert message in err and not (tmp_path / "ops").exists()
+    # A missing fidelity dataset is refused before the conversion (it came after it).
+    argv = ["quantize", str(parent), "--precision", "fp16", "--out", str(tmp_path / "q16")]
+    assert main([*argv, "--fidelity", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "--fidelity: dataset not found" in err and not (tmp_path / "q16").exists()
+    with pytest.raises(SystemExit):
+        main([*argv, "--fidelity", str(grabcut), "--fidelity-limit", "0"])
+    assert "--fidelity-limit: expected a positive integer" in capsys.readouterr().err

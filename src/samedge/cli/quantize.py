@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from .options import add_progress_option, add_runtime_options, provider_settings, step_printer
+from .options import (
+    add_progress_option,
+    add_runtime_options,
+    positive_int,
+    provider_settings,
+    step_printer,
+)
 
 #: Same as samedge.quantize's PRECISIONS / COMPONENTS / METHODS (a test checks), spelled out
 #: so that building the parser imports no quantisation code.
@@ -46,7 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="layout of --fidelity (default interactive; see docs/evaluation.md)",
     )
     parser.add_argument(
-        "--fidelity-limit", type=int, default=20, help="masks used for fidelity (default 20)"
+        "--fidelity-limit",
+        type=positive_int,
+        default=20,
+        help="masks used for fidelity (default 20)",
     )
     parser.add_argument("--calibration", type=Path, metavar="DIR", help="images for int8-static")
     parser.add_argument("--method", choices=METHODS, default="minmax", help="calibration method")

@@ -147,6 +147,14 @@ def _check_config(cfg: QuantizeConfig) -> None:
             "a fidelity dataset is needed (--fidelity DIR): images with masks not used for "
             "calibration, e.g. ../shared/data/interactive/GrabCut"
         )
+    if cfg.fidelity_limit < 1:
+        raise SamedgeError(f"--fidelity-limit must be at least 1, got {cfg.fidelity_limit}")
+    from ..eval import open_dataset
+
+    try:  # its errors before any conversion
+        open_dataset(cfg.fidelity_data, cfg.fidelity_format)
+    except SamedgeError as exc:
+        raise SamedgeError(f"--fidelity: {exc}") from None
 
 
 def _prepare_out(out: Path) -> None:
