@@ -209,6 +209,25 @@ def test_model_swapped_for_another_is_detected(
     assert "not those of sam_vit_b" in err
 
 
+@requires_export
+def test_encoder_of_another_input_size_is_detected(
+    export_test_model: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MobileSAM's folder claiming to be EfficientViT-SAM L0: the graphs' names match, the
+    encoder's 1024-pixel input does not (it was an ONNX Runtime traceback at encode)."""
+    mobile = export_test_model("mobile_sam")
+    other = tmp_path / "other"
+    shutil.copytree(mobile, other, copy_function=lambda s, d: Path(d).symlink_to(s))
+    manifest = json.loads((mobile / "samedge.json").read_text())
+    manifest |= {"model": "efficientvit_sam_l0", "family": "efficientvit_sam"}
+    (other / "samedge.json").unlink()
+    (other / "samedge.json").write_text(json.dumps(manifest))
+    argv = ["segment", str(shared_path(*TRUCK)), "--model", str(other), "--point", "1,1"]
+    err = _error(capsys, [*argv, "--out", str(tmp_path / "m.png")])
+    assert "takes images of shape [1, 3, 1024, 1024], efficientvit_sam_l0 512 x 512" in err
+    assert not (tmp_path / "m.png").exists()
+
+
 def test_missing_export_extra_is_named(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -225,6 +225,15 @@ class ModelGraphs(Closeable):
                 f"{self.artifact.folder}: {role} graph has inputs {got_in} and outputs "
                 f"{got_out}, not those of {self.spec.name}; re-export the model"
             )
+        if role == "encoder":  # same names, another model's encoder (e.g. 512 vs 1024 px)
+            (image,) = [i for i in session.get_inputs() if i.name == inputs[0]]
+            side = self.spec.image_size
+            if tuple(image.shape[-2:]) != (side, side):
+                raise ArtifactError(
+                    f"{self.artifact.folder}: the encoder graph takes images of shape "
+                    f"{list(image.shape)}, {self.spec.name} {side} x {side} pixels: it is "
+                    f"another model's encoder; re-export the model"
+                )
 
     def _live_encoder(self) -> GraphSession:
         """The encoder's session; raises once :meth:`close` was called."""
