@@ -122,6 +122,30 @@ def test_failed_export_leaves_no_folder_behind(
     assert [p.name for p in tmp_path.iterdir()] == ["file.png"]
 
 
+def test_unreadable_checkpoint_names_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cached checkpoint: pull it again with --force (a plain pull keeps a file it
+    cannot verify: EfficientSAM publishes neither sha256 nor size); a file of the user's:
+    is it a checkpoint at all."""
+    from samedge.cli.main import main
+    from samedge.hub import checkpoint_path
+
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path / "home"))
+    cached = checkpoint_path(get_spec("efficientsam_ti"))
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"PK\x03\x04 not really a zip")
+    out = tmp_path / "out"
+    assert main(["export", "efficientsam_ti", "--out", str(out), "--quiet"]) == 2
+    assert "models pull efficientsam_ti --force'" in capsys.readouterr().err
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"<html>")
+    argv = ["export", "efficientsam_ti", "--checkpoint", str(mine), "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 2
+    assert "is it a PyTorch checkpoint?" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_export_from_checkpoint_matches_seeded_export(
     checkpoint_export: CheckpointExport, export_test_model: Any

@@ -221,9 +221,16 @@ def load_checkpoint_(model: torch.nn.Module, path: Path, spec: ModelSpec) -> Non
     try:
         state: Any = torch.load(_unzipped(path), map_location="cpu", weights_only=True)
     except Exception as exc:
+        from ..hub import checkpoint_path
+
+        fix = (
+            f"download it again with 'samedge models pull {spec.name} --force'"
+            if path.resolve() == checkpoint_path(spec).resolve()
+            else f"is it a PyTorch checkpoint? 'samedge models pull {spec.name}' downloads "
+            f"the official one"
+        )
         raise ExportError(
-            f"cannot read checkpoint {path} as PyTorch weights ({type(exc).__name__}); "
-            f"download it again with 'samedge models pull {spec.name}'"
+            f"cannot read checkpoint {path} as PyTorch weights ({type(exc).__name__}); {fix}"
         ) from None
     for key in ("model", "state_dict"):
         # SAM 2 checkpoints wrap the state dict in "model"; EfficientViT's loader
