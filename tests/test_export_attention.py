@@ -83,3 +83,19 @@ def test_separable_pos_embed_matches_the_official_resize_without_a_resize_node()
     torch.testing.assert_close(ours, official, rtol=0, atol=1e-5)
     assert "Resize" not in ops and "MatMul" in ops
     assert hieradet.Hiera._get_pos_embed.__module__ == hieradet.__name__  # restored
+
+
+def test_fused_sdpa_takes_the_tensors_by_torchs_parameter_names() -> None:
+    """Within :func:`attention.fused_sdpa`, ``scaled_dot_product_attention`` keeps torch's
+    signature: a call passing ``query=``, ``key=``, ``value=`` (the replacement named them
+    ``q``, ``k``, ``v`` and raised TypeError) computes the same attention."""
+    from samedge.export.exporter import OPSET
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    q, k, v = (
+        torch.randn(1, 2, 5, 4, generator=torch.Generator().manual_seed(i)) for i in range(3)
+    )
+    want = sdpa(q, k, v)
+    with attention.fused_sdpa(OPSET):
+        got = torch.nn.functional.scaled_dot_product_attention(query=q, key=k, value=v)
+    torch.testing.assert_close(got, want)

@@ -85,17 +85,22 @@ def _symbolic(g: Any, q: Any, k: Any, v: Any, heads: Any) -> Any:
     return out
 
 
-def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: Any, **kwargs: Any):
-    """``scaled_dot_product_attention`` on ``(B, H, S, d)``; plain calls use ``samedge::mha``."""
+def _sdpa(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *args: Any, **kwargs: Any
+) -> torch.Tensor:
+    """``scaled_dot_product_attention`` on ``(B, H, S, d)``; plain calls use ``samedge::mha``.
+
+    The tensors' parameter names are the official function's, which callers may pass them
+    by."""
     plain = not args and not any(kwargs.get(n) for n in ("attn_mask", "dropout_p", "is_causal"))
-    if not plain or kwargs.get("scale") is not None or q.dim() != 4:
-        return _SDPA(q, k, v, *args, **kwargs)
-    b, heads, s, _ = q.shape
+    if not plain or kwargs.get("scale") is not None or query.dim() != 4:
+        return _SDPA(query, key, value, *args, **kwargs)
+    b, heads, s, _ = query.shape
 
     def merge(x: torch.Tensor) -> torch.Tensor:
         return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
 
-    out = torch.ops.samedge.mha(merge(q), merge(k), merge(v), int(heads))
+    out = torch.ops.samedge.mha(merge(query), merge(key), merge(value), int(heads))
     return out.reshape(b, s, heads, -1).transpose(1, 2)
 
 
