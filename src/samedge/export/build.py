@@ -9,13 +9,20 @@ import warnings
 import zipfile
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 
 from ..errors import ExportError
 from ..specs import ModelSpec
 from .torch_compat import ensure_torchvision
+
+#: An official model or one of its parts (segment_anything's, sam2's, ...), as the export
+#: wrappers reach into it. Those packages ship no type information, and torch types every
+#: attribute an ``nn.Module`` subclass does not declare as ``Tensor | Module`` (the return
+#: type of ``Module.__getattr__``), so ``model.mask_decoder.transformer.layers[0]`` and
+#: ``attn.num_heads`` could not be type-checked anyway: such values are ``Any``.
+Official: TypeAlias = Any
 
 #: Standard deviation of the noise added to constant-initialised tensors by ``random_init``.
 RANDOM_INIT_STD = 0.02

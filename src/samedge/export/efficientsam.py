@@ -181,6 +181,8 @@ class ImageEncoder(nn.Module):
 class _RandomFourierPE(nn.Module):
     """SAM's positional encoding by random spatial frequencies (a buffer in the checkpoint)."""
 
+    positional_encoding_gaussian_matrix: torch.Tensor
+
     def __init__(self, features: int) -> None:
         super().__init__()
         self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(2, features))

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .build import Official
 from .efficientsam import EfficientSam
 
 
@@ -51,7 +52,7 @@ class ExamplePredictor:
     """
 
     def __init__(self, model: EfficientSam) -> None:
-        self.model = official_model(model)
+        self.model: Official = official_model(model)
         self.upscale = _Upscale()
         self._embedding: torch.Tensor | None = None
         self._size = (0, 0)
@@ -84,7 +85,7 @@ class ExamplePredictor:
         parts, labels = [], []
         if boxes is not None:  # the corners first: the model keeps the first 6 points
             parts.append(boxes.reshape(queries, 2, 2))
-            labels.append(np.tile(np.float32([2, 3]), (queries, 1)))
+            labels.append(np.tile(np.array([2, 3], np.float32), (queries, 1)))
         if point_coords is not None:
             pts = np.asarray(point_coords, np.float32).reshape(1, -1, 2)
             parts.append(np.repeat(pts, queries, axis=0))
@@ -99,6 +100,6 @@ class ExamplePredictor:
         low, iou = low[0], iou[0]  # (queries, K, 256, 256), (queries, K)
         logits = self.upscale(low, (h, w))
         masks, scores, low_res = (logits >= 0).numpy(), iou.numpy(), low.numpy()
-        if np.ndim(box) == 2:
+        if box is not None and np.ndim(box) == 2:
             return masks, scores, low_res
         return masks[0], scores[0], low_res[0]

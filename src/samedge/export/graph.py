@@ -109,10 +109,10 @@ def fold_pointwise_convs(model: Any) -> int:
         first = producer.get(second.input[0])
         if first is None or first.op_type != "Conv" or uses[first.output[0]] != 1:
             continue
-        pair = [_pointwise(node, weights) for node in (first, second)]
-        if pair[0] is None or pair[1] is None:
+        one, two = _pointwise(first, weights), _pointwise(second, weights)
+        if one is None or two is None:
             continue
-        (w1, b1), (w2, b2) = pair
+        (w1, b1), (w2, b2) = one, two
         weight = (w2 @ w1).astype(np.float32)[:, :, None, None]
         bias = (w2 @ b1 + b2).astype(np.float32)
         stem = f"{second.name or second.output[0]}/folded"

@@ -33,13 +33,14 @@ def axis_matrix(size_in: int, size_out: int) -> torch.Tensor:
     constant and not the ``Resize`` that produced it.
     """
     state = torch._C._get_tracing_state()
-    torch._C._set_tracing_state(None)
+    # torch's stubs (torch/_C/__init__.pyi) declare _get_tracing_state but not its setter.
+    torch._C._set_tracing_state(None)  # type: ignore[attr-defined]
     try:
         basis = torch.eye(size_in).reshape(1, size_in, size_in, 1)  # channel k: unit at k
         out = F.interpolate(basis, size=(size_out, 1), mode="bicubic")  # width 1 -> 1: exact
         return out[0, :, :, 0].t().contiguous()
     finally:
-        torch._C._set_tracing_state(state)
+        torch._C._set_tracing_state(state)  # type: ignore[attr-defined]
 
 
 def _get_pos_embed(self: Any, hw: tuple[int, int]) -> torch.Tensor:

@@ -79,8 +79,8 @@ from ..specs import (
     POINT_LABELS,
     ModelSpec,
 )
-from .build import sam2_overrides
-from .wrappers import DecoderContext, FastDecoder
+from .build import Official, sam2_overrides
+from .wrappers import DecoderContext, FastDecoderBase
 
 #: ``sam2.modeling.sam2_base.NO_OBJ_SCORE``.
 NO_OBJ_SCORE = -1024.0
@@ -98,7 +98,7 @@ def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.stack((a * cos - b * sin, a * sin + b * cos), -1).flatten(-2)
 
 
-def rope_tables(attn: nn.Module, tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(attn: Official, tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(cos, sin)`` ``(tokens, K)`` of a ``RoPEAttention``'s ``freqs_cis`` (complex)."""
     freqs = attn.freqs_cis.detach().cpu()
     if freqs.shape[0] != tokens:
@@ -118,6 +118,11 @@ def _swap_rows(t: torch.Tensor) -> torch.Tensor:
 class _RopeLinear(nn.Module):
     """``rotate_pairs(linear(x))`` as one product: the projection and its pair-swapped copy
     side by side (``2C`` outputs), then ``y cos + y_swapped sin`` per channel."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    cos: torch.Tensor
+    sin: torch.Tensor
 
     def __init__(self, linear: nn.Linear, cos: torch.Tensor, sin: torch.Tensor) -> None:
         super().__init__()
@@ -159,7 +164,12 @@ class _Layer(nn.Module):
     """One ``MemoryAttentionLayer`` (self-attention with RoPE, cross-attention to the
     memories with RoPE on the spatial keys, MLP), rearranged as the module doc says."""
 
-    def __init__(self, layer: nn.Module, tokens: int) -> None:
+    sa_vo_w: torch.Tensor
+    sa_vo_b: torch.Tensor
+    ca_vo_w: torch.Tensor
+    ca_vo_b: torch.Tensor
+
+    def __init__(self, layer: Official, tokens: int) -> None:
         super().__init__()
         sa, ca = layer.self_attn, layer.cross_attn_image
         for attn in (sa, ca):
@@ -222,7 +232,12 @@ class MemoryAttentionGraph(nn.Module):
         mem_pos: the memories' positional encoding, ``(1, Cm, H, W)``.
     """
 
-    def __init__(self, model: nn.Module, curr_pos: torch.Tensor, mem_pos: torch.Tensor) -> None:
+    curr_pos: torch.Tensor
+    mem_pos: torch.Tensor
+    tpos: torch.Tensor
+    no_mem_embed: torch.Tensor
+
+    def __init__(self, model: Official, curr_pos: torch.Tensor, mem_pos: torch.Tensor) -> None:
         super().__init__()
         attention = model.memory_attention
         if not attention.pos_enc_at_input or not attention.batch_first:
@@ -264,9 +279,11 @@ class MemoryEncoderGraph(nn.Module):
     """``memory_encoder.onnx``: ``(image_embeddings, mask_logits (1, 1, 256, 256), binarize
     (1,), object_score_logits (1, 1))`` -> ``memory_features`` ``(1, HW, Cm)``."""
 
-    def __init__(self, model: nn.Module) -> None:
+    no_mem_embed: torch.Tensor
+
+    def __init__(self, model: Official) -> None:
         super().__init__()
-        self.model = model
+        self.model: Official = model
         self.register_buffer("no_mem_embed", model.no_mem_embed.detach().reshape(1, -1, 1, 1))
         self.side = model.image_size
 
@@ -295,14 +312,16 @@ class MemoryEncoderGraph(nn.Module):
         return feats.flatten(2).transpose(1, 2)
 
 
-class TrackDecoder(FastDecoder):
+class TrackDecoder(FastDecoderBase):
     """``track_decoder[_mask].onnx``: ``(pix_feat, high-res features, point_coords,
     point_labels[, mask_input, has_mask_input])`` -> ``low_res_masks`` ``(B, 4, 256, 256)``,
     ``iou_predictions`` ``(B, 4)``, ``object_score_logits`` ``(B, 1)``, ``obj_ptrs``
     ``(B, 4, C)``: :class:`FastDecoder` on a context computed in the graph from the
     (memory-conditioned) features, plus the tracker's occlusion handling."""
 
-    def __init__(self, model: nn.Module, spec: ModelSpec, with_mask: bool) -> None:
+    no_obj_ptr: torch.Tensor
+
+    def __init__(self, model: Official, spec: ModelSpec, with_mask: bool) -> None:
         super().__init__(model, spec, with_mask)
         if not model.pred_obj_scores or model.soft_no_obj_ptr or not model.fixed_no_obj_ptr:
             raise ExportError("the video graphs take SAM 2.1's hard no-object pointer")
@@ -332,7 +351,10 @@ class MaskPromptGraph(nn.Module):
     """``mask_prompt.onnx``: ``(image_embeddings, mask (1, 1, S, S) of 0/1)`` -> the mask
     prompt's ``obj_ptr`` ``(1, C)`` (``_use_mask_as_output``)."""
 
-    def __init__(self, model: nn.Module, spec: ModelSpec) -> None:
+    no_mem_embed: torch.Tensor
+    no_obj_ptr: torch.Tensor
+
+    def __init__(self, model: Official, spec: ModelSpec) -> None:
         super().__init__()
         self.decoder = TrackDecoder(model, spec, with_mask=True)
         self.mask_downsample = model.mask_downsample
@@ -393,7 +415,7 @@ def check_video_spec(spec: ModelSpec) -> None:
     del official
 
 
-def _grid(model: nn.Module) -> tuple[int, int]:
+def _grid(model: Official) -> tuple[int, int]:
     """The official model's embedding grid (``image_size / backbone_stride`` a side: 64 x 64
     at 1024 pixels)."""
     side = int(model.sam_image_embedding_size)
@@ -401,7 +423,7 @@ def _grid(model: nn.Module) -> tuple[int, int]:
 
 
 def _fixed_memories(
-    model: nn.Module, features: torch.Tensor, low_res: int, frames: int, seed: int
+    model: Official, features: torch.Tensor, low_res: int, frames: int, seed: int
 ) -> list[dict[str, Any]]:
     """Per frame, an official-looking output: one of four memories (the official encoder
     on random ``low_res`` x ``low_res`` logits, one of them for an absent object; bfloat16
@@ -463,7 +485,7 @@ def _attention_feeds(
 
 
 def _official_attention(
-    model: nn.Module, case: tuple, vision: tuple, outs: list[dict[str, Any]]
+    model: Official, case: tuple, vision: tuple, outs: list[dict[str, Any]]
 ) -> np.ndarray:
     frame, cond, tracked, reverse, num_frames = case
     feats, pos = vision
@@ -487,7 +509,7 @@ def _official_attention(
 
 def export_video(
     spec: ModelSpec,
-    model: nn.Module,
+    model: Official,
     features: list[torch.Tensor],
     work: Path,
     export_graph: Callable[..., list[Path]],
@@ -590,7 +612,7 @@ def _rel_err(got: np.ndarray, want: np.ndarray) -> float:
 
 def _video_parity(
     spec: ModelSpec,
-    model: nn.Module,
+    model: Official,
     work: Path,
     embeddings: torch.Tensor,
     high_res: list[torch.Tensor],
@@ -640,9 +662,9 @@ def _video_parity(
     rng = np.random.default_rng(9)
     binarize = model.binarize_mask_from_pts_for_mem_enc
     try:
-        for bin_flag, score in ((0.0, 1.5), (1.0, 2.0), (0.0, -0.5)):
+        for bin_flag, obj_score in ((0.0, 1.5), (1.0, 2.0), (0.0, -0.5)):
             logits = rng.standard_normal((1, 1, *low_res)).astype(np.float32) * 8
-            got = run("memory_encoder", [emb, logits, [bin_flag], [[score]]])[0]
+            got = run("memory_encoder", [emb, logits, [bin_flag], [[obj_score]]])[0]
             model.binarize_mask_from_pts_for_mem_enc = True
             with torch.no_grad():
                 high = F.interpolate(
@@ -652,7 +674,7 @@ def _video_parity(
                     align_corners=False,
                 )
                 want, _ = model._encode_new_memory(
-                    raw, [grid], high, torch.tensor([[score]]), is_mask_from_pts=bool(bin_flag)
+                    raw, [grid], high, torch.tensor([[obj_score]]), is_mask_from_pts=bool(bin_flag)
                 )
             record("memory_encoder", _rel_err(got, want.flatten(2).transpose(1, 2).numpy()))
     finally:
@@ -667,14 +689,14 @@ def _video_parity(
         np.array([[[100.0, 200.0], [700.0, 900.0], [400.0, 500.0]]], np.float32),
         np.array([[2, 3, 0]], np.int32),
     )
-    prev = np.clip(rng.standard_normal((1, 1, *low_res)) * 8, -32, 32).astype(np.float32)
+    prev_logits = np.clip(rng.standard_normal((1, 1, *low_res)) * 8, -32, 32).astype(np.float32)
     # (features, points, labels, previous logits, multimask): a click, a box, a correction
     # with the previous logits, a tracked frame (no prompt at all).
     cases = [
         (prompted, *point, None, True),
         (prompted, *point, None, False),
         (prompted, *box, None, False),
-        (tracked, *point, prev, True),
+        (tracked, *point, prev_logits, True),
         (tracked, None, None, None, True),
     ]
     for pix, coords, labels, prev, multimask in cases:

@@ -20,8 +20,8 @@ same weights, reorganised for a CPU:
 * the other cross-attentions never project the 64 x 64 image side: a prompt has only
   ``T`` tokens (about 8), so each head's token queries (or keys) are multiplied into the
   image-side projection weights first, giving ``heads x T`` rows of ``C`` weights that
-  meet the image features once (see :meth:`FastDecoder._attend_image` and
-  :meth:`FastDecoder._attend_tokens`): about 0.9 fewer GFLOP per prompt of one click and
+  meet the image features once (see :meth:`FastDecoderBase._attend_image` and
+  :meth:`FastDecoderBase._attend_tokens`): about 0.9 fewer GFLOP per prompt of one click and
   no per-head transposes of image-sized tensors. The cost grows with ``T``: measured on
   SAM 2.1 tiny (2 threads), a prompt of 1 point decodes in 21.9 instead of 28.3 ms, of 12
   points in the same time as projecting the image side, of 24 points 20 % slower;
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..specs import ModelSpec
-from .build import sam_api
+from .build import Official, sam_api
 
 
 def _sam_modules(spec: ModelSpec) -> bool:
@@ -63,7 +63,7 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, model: nn.Module, spec: ModelSpec) -> None:
         super().__init__()
-        self.model = model
+        self.model: Official = model
         self.spec = spec
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -93,6 +93,9 @@ class PromptDecoder(nn.Module):
     Outputs: ``low_res_masks`` ``(B, 4, 256, 256)``, ``iou_predictions`` ``(B, 4)`` [and
     ``object_score_logits`` ``(B, 1)`` for SAM 2].
     """
+
+    prompt_encoder: Official
+    mask_decoder: Official
 
     def __init__(self, model: nn.Module, spec: ModelSpec) -> None:
         super().__init__()
@@ -184,7 +187,7 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, n, h * d)
 
 
-def _scale(attn: nn.Module) -> float:
+def _scale(attn: Official) -> float:
     """The official attention's ``1 / sqrt(head dim)``, applied to the queries."""
     return 1.0 / math.sqrt(attn.internal_dim // attn.num_heads)
 
@@ -194,7 +197,7 @@ def _project(layer: nn.Linear, x: torch.Tensor, heads: int, scale: float = 1.0) 
     return out * scale if scale != 1.0 else out
 
 
-def _attend(attn: nn.Module, q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _attend(attn: Official, q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """The official ``Attention`` after its projections (``q`` already scaled, keys given
     transposed: ``(B, heads, d, S)``, as the context stores the first block's image keys).
 
@@ -213,6 +216,7 @@ def _per_head(weight: torch.Tensor, heads: int) -> torch.Tensor:
 def _convt_matrix(conv: nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
     """A kernel-2, stride-2 transposed convolution as ``(4 * out, in)`` [a, b, out] + bias."""
     w = conv.weight  # (in, out, 2, 2)
+    assert conv.bias is not None  # the official upscaling convolutions have biases
     return w.permute(2, 3, 1, 0).reshape(-1, w.shape[0]), conv.bias.repeat(4)
 
 
@@ -239,8 +243,8 @@ class _DecoderParts(nn.Module):
         self.official = PromptDecoder(model, spec)
         self.prompt_encoder = self.official.prompt_encoder
         self.mask_decoder = self.official.mask_decoder
-        self.transformer = self.mask_decoder.transformer
-        self.heads = self.transformer.layers[0].cross_attn_token_to_image.num_heads
+        self.transformer: Official = self.mask_decoder.transformer
+        self.heads: int = self.transformer.layers[0].cross_attn_token_to_image.num_heads
         self.side = spec.embedding_shape[-1]  # the embedding is side x side pixels
 
     def dense_pe(self) -> torch.Tensor:
@@ -291,15 +295,10 @@ class DecoderContext(_DecoderParts):
         return tuple(out)
 
 
-class FastDecoder(_DecoderParts):
-    """Prompt encoder + mask decoder on a :class:`DecoderContext`, for ``B`` prompt sets.
-
-    Inputs: the context tensors, ``point_coords`` ``(B, N, 2)`` (1024-pixel input frame),
-    ``point_labels`` ``(B, N)`` and, when ``with_mask``, ``mask_input`` ``(B, 1, 256, 256)``
-    and ``has_mask_input`` ``(B,)``. Outputs as :class:`PromptDecoder`. Without mask inputs
-    the graph does no mask-embedding work at all; that is the one every point and box
-    prompt uses.
-    """
+class FastDecoderBase(_DecoderParts):
+    """:class:`FastDecoder`'s computation without a ``forward``: the graphs built from it
+    (:class:`FastDecoder`, :class:`DecoderHead`, :class:`DecoderUpscaler`, the video
+    tracker's ``TrackDecoder``) each take their own inputs."""
 
     def __init__(self, model: nn.Module, spec: ModelSpec, with_mask: bool) -> None:
         super().__init__(model, spec)
@@ -349,7 +348,7 @@ class FastDecoder(_DecoderParts):
         return torch.cat((tokens, sparse), 1), len(parts) - 2
 
     def _attend_image(
-        self, attn: nn.Module, q_in: torch.Tensor, x_k_t: torch.Tensor, x_v: torch.Tensor
+        self, attn: Official, q_in: torch.Tensor, x_k_t: torch.Tensor, x_v: torch.Tensor
     ) -> torch.Tensor:
         """Token-to-image attention without projecting the image: ``(B, T, C)``.
 
@@ -372,7 +371,7 @@ class FastDecoder(_DecoderParts):
         return _linear(_merge_heads(out), attn.out_proj.weight, attn.out_proj.bias)
 
     def _attend_tokens(
-        self, attn: nn.Module, x_q: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor
+        self, attn: Official, x_q: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor
     ) -> torch.Tensor:
         """Image-to-token attention without projecting the image: ``(B, HW, C)``.
 
@@ -463,13 +462,15 @@ class FastDecoder(_DecoderParts):
             return (iou,)
         return iou, self.mask_decoder.pred_obj_score_head(queries[:, 0, :])
 
-    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        hyper, queries, keys, feats = self._transformer(*args)
-        return (self._masks(hyper, keys, feats), *self._scores(queries))
-
     def _upscaling(
         self,
-    ) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor], nn.Module, nn.Module, nn.Module]:
+    ) -> tuple[
+        nn.ConvTranspose2d,
+        Callable[[torch.Tensor], torch.Tensor],
+        nn.Module,
+        nn.ConvTranspose2d,
+        nn.Module,
+    ]:
         """The upscaling's transposed convolutions and activations, and its normalisation
         of ``(B, HW, 4, c1)`` phase-layout features: SAM's per-pixel layer norm over the
         channels, or EfficientSAM's ``GroupNorm(1, c1)`` over everything of one prompt set."""
@@ -521,6 +522,21 @@ class FastDecoder(_DecoderParts):
         return masks.reshape(bsz, -1, side * 4, side * 4)
 
 
+class FastDecoder(FastDecoderBase):
+    """Prompt encoder + mask decoder on a :class:`DecoderContext`, for ``B`` prompt sets.
+
+    Inputs: the context tensors, ``point_coords`` ``(B, N, 2)`` (1024-pixel input frame),
+    ``point_labels`` ``(B, N)`` and, when ``with_mask``, ``mask_input`` ``(B, 1, 256, 256)``
+    and ``has_mask_input`` ``(B,)``. Outputs as :class:`PromptDecoder`. Without mask inputs
+    the graph does no mask-embedding work at all; that is the one every point and box
+    prompt uses.
+    """
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        hyper, queries, keys, feats = self._transformer(*args)
+        return (self._masks(hyper, keys, feats), *self._scores(queries))
+
+
 class DecoderHead(FastDecoder):
     """:class:`FastDecoder` (no mask input) up to the point where the masks are drawn.
 
@@ -539,7 +555,7 @@ class DecoderHead(FastDecoder):
         return (*self._scores(queries), keys, hyper)
 
 
-class DecoderUpscaler(FastDecoder):
+class DecoderUpscaler(FastDecoderBase):
     """The masks of :class:`DecoderHead`'s outputs: ``(image side, vectors [, SAM 2 context
     high-res features])`` -> ``low_res_masks`` ``(B, M, 256, 256)`` (``spec.upscaler_inputs``)."""
 
