@@ -141,3 +141,19 @@ def test_unreadable_layouts_raise_one_line(tmp_path: Path) -> None:
         open_dataset(tmp_path, "folder")
     with pytest.raises(DatasetError, match="unknown dataset format"):
         open_dataset(tmp_path, "voc")
+
+
+def test_alpha_of_a_mask_is_not_the_object(tmp_path: Path) -> None:
+    """An editor's mask (white object on opaque black) with an alpha channel: the alpha
+    channel was read as a colour, so grey + alpha masks covered the whole image."""
+    obj = np.zeros((40, 60), np.uint8)
+    obj[10:20, 5:25] = 255
+    opaque = np.full_like(obj, 255)
+    _save(tmp_path / "images" / "a.png", _rgb(40, 60))
+    _save(tmp_path / "images" / "b.png", _rgb(40, 60))
+    _save(tmp_path / "masks" / "a.png", np.dstack([obj, opaque]))  # grey + alpha
+    _save(tmp_path / "masks" / "b.png", np.dstack([obj, obj, obj, opaque]))  # RGBA
+    dataset = open_dataset(tmp_path, "folder")
+    for entry in dataset.entries:
+        (instance,) = dataset.load(entry).instances
+        np.testing.assert_array_equal(instance.mask, obj > 0)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from samedge.errors import PromptError
 from samedge.video.prompts import (
@@ -174,6 +175,12 @@ def test_mask_prompts_are_read_and_checked(tmp_path: Path) -> None:
     (grouped,) = group_prompts(masks=[parse_mask(f"2:{good}@4")], frames=5, size=SIZE)
     assert grouped.obj == 4 and grouped.mask.dtype == bool
     assert np.array_equal(grouped.mask, mask > 0) and grouped.points is None
+    # With an (opaque) alpha channel, as image editors save masks: alpha is not the object.
+    opaque = np.full_like(mask, 255)
+    for name, pixels in (("la.png", [mask, opaque]), ("rgba.png", [mask, mask, mask, opaque])):
+        Image.fromarray(np.dstack(pixels)).save(tmp_path / name)
+        (grouped,) = group_prompts(masks=[parse_mask(f"0:{tmp_path / name}")], frames=5, size=SIZE)
+        assert np.array_equal(grouped.mask, mask > 0), name
     small = tmp_path / "small.png"
     cv2.imwrite(str(small), mask[:100])
     empty = tmp_path / "empty.png"

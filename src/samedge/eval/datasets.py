@@ -205,7 +205,8 @@ def _size_reason(name: str, got: tuple[int, ...], want: tuple[int, int]) -> str:
 
 
 def _read_mask_values(path: Path) -> np.ndarray:
-    """``(H, W)`` uint8 mask values: the largest channel of a colour mask."""
+    """``(H, W)`` uint8 mask values: the largest colour channel of a colour mask (alpha
+    ignored, as ``samedge track --mask`` reads masks)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -214,8 +215,8 @@ def _read_mask_values(path: Path) -> np.ndarray:
             values = np.asarray(img.convert("RGB") if img.mode == "P" else img)
     except (OSError, UnidentifiedImageError) as exc:
         raise _BadSample(f"mask {path} unreadable: {exc}") from None
-    if values.ndim == 3:
-        values = values[:, :, :3].max(axis=2)
+    if values.ndim == 3:  # L + alpha: the first channel; RGB(A): the first three
+        values = values[:, :, : 1 if values.shape[2] == 2 else 3].max(axis=2)
     if values.dtype == np.bool_:
         values = values.astype(np.uint8) * 255
     if values.dtype != np.uint8:

@@ -185,8 +185,9 @@ def parse_mask(text: str) -> MaskPrompt:
 
 
 def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """The bool mask in image ``path`` (non-zero pixels, any channel), checked to be
-    ``size = (width, height)`` and not empty."""
+    """The bool mask in image ``path`` (non-zero pixels in any colour channel; an alpha
+    channel is ignored, as an opaque black background would otherwise be the object),
+    checked to be ``size = (width, height)`` and not empty."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -196,7 +197,9 @@ def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
                 data = np.asarray(im) != 0
             else:
                 data = np.asarray(im)
-                data = (data.max(axis=2) if data.ndim == 3 else data) != 0
+                if data.ndim == 3:  # L + alpha: the first channel; RGB(A): the first three
+                    data = data[:, :, : 1 if data.shape[2] == 2 else 3].max(axis=2)
+                data = data != 0
     except FileNotFoundError:
         raise PromptError(f"mask file not found: {path}") from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
