@@ -48,7 +48,9 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["--box", "0:100,100,50,50"], "X0 <= X1 and Y0 <= Y1"),
         (["--point", "x:1,2"], "expected FRAME:X,Y[,LABEL][@OBJ]"),
         (["--mask", "0:missing.png"], "mask file not found"),
-        (["--point", "0:1,1", "--fps", "0"], "--fps must be positive"),
+        (["--point", "0:1,1", "--fps", "0"], "--fps must be a frame rate from 0.01 to 1000"),
+        (["--point", "0:1,1", "--fps", "inf"], "got inf"),  # hung in OpenCV's writer
+        (["--point", "0:1,1", "--reverse"], "nothing to track backward: drop --reverse"),
     ],
 )
 def test_bad_prompts_are_one_line_exit_2_and_write_nothing(
@@ -190,6 +192,16 @@ class FakeTracker:
             ys, xs = np.nonzero(mask)
             x, y = xs.mean(), ys.mean()
         state["objects"].setdefault(obj_id, (int(x), int(y)))
+        # The frame's result: this prompt's square for the object (a correction moves it
+        # there on this frame only), the others where they started.
+        width, height = state["size"]
+        ids = tuple(sorted(state["objects"]))
+        masks = np.zeros((len(ids), height, width), bool)
+        for k, obj in enumerate(ids):
+            cx, cy = (int(x), int(y)) if obj == obj_id else state["objects"][obj]
+            masks[k, max(0, cy - 20) : cy + 20, max(0, cx - 20) : cx + 20] = True
+        logits = np.zeros((len(ids), 256, 256), np.float32)
+        return FrameResult(frame_index, ids, masks, logits, np.ones(len(ids), np.float32), {})
 
     def propagate(self, state, frames, start_frame=None, reverse=False, max_frames=None):
         self.calls.append(("propagate", start_frame, reverse, max_frames))
@@ -239,6 +251,65 @@ def test_passes_and_outputs_with_a_stand_in_tracker(clip: Path, tmp_path: Path, 
     data = json.loads((out / "track.json").read_text())
     assert [f["frame"] for f in data["frames"]] == [3, 4, 5]
     assert data["direction"] == "both" and data["max_frames"] == 3
+
+
+def test_a_later_prompt_corrects_the_tracked_object_there(clip, tmp_path, capsys, fake):
+    """The docs' ``--point 0:... --point 3:...,0``: the pass tracks to frame 3, corrects
+    the tracked mask there (add_prompt on a tracked frame) and goes on from frame 4; it
+    used to add both prompts first, so frame 3 started afresh from the one negative click."""
+    out = tmp_path / "out"
+    argv = ["track", str(clip), "--model", "m", "--out", str(out), "--no-progress",
+            "--point", "0:100,100", "--point", "3:300,200,0", "--point", "6:500,300"]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    assert fake.calls == [("init", 8), ("add", 0, 1), ("propagate", 0, False, 3),
+                          ("add", 3, 1), ("propagate", 4, False, 2), ("add", 6, 1),
+                          ("propagate", 7, False, 0)]  # fmt: skip
+    data = json.loads((out / "track.json").read_text())
+    assert [f["frame"] for f in data["frames"]] == list(range(8))
+    for frame, (x, y) in ((2, (100, 100)), (3, (300, 200)), (4, (100, 100)), (6, (500, 300))):
+        png = cv2.imread(str(out / "masks" / "obj1" / f"{frame:05d}.png"), cv2.IMREAD_GRAYSCALE)
+        assert png[y, x] == 255, frame  # the corrected frames hold the correction's result
+    # Backward, the prompts on frames before an object's last prompted frame correct it;
+    # a correction the pass does not reach (--max-frames) is said, not silently dropped.
+    fake.calls.clear()
+    argv = ["track", str(clip), "--model", "m", "--out", str(tmp_path / "back"), "--reverse",
+            "--point", "6:100,100", "--point", "4:300,200,0", "--point", "1:50,50",
+            "--max-frames", "4", "--no-progress"]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    assert code == 0 and "not reached, so not used: the prompts on frame(s) 1" in err
+    assert fake.calls == [("init", 8), ("add", 6, 1), ("propagate", 6, True, 2),
+                          ("add", 4, 1), ("propagate", 3, True, 0)]  # fmt: skip
+
+
+@requires_export
+def test_a_correction_equals_the_official_flow(clip, tmp_path, capsys, export_test_model):
+    """What the CLI writes for ``--point 0:... --point 2:...,0`` equals the official
+    workflow through the API: prompt, propagate, correct the tracked frame, propagate
+    again from the frame after it."""
+    from samedge.video import VideoPredictor
+    from samedge.video.io import open_video
+
+    model = export_test_model(MODEL)
+    out = tmp_path / "out"
+    argv = ["track", str(clip), "--model", str(model), "--out", str(out), "--no-progress",
+            "--no-overlay", "--point", "0:430,220", "--point", "2:430,220,0",
+            "--max-frames", "4"]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    source = open_video(clip)
+    predictor = VideoPredictor.from_pretrained(str(model))
+    state = predictor.init_state(frame_size=source.size, num_frames=len(source))
+    click = np.array([[430.0, 220.0]])
+    predictor.add_prompt(state, 0, source[0], 1, points=click, labels=np.array([1]))
+    first = {r.frame_index: r.masks[0] for r in predictor.propagate(state, source, max_frames=3)}
+    fixed = predictor.add_prompt(state, 2, source[2], 1, points=click, labels=np.array([0]))
+    again = {r.frame_index: r.masks[0] for r in predictor.propagate(state, source, 3, max_frames=0)}
+    expected = {0: first[0], 1: first[1], 2: fixed.masks[0], 3: again[3]}
+    assert not np.array_equal(first[2], expected[2])  # the correction changed frame 2
+    for frame, mask in expected.items():
+        png = cv2.imread(str(out / "masks" / "obj1" / f"{frame:05d}.png"), cv2.IMREAD_GRAYSCALE)
+        assert np.array_equal(png > 0, mask), frame
 
 
 @pytest.mark.parametrize("failure", ["error", "interrupt", "image model"])

@@ -7,10 +7,21 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import SamedgeError
 from .options import add_progress_option, add_runtime_options, positive_int, provider_settings
+
+if TYPE_CHECKING:
+    from ..video import VideoPredictor
+    from ..video.prompts import ObjectPrompt
+    from ..video.state import TrackingState
+    from ..video.types import FrameResult, FrameSource
+
+#: The frame rates the video writers accept (OpenCV's MPEG-4 writer fails outside them).
+MIN_FPS, MAX_FPS = 0.01, 1000.0
 
 PROMPT_HELP = """\
 prompts (FRAME is the 0-based frame index, OBJ the object id, default 1; repeat each option
@@ -88,6 +99,72 @@ def _quiet_decoder_logs() -> None:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
+def add_prompt(
+    predictor: VideoPredictor, state: TrackingState, source: FrameSource, p: ObjectPrompt
+) -> FrameResult:
+    return predictor.add_prompt(
+        state,
+        p.frame,
+        source[p.frame],
+        p.obj,
+        points=p.points,
+        labels=p.labels,
+        box=p.box,
+        mask=p.mask,
+    )
+
+
+def split_corrections(
+    prompts: Sequence[ObjectPrompt], reverse: bool
+) -> tuple[list[ObjectPrompt], list[ObjectPrompt]]:
+    """``(initial, corrections)``: the prompts on each object's first frame in the tracking
+    order (the latest when ``reverse``), which start it, and those on its later frames."""
+    first: dict[int, int] = {}
+    for p in prompts:
+        frames = [first.get(p.obj, p.frame), p.frame]
+        first[p.obj] = max(frames) if reverse else min(frames)
+    initial = [p for p in prompts if p.frame == first[p.obj]]
+    return initial, [p for p in prompts if p.frame != first[p.obj]]
+
+
+def track_pass(
+    predictor: VideoPredictor,
+    state: TrackingState,
+    source: FrameSource,
+    start: int,
+    reverse: bool,
+    after: int | None,
+    corrections: Sequence[ObjectPrompt],
+) -> Iterator[FrameResult]:
+    """One tracking pass from ``start`` (``after``: at most that many frames after it) that
+    corrects the objects on the frames of ``corrections`` as it reaches them: it tracks up
+    to such a frame, applies its prompts to the tracked masks (``add_prompt`` on a tracked
+    frame: the official correction), yields the corrected frame and goes on from the next
+    one with the corrected memory. Frames before a correction are tracked as without it."""
+    step = -1 if reverse else 1
+    if reverse and start == 0:
+        return  # nothing before frame 0 (as officially)
+    reach = len(source) if after is None else after
+    end = max(start - reach, 0) if reverse else min(start + reach, len(source) - 1)
+    stops = {p.frame for p in corrections if 0 < (p.frame - start) * step <= (end - start) * step}
+    here = start
+    for stop in [*sorted(stops, reverse=reverse), None]:
+        last = end if stop is None else stop
+        for result in predictor.propagate(
+            state, source, start_frame=here, reverse=reverse, max_frames=(last - here) * step
+        ):
+            if result.frame_index != stop:
+                yield result
+        if stop is None:
+            return
+        given = [p for p in corrections if p.frame == stop]
+        corrected = [add_prompt(predictor, state, source, p) for p in given]
+        yield corrected[-1]  # the frame after its last prompt
+        if stop == end:
+            return
+        here = stop + step
+
+
 def _stage_line(ms_per_frame: dict[str, float]) -> str:
     parts = [f"{stage.replace('_', ' ')} {ms:.0f}" for stage, ms in ms_per_frame.items()]
     return f" ({', '.join(parts)})" if parts else ""
@@ -99,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..video.io import open_video
     from ..video.prompts import group_prompts, parse_box, parse_mask, parse_point
-    from ..video.writers import TrackWriter, check_output_folder
+    from ..video.writers import DEFAULT_FPS, TrackWriter, check_output_folder
 
     _quiet_decoder_logs()
     points = [parse_point(p) for p in args.point]
@@ -110,13 +187,20 @@ def run(args: argparse.Namespace) -> int:
             "no prompt: give at least one --point FRAME:X,Y, --box FRAME:X0,Y0,X1,Y1 or "
             "--mask FRAME:PNG (add @OBJ for objects other than 1); see samedge track --help"
         )
-    if args.fps is not None and not args.fps > 0:
-        raise SamedgeError(f"--fps must be positive, got {args.fps}")
+    if args.fps is not None and not MIN_FPS <= args.fps <= MAX_FPS:  # NaN fails too
+        raise SamedgeError(
+            f"--fps must be a frame rate from {MIN_FPS:g} to {MAX_FPS:g}, got {args.fps:g}"
+        )
+    args.out = Path(os.path.abspath(args.out))  # '.' cannot be replaced, its full path can
     check_output_folder(args.out)
     source = open_video(args.source, fps=args.fps or 0.0)
     if args.fps is not None and not args.source.is_dir():
         raise SamedgeError("--fps is for a frame folder; a video file has its own frame rate")
     prompts = group_prompts(points, boxes, masks, frames=len(source), size=source.size)
+    if args.reverse and all(p.frame == 0 for p in prompts):
+        raise SamedgeError(
+            "every prompt is on frame 0, so there is nothing to track backward: drop --reverse"
+        )
 
     from ..video import VideoPredictor
 
@@ -132,8 +216,15 @@ def run(args: argparse.Namespace) -> int:
     passes = [(last, True)] if args.reverse else [(first, False)]
     if args.both:
         passes = [(last, True), (first, False)]
+    # Each object's prompts on its first frame in the tracking order start it; later ones
+    # correct it when the pass gets there (--both: every prompt starts, as officially when
+    # all prompts come before propagating).
+    initial, corrections = (prompts, []) if args.both else split_corrections(prompts, args.reverse)
     expected = sum(
-        min(args.max_frames or len(source), (start + 1) if reverse else len(source) - start)
+        min(
+            args.max_frames or len(source),
+            (start + 1 if start else 0) if reverse else len(source) - start,
+        )
         for start, reverse in passes
     )
     say = (lambda _m: None) if args.no_progress else (lambda m: print(m, file=sys.stderr))
@@ -157,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
             "kind": "frames" if args.source.is_dir() else "video",
             "width": width,
             "height": height,
-            "fps": source.fps,
+            "fps": source.fps or DEFAULT_FPS,  # the rate the videos are written at
             "frames": len(source),
         },
         "direction": "both" if args.both else "reverse" if args.reverse else "forward",
@@ -177,26 +268,25 @@ def run(args: argparse.Namespace) -> int:
         marks=marks,
     ) as writer:
         state = predictor.init_state(frame_size=source.size, num_frames=len(source))
-        for p in prompts:
-            predictor.add_prompt(
-                state,
-                p.frame,
-                source[p.frame],
-                p.obj,
-                points=p.points,
-                labels=p.labels,
-                box=p.box,
-                mask=p.mask,
-            )
+        for p in initial:
+            add_prompt(predictor, state, source, p)
+        unused = list(corrections)
         with tqdm(
             total=expected, unit="frame", desc="track", disable=args.no_progress, file=sys.stderr
         ) as bar:
             for start, reverse in passes:
-                for result in predictor.propagate(
-                    state, source, start_frame=start, reverse=reverse, max_frames=after
+                for result in track_pass(
+                    predictor, state, source, start, reverse, after, corrections
                 ):
                     writer.add(result)
                     bar.update(1)
+                    unused = [p for p in unused if p.frame != result.frame_index]
+        if unused:
+            print(
+                "samedge: not reached, so not used: the prompts on frame(s) "
+                + ", ".join(str(f) for f in sorted({p.frame for p in unused})),
+                file=sys.stderr,
+            )
         tracked = time.perf_counter() - started
         span = len(writer.frames)
         with tqdm(
