@@ -98,6 +98,23 @@ def _write(path: Path, width: int, height: int, value: int = 0) -> None:
     cv2.imwrite(str(path), np.full((height, width, 3), value, np.uint8))
 
 
+def test_frame_folder_of_rotated_photos_reads_them_upright(tmp_path: Path) -> None:
+    """Portrait phone photos: landscape pixels with EXIF orientation 6 (rotate 90). The
+    folder took its size from the pixels and every frame, read upright, then mismatched."""
+    from PIL import Image
+
+    pixels = np.zeros((40, 60, 3), np.uint8)
+    pixels[:5] = 255  # the top rows, which end up on the right
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for i in range(2):
+        Image.fromarray(pixels).save(tmp_path / f"{i:05d}.jpg", exif=exif, quality=95)
+    folder = FrameFolder(tmp_path)
+    assert folder.size == (40, 60)  # width, height as the frames read
+    frame = folder[1]
+    assert frame.shape == (60, 40, 3) and frame[:, -3:].mean() > 200 and frame[:, :30].mean() < 30
+
+
 def test_frame_folder_sorts_numbers_naturally_and_skips_other_files(tmp_path: Path) -> None:
     for i in (10, 2, 1):
         _write(tmp_path / f"frame_{i}.png", 8, 6, value=i)

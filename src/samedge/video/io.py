@@ -12,11 +12,13 @@ Frames are ``H x W x 3`` uint8 RGB, as everywhere in samedge. Every problem a us
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -174,6 +176,16 @@ class VideoFile:
         self.close()
 
 
+def _upright_size(image: Any) -> tuple[int, int]:
+    """``(width, height)`` of an opened image as it reads (its EXIF orientation applied,
+    as :func:`samedge.imageio.read_image_file` does), from the header alone."""
+    orientation = 1
+    with contextlib.suppress(Exception):  # a broken EXIF block is ignored when reading too
+        orientation = int(image.getexif().get(0x0112, 1))  # Orientation
+    turned = orientation in (5, 6, 7, 8)  # rotated by 90 or 270 degrees
+    return (image.height, image.width) if turned else (image.width, image.height)
+
+
 class FrameFolder:
     """A folder of frame images (``.jpg``, ``.jpeg``, ``.png``) in natural name order, as
     DAVIS stores a sequence (``JPEGImages/<sequence>/00000.jpg``).
@@ -204,7 +216,7 @@ class FrameFolder:
         for file in files:
             try:
                 with Image.open(file) as im:
-                    this = (im.width, im.height)
+                    this = _upright_size(im)
             except (OSError, UnidentifiedImageError, ValueError):
                 raise ImageError(f"cannot read frame {file}: not an image") from None
             if size is None:
