@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from samedge.errors import ArtifactError, SamedgeError
+from samedge.errors import ArtifactError, PromptError, SamedgeError
 from samedge.registry import get_spec, list_models
 from samedge.specs import VideoSpec
 from samedge.video.masks import fill_holes, mask_prompt, preprocess_frame, resize_aa
@@ -556,9 +556,18 @@ def test_live_stream_steps_and_objects_come_and_go() -> None:
         vp.add_prompt(bounded, 0, frames[0], 1, box=[1, 1, 5, 5], mask=np.ones((48, 64), bool))
     with pytest.raises(SamedgeError, match="at least one point"):
         vp.add_prompt(bounded, 0, frames[0], 1, points=np.zeros((0, 2)), labels=[])
+    # Accepted silently before, unlike the image predictor and samedge track:
+    with pytest.raises(PromptError, match=r"\(5000, 3\) lies outside the 64x48 frame"):
+        vp.add_prompt(bounded, 0, frames[0], 1, points=[[5000, 3]], labels=[1])
+    with pytest.raises(PromptError, match="x0 <= x1 and y0 <= y1"):
+        vp.add_prompt(bounded, 0, frames[0], 1, box=[30, 30, 5, 40])
     assert not bounded.objects and not bounded.anchors  # refused prompts leave no trace
     with pytest.raises(SamedgeError, match="frame"):
         vp.step(state, 0, np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(SamedgeError, match="frame index -3 is negative"):
+        vp.step(state, -3, frames[0])
+    with pytest.raises(SamedgeError, match=r"max_frames .* >= 0, not -1"):
+        next(vp.propagate(state, frames, start_frame=0, max_frames=-1))
 
 
 @requires_export

@@ -28,6 +28,7 @@ from ..specs import VideoSpec
 from .graphs import VideoGraphs
 from .masks import fill_holes, mask_prompt, preprocess_frame, upscale
 from .memory import NO_OBJ_SCORE, from_bfloat16, horizon, retained, select_memories, to_bfloat16
+from .prompts import check_inside
 from .state import FrameFeatures, FrameOutput, ObjectTrack, TrackingState
 from .types import FrameResult, FrameSource
 
@@ -146,12 +147,7 @@ class VideoPredictor(LoadedModel[VideoGraphs]):
             and score -1024).
         """
         self._check_frame(state, frame)
-        if state.num_frames is not None and not 0 <= frame_index < state.num_frames:
-            raise SamedgeError(
-                f"frame {frame_index} is outside the video (frames 0-{state.num_frames - 1})"
-            )
-        if frame_index < 0:
-            raise SamedgeError(f"frame index {frame_index} is negative")
+        self._check_index(state, frame_index)
         if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer)) or obj_id <= 0:
             raise PromptError(f"object ids are positive integers, not {obj_id!r}")
         # Every check before the state changes: a refused prompt leaves no trace.
@@ -204,6 +200,14 @@ class VideoPredictor(LoadedModel[VideoGraphs]):
         outputs = [o.output(frame_index, is_cond) for o in state.objects.values()]
         return self._result(state, frame_index, outputs)
 
+    def _check_index(self, state: TrackingState, frame_index: int) -> None:
+        if state.num_frames is not None and not 0 <= frame_index < state.num_frames:
+            raise SamedgeError(
+                f"frame {frame_index} is outside the video (frames 0-{state.num_frames - 1})"
+            )
+        if frame_index < 0:
+            raise SamedgeError(f"frame index {frame_index} is negative")
+
     def _check_frame(self, state: TrackingState, frame: np.ndarray) -> None:
         width, height = state.frame_size
         if not isinstance(frame, np.ndarray) or frame.shape != (height, width, 3):
@@ -241,6 +245,12 @@ class VideoPredictor(LoadedModel[VideoGraphs]):
             codes = np.concatenate([np.array([2, 3], np.float32), codes])
         if not np.all(np.isfinite(coords)):
             raise PromptError("prompt coordinates must be finite")
+        if box is not None and not (coords[0] <= coords[1]).all():
+            raise PromptError(
+                f"a box is (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1, got {corners.tolist()}"
+            )
+        for x, y in coords:  # as the image predictor and samedge track refuse them
+            check_inside(float(x), float(y), state.frame_size, "prompt point")
         width, height = state.frame_size
         scale = np.array([width, height], np.float32)
         return coords / scale * np.float32(self.spec.image_size), codes
@@ -277,6 +287,8 @@ class VideoPredictor(LoadedModel[VideoGraphs]):
         Yields:
             one :class:`FrameResult` per frame, in tracking order.
         """
+        if max_frames is not None and max_frames < 0:
+            raise SamedgeError(f"max_frames counts frames after the start: >= 0, not {max_frames}")
         num_frames = len(frames)
         if state.num_frames is None:
             state.num_frames = num_frames
@@ -306,6 +318,7 @@ class VideoPredictor(LoadedModel[VideoGraphs]):
         """Track every object on one frame of a live stream (a webcam): the frames before
         it (after it, in ``reverse``) must have been prompted or stepped."""
         self._check_frame(state, frame)
+        self._check_index(state, frame_index)
         self._preflight(state)
         return self._track_frame(state, frame_index, lambda: frame, reverse)
 

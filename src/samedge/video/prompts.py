@@ -214,7 +214,7 @@ def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
     return data
 
 
-def _check_inside(x: float, y: float, size: tuple[int, int], what: str) -> None:
+def check_inside(x: float, y: float, size: tuple[int, int], what: str) -> None:
     width, height = size
     if not (0 <= x <= width and 0 <= y <= height):
         raise PromptError(
@@ -259,12 +259,12 @@ def group_prompts(
 
     for p in points:
         _check_frame(p.frame, frames, f"point {p}")
-        _check_inside(p.x, p.y, size, f"point {p}")
+        check_inside(p.x, p.y, size, f"point {p}")
         slot(p.frame, p.obj)["points"].append(p)
     for b in boxes:
         _check_frame(b.frame, frames, f"box {b}")
-        _check_inside(b.box[0], b.box[1], size, f"box {b} corner")
-        _check_inside(b.box[2], b.box[3], size, f"box {b} corner")
+        check_inside(b.box[0], b.box[1], size, f"box {b} corner")
+        check_inside(b.box[2], b.box[3], size, f"box {b} corner")
         slot(b.frame, b.obj)["boxes"].append(b)
     for m in masks:
         _check_frame(m.frame, frames, f"mask {m}")
