@@ -108,3 +108,58 @@ def test_user_errors_are_one_line(tmp_path: Path, capsys, extra, message) -> Non
     err = capsys.readouterr().err.strip()
     assert err.startswith("samedge: error: ") and message in err and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.export
+@requires_export
+def test_a_dataset_with_no_usable_sample_is_an_error(export_test_model, tmp_path: Path, capsys):
+    """An empty dataset, or one whose every sample is skipped (here a mask stored rotated),
+    printed 'center: 0 samples, mIoU nan', wrote its results and exited 0."""
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    out = tmp_path / "out"
+    argv = [
+        "eval", "--model", str(export_test_model("mobile_sam")), "--dataset", str(data),
+        "--format", "folder", "--protocol", "center", "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    hint = "no images/NAME.ext has its masks/NAME.png"
+    assert err == f"samedge: error: {data} holds no usable sample: {hint}"
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(data / "images" / "a.png")
+    mask = np.zeros((60, 40), np.uint8)
+    mask[5:20, 5:20] = 255
+    Image.fromarray(mask).save(data / "masks" / "a.png")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"samedge: error: {data} holds no usable sample; fix the 1 skipped: ")
+    assert "a: mask a.png is 40x60 but its image is 60x40 (the mask is stored rotated" in err
+    assert not out.exists()
+
+
+def test_a_coco_json_with_no_usable_sample_is_an_error(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("pycocotools", reason="needs the [eval] extra")
+    (tmp_path / "val").mkdir()
+    data = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "thing"}]}
+    json_path = tmp_path / "instances_val.json"
+    json_path.write_text(json.dumps(data))
+    argv = [
+        "eval", "--model", "mobile_sam", "--dataset", str(json_path), "--format", "coco",
+        "--out", str(tmp_path / "out"), "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 2  # before the model is looked up (mobile_sam need not be exported)
+    err = capsys.readouterr().err.strip()
+    hint = "no image has a non-crowd annotation"
+    assert err == f"samedge: error: {json_path} holds no usable sample: {hint}"
+    data["images"] = [{"id": 1, "file_name": "1.jpg", "height": 8, "width": 8}]
+    data["annotations"] = [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 1,
+                            "segmentation": [[1, 1, 5, 1, 5, 5]]}]  # fmt: skip
+    json_path.write_text(json.dumps(data))
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("no usable sample; fix the 1 skipped: 1#1: crowd annotation (iscrowd=1)")
+    assert not (tmp_path / "out").exists()

@@ -139,18 +139,28 @@ def test_report_into_a_file_fails_cleanly(grabcut, oracle, tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
-def test_no_valid_sample_gives_nan_free_json(tmp_path: Path) -> None:
+def test_no_usable_sample_is_an_error_not_a_nan_result(tmp_path: Path) -> None:
+    """Every sample skipped, or none at all: an mIoU of nan over 0 samples was returned (and
+    written) as if it were a result."""
     from PIL import Image
+
+    from samedge.eval import DatasetError
 
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "images" / "a.png")
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "masks" / "a.png")
-    result = evaluate(EmptyPredictor(), open_dataset(tmp_path, "folder"))
-    assert result.records == [] and result.skipped[0].reason == "empty mask (no object pixels)"
-    write_report(result, tmp_path / "out")
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["protocols"]["center"]["miou"] is None
+    with pytest.raises(DatasetError, match=r"holds no usable sample: no images/NAME\.ext"):
+        evaluate(EmptyPredictor(), open_dataset(tmp_path, "folder"))
+    for name in "abcd":
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "images" / f"{name}.png")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "masks" / f"{name}.png")
+    with pytest.raises(DatasetError) as err:
+        evaluate(EmptyPredictor(), open_dataset(tmp_path, "folder"))
+    assert str(err.value) == (
+        f"{tmp_path} holds no usable sample; fix the 4 skipped: a: empty mask (no object "
+        "pixels); b: empty mask (no object pixels); c: empty mask (no object pixels); and 1 more"
+    )
+    with pytest.raises(DatasetError, match="no usable sample among its first 2; fix the 2 "):
+        evaluate(EmptyPredictor(), open_dataset(tmp_path, "folder"), EvalConfig(limit=2))
 
 
 def test_importing_eval_loads_neither_torch_nor_onnxruntime() -> None:

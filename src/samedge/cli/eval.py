@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         raise SamedgeError("--model is required: a registered name or an exported folder")
     from ..artifacts import resolve_model
     from ..eval import EvalConfig, evaluate, open_dataset, parse_protocols, write_report
+    from ..eval.datasets import no_usable_sample
     from ..eval.fidelity import load_reference
     from ..eval.protocols import INTERACTIVE
     from ..runtime.predictor import Predictor
@@ -127,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is not None and args.against != "torch":
         raise SamedgeError("--checkpoint is only used with --against torch")
     dataset = open_dataset(args.dataset, args.format, images=args.images)
+    if dataset.num_samples == 0:  # before loading any model
+        raise no_usable_sample(dataset, dataset.unmatched)
     artifact = resolve_model(args.model)
     predictor = Predictor(
         artifact, args.provider, args.threads, provider_settings=provider_settings(args)

@@ -341,6 +341,7 @@ def _open_coco(json_path: Path, images_dir: Path | None) -> Dataset:
     except (json.JSONDecodeError, KeyError, TypeError, AssertionError) as exc:
         raise DatasetError(f"{json_path} is not a COCO instances file ({exc})") from None
     entries: list[_Entry] = []
+    unmatched: list[Skipped] = []
     for image_id in sorted(coco.getImgIds()):
         info = coco.imgs[image_id]
         anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=None))
@@ -355,9 +356,35 @@ def _open_coco(json_path: Path, images_dir: Path | None) -> Dataset:
         if masks:
             path = images_dir / info["file_name"]
             entries.append(_Entry(str(image_id), path, tuple(masks), tuple(crowd)))
-    dataset = Dataset(json_path.name, "coco", json_path, entries, [])
+        else:
+            unmatched.extend(crowd)  # an image of crowds only: reported, not dropped
+    dataset = Dataset(json_path.name, "coco", json_path, entries, unmatched)
     dataset._coco = coco
     return dataset
+
+
+#: What a dataset of each format must hold to have a sample (the no-sample error's hint).
+_SAMPLE_HINT = {
+    "interactive": "no image has a mask beside it",
+    "coco": "no image has a non-crowd annotation",
+    "folder": "no images/NAME.ext has its masks/NAME.png",
+}
+
+
+def no_usable_sample(
+    dataset: Dataset, skipped: list[Skipped], limit: int | None = None, shown: int = 3
+) -> DatasetError:
+    """The one-line error of a dataset (or its first ``limit`` samples) that left nothing to
+    evaluate: every sample was ``skipped`` (the first ``shown`` reasons are named), or there
+    was none."""
+    head = f"{dataset.root} holds no usable sample"
+    if limit is not None and limit < dataset.num_samples:
+        head += f" among its first {limit}"
+    if not skipped:
+        return DatasetError(f"{head}: {_SAMPLE_HINT[dataset.format]}")
+    reasons = "; ".join(f"{s.sample_id}: {' '.join(s.reason.split())}" for s in skipped[:shown])
+    more = f"; and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return DatasetError(f"{head}; fix the {len(skipped)} skipped: {reasons}{more}")
 
 
 def open_dataset(

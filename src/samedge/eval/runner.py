@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .clicks import Click
-from .datasets import Dataset, Instance, Skipped
+from .datasets import Dataset, Instance, Skipped, no_usable_sample
 from .metrics import (
     SIZE_BUCKETS,
     embedding_error,
@@ -322,10 +322,17 @@ def evaluate(
 
     Returns:
         :class:`EvalResult`; accuracy records are those of ``predictor``.
+
+    Raises:
+        DatasetError: the dataset (or its first ``config.limit`` samples) has no sample
+            that passed validation: nothing to measure (the message names the first
+            reasons).
     """
     from tqdm import tqdm
 
     config = config or EvalConfig()
+    if dataset.num_samples == 0:
+        raise no_usable_sample(dataset, dataset.unmatched)
     spec: ModelSpec | None = getattr(predictor, "spec", None)
     backend = None
     if AUTO in config.protocols:
@@ -390,6 +397,8 @@ def evaluate(
                                     )
                                 )
             bar.update(len(entry.masks))
+    if not records:
+        raise no_usable_sample(dataset, skipped, config.limit)
     by_protocol: dict[str, list[SampleRecord]] = defaultdict(list)
     for r in records:
         by_protocol[r.protocol].append(r)
