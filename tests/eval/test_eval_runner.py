@@ -130,6 +130,20 @@ def test_report_files(grabcut, oracle, tmp_path: Path) -> None:
     assert plot is not None and plot.shape == (480, 720, 3)
 
 
+def test_a_reused_out_folder_keeps_no_file_of_an_earlier_run(grabcut, oracle, tmp_path):
+    """A clicks run with a reference, then a box run into the same folder: its
+    miou_per_click.png and fidelity.jsonl stayed beside a summary listing only box."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    config = EvalConfig(protocols=("box", "clicks"), max_clicks=2, limit=1)
+    write_report(evaluate(oracle, grabcut, config, reference=oracle), out)
+    assert (out / "miou_per_click.png").is_file() and (out / "fidelity.jsonl").is_file()
+    write_report(evaluate(oracle, grabcut, EvalConfig(protocols=("box",), limit=1)), out)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["notes.txt", "records.jsonl", "summary.json", "summary.md"]
+
+
 def test_report_into_a_file_fails_cleanly(grabcut, oracle, tmp_path: Path) -> None:
     result = evaluate(oracle, grabcut, EvalConfig(protocols=("box",), limit=1))
     target = tmp_path / "taken"

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..errors import SamedgeError
 from ..outputs import OutputSet
 from .runner import EvalResult
 
@@ -159,12 +160,12 @@ def write_report(result: EvalResult, out_dir: str | os.PathLike[str]) -> list[Pa
 
     Files: ``records.jsonl`` (one line per sample and protocol), ``summary.json``,
     ``summary.md``, ``miou_per_click.png`` (with the ``clicks`` protocol) and
-    ``fidelity.jsonl`` (with a reference model).
+    ``fidelity.jsonl`` (with a reference model). They replace an earlier run's as a set:
+    an optional file this run does not write is removed once the others are in place (no
+    other file in ``out_dir`` is touched).
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        from ..errors import SamedgeError
-
         raise SamedgeError(f"--out {out} is a file; give a folder")
     with OutputSet() as files:
         files.add(
@@ -197,6 +198,15 @@ def write_report(result: EvalResult, out_dir: str | os.PathLike[str]) -> list[Pa
                     for f in result.fidelity_records
                 ).encode(),
             )
+    for name, wrote in ((PLOT, bool(curves)), (FIDELITY, result.fidelity is not None)):
+        stale = out / name
+        if not wrote and (stale.is_file() or stale.is_symlink()):
+            try:
+                stale.unlink()
+            except OSError as exc:
+                raise SamedgeError(
+                    f"cannot remove {stale} of an earlier run: {exc.strerror or exc}"
+                ) from None
     return [out / name for name in (RECORDS, SUMMARY_JSON, SUMMARY_MD)]
 
 
