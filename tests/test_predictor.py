@@ -47,6 +47,28 @@ def test_image_predictor_matches_functional_api(predictor: Predictor, photo: Pat
     assert bm.shape == (2, 1, 534, 800) and bs.shape == (2, 1) and bl.shape == (2, 1, 256, 256)
 
 
+def test_api_misuse_is_one_line(predictor: Predictor, photo: Path) -> None:
+    """A path given to predict() failed on 'str' has no attribute 'original_size', and a
+    3-number box in ImagePredictor.predict on NumPy's reshape (8 numbers: 2 boxes, of which
+    only the first was answered)."""
+    with pytest.raises(
+        TypeError, match=r"takes the ImageEmbedding that encode\(\) returned, got str"
+    ):
+        predictor.predict(str(photo), points=[[10, 10]], labels=[1])
+    sam = ImagePredictor(predictor)
+    sam.set_image(photo)
+    for box, message in [
+        (np.array([75, 275, 700]), r"^a box is \(x0, y0, x1, y1\), got 3 numbers$"),
+        ([10, 10, 50, 50, 60, 60, 90, 90], "got 8 numbers"),
+        (np.zeros((2, 3)), r"boxes must be \(B, 4\) XYXY, got shape \(2, 3\)"),
+        ("wide", "box must be numbers"),
+    ]:
+        with pytest.raises(PromptError, match=message):
+            sam.predict(box=box)
+    masks, _, _ = sam.predict(box=[[10, 10], [300, 300]], multimask_output=False)  # SAM 2 corners
+    assert masks.shape == (1, 534, 800)
+
+
 def test_embedding_is_immutable_and_checked(predictor: Predictor, photo: Path) -> None:
     embedding = predictor.encode(photo)
     assert embedding.original_size == (534, 800) and embedding.input_size == (1024, 1024)

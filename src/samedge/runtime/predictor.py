@@ -14,7 +14,7 @@ from .graphs import ModelGraphs
 from .loaded import LoadedModel
 from .postprocess import select_masks, upscale_masks
 from .preprocess import preprocess
-from .prompts import normalize_prompts
+from .prompts import as_array, normalize_prompts
 from .providers import ProviderSettings
 from .types import ImageEmbedding, MaskPrediction
 
@@ -120,7 +120,17 @@ class Predictor(LoadedModel[ModelGraphs]):
         Returns:
             :class:`MaskPrediction` with ``K = 3`` or ``1`` masks per set, at the original
             resolution.
+
+        Raises:
+            TypeError: ``embedding`` is not an :class:`ImageEmbedding` (an image, a path).
+            samedge.errors.PromptError: a malformed prompt
+                (:func:`samedge.runtime.prompts.normalize_prompts`).
         """
+        if not isinstance(embedding, ImageEmbedding):
+            raise TypeError(
+                f"predict() takes the ImageEmbedding that encode() returned, got "
+                f"{type(embedding).__name__}: predict(predictor.encode(image), ...)"
+            )
         prompts = normalize_prompts(
             self.spec,
             embedding.original_size,
@@ -183,13 +193,19 @@ class ImagePredictor:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.embedding is None:
             raise RuntimeError("call set_image(...) before predict(...)")
-        box_arr = None if box is None else np.asarray(box, dtype=np.float64)
-        many = box_arr is not None and box_arr.ndim == 2 and len(box_arr) > 1
+        box_arr = None if box is None else as_array(box, "box")
+        one = boxes = None  # normalize_prompts checks both: one box, or B boxes
+        if box_arr is not None and box_arr.ndim <= 1:
+            one = box_arr
+        elif box_arr is not None:  # (B, 4), or SAM 2's corners (B, 2, 2)
+            boxes = box_arr.reshape(-1, 4) if box_arr.size % 4 == 0 else box_arr
+        many = boxes is not None and len(boxes) > 1
         result = self.predictor.predict(
             self.embedding,
             points=point_coords,
             labels=point_labels,
-            boxes=box_arr.reshape(-1, 4) if box_arr is not None else None,
+            box=one,
+            boxes=boxes,
             mask_input=mask_input,
             multimask_output=multimask_output,
         )

@@ -39,7 +39,8 @@ class DecoderPrompts:
         )
 
 
-def _as_array(value: object, name: str, dtype: type = np.float64) -> np.ndarray:
+def as_array(value: object, name: str, dtype: type = np.float64) -> np.ndarray:
+    """``value`` (the prompt argument ``name``) as an array, or a :class:`PromptError`."""
     try:
         return np.asarray(value, dtype=dtype)
     except (TypeError, ValueError, OverflowError):
@@ -101,9 +102,10 @@ def normalize_prompts(
         raise PromptError("give either box or boxes, not both")
     box_arr = None
     if box is not None or boxes is not None:
-        box_arr = _as_array(box if box is not None else boxes, "box")
+        box_arr = as_array(box if box is not None else boxes, "box")
         if box is not None and box_arr.shape != (4,):
-            raise PromptError(f"box must be (x0, y0, x1, y1), got shape {box_arr.shape}")
+            got = f"{box_arr.size} numbers" if box_arr.ndim == 1 else f"shape {box_arr.shape}"
+            raise PromptError(f"a box is (x0, y0, x1, y1), got {got}")
         box_arr = box_arr.reshape(-1, 4) if box is not None else box_arr
         if box_arr.ndim != 2 or box_arr.shape[1] != 4 or len(box_arr) == 0:
             raise PromptError(f"boxes must be (B, 4) XYXY, got shape {box_arr.shape}")
@@ -115,8 +117,8 @@ def normalize_prompts(
     if points is not None:
         if labels is None:
             raise PromptError("points need labels (1 = foreground, 0 = background)")
-        pts = _as_array(points, "points")
-        lbl = _as_array(labels, "labels")
+        pts = as_array(points, "points")
+        lbl = as_array(labels, "labels")
         if pts.ndim == 2:
             pts, lbl = pts[None], lbl[None] if lbl.ndim == 1 else lbl
         if pts.ndim != 3 or pts.shape[2] != 2 or pts.shape[1] == 0:
@@ -177,7 +179,7 @@ def normalize_prompts(
         masks = np.zeros((batch, 1, side, side), dtype=np.float32)
         has_mask = np.zeros(batch, dtype=np.float32)
     else:
-        masks = _as_array(mask_input, "mask_input", np.float32)
+        masks = as_array(mask_input, "mask_input", np.float32)
         if not np.all(np.isfinite(masks)):
             raise PromptError(
                 "mask_input has non-finite values; pass a previous prediction's logits"
