@@ -138,3 +138,39 @@ def test_errors_are_one_line_and_write_nothing(tmp_path, capsys, monkeypatch):
     assert err.count("\n") == 1 and "yunet is not in" in err and "--fetch-models" in err
     assert "or pass its file with --face-model PATH" in err  # as the web UI names it
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("points", ["0", "-3"])
+def test_points_mode_needs_a_positive_number_of_points(points, capsys):
+    """--points 0 was accepted: every frame then said the gaze ray left the image."""
+    image = shared_path("data", "interactive", "GrabCut", "data_GT", "person1.jpg")
+    argv = ["gaze", "--image", str(image), "--model", "x", "--mode", "points"]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--points", points])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --points: expected a positive integer, got '{points}'" in err
+
+
+def test_an_undecodable_video_is_one_quiet_line(sam_folder, tmp_path):
+    """A truncated MP4 (its moov atom cut off) said 'check the path', after FFmpeg's own
+    'moov atom not found' line."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino", reason="needs the [gaze] extra: pip install 'samedge[gaze]'")
+    half = tmp_path / "half.mp4"
+    half.write_bytes(shared_path("data", "video", "bedroom.mp4").read_bytes()[:300_000])
+    jsonl = tmp_path / "frames.jsonl"
+    argv = ["gaze", "--video", str(half), *model_args(sam_folder), "--jsonl", str(jsonl)]
+    run = subprocess.run(
+        [sys.executable, "-m", "samedge", *argv], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 2
+    lines = run.stderr.splitlines()
+    assert lines[-1] == (
+        f"samedge: error: cannot open video {half}: the file exists but OpenCV cannot decode "
+        "it (truncated, damaged or not a video)"
+    )
+    assert not any("moov" in line or "[ WARN" in line for line in lines), run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half.mp4"]

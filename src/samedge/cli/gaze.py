@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .options import add_progress_option, add_provider_options, provider_settings
+from .options import add_progress_option, add_provider_options, positive_int, provider_settings
 
 #: What ``--out`` may be: an annotated video, or for ``--image`` also a picture.
 VIDEO_SUFFIXES = (".mp4", ".avi")
@@ -54,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="boxes",
         help="boxes: detector boxes as prompts; points: detector-free, points on the gaze ray",
     )
-    parser.add_argument("--points", type=int, default=8, help="points on the ray (points mode)")
+    parser.add_argument(
+        "--points", type=positive_int, default=8, help="points on the ray (points mode)"
+    )
     parser.add_argument("--min-iou", type=float, default=0.5, help="minimum predicted IoU")
     parser.add_argument("--depth-margin", type=float, default=0.05)
     parser.add_argument("--min-cutoff", type=float, default=1.0, help="One-Euro min cutoff (Hz)")
@@ -94,7 +96,9 @@ def _fetch(progress: bool) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import SamedgeError
+    from .track import _quiet_decoder_logs
 
+    _quiet_decoder_logs()  # an undecodable --video is one samedge line, as in samedge track
     if args.fetch_models:
         return _fetch(progress=not args.no_progress)
     if args.video is None and args.webcam is None and args.image is None:

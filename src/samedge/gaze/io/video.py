@@ -60,7 +60,12 @@ class FrameSource:
 
 def _open_capture(capture: Any, what: str, kind: str) -> FrameSource:
     if not capture.isOpened():
-        hint = "check the camera index and permissions" if kind == "webcam" else "check the path"
+        capture.release()
+        hint = (
+            "check the camera index and permissions"
+            if kind == "webcam"
+            else "the file exists but OpenCV cannot decode it (truncated, damaged or not a video)"
+        )
         raise ImageError(f"cannot open {what}: {hint}")
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 30.0
