@@ -49,8 +49,7 @@ def max_pixels() -> int:
         value = 0.0
     if not 1 <= value < float("inf"):
         raise SamedgeError(
-            f"SAMEDGE_MAX_PIXELS must be a number of pixels such as 200000000 or 2e8, got "
-            f"'{text}'"
+            f"SAMEDGE_MAX_PIXELS must be a number of pixels such as 200000000 or 2e8, got '{text}'"
         )
     return int(value)
 
