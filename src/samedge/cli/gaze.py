@@ -96,9 +96,9 @@ def _fetch(progress: bool) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import SamedgeError
-    from .track import _quiet_decoder_logs
+    from .options import quiet_decoder_logs
 
-    _quiet_decoder_logs()  # an undecodable --video is one samedge line, as in samedge track
+    quiet_decoder_logs()  # an undecodable --video is one samedge line, as in samedge track
     if args.fetch_models:
         return _fetch(progress=not args.no_progress)
     if args.video is None and args.webcam is None and args.image is None:

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import SamedgeError
-from .options import add_progress_option, add_runtime_options, positive_int, provider_settings
+from .options import (
+    add_progress_option,
+    add_runtime_options,
+    positive_int,
+    provider_settings,
+    quiet_decoder_logs,
+)
 
 if TYPE_CHECKING:
     from ..video import VideoPredictor
@@ -88,15 +94,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_runtime_options(parser)
     add_progress_option(parser)
     parser.set_defaults(func=run)
-
-
-def _quiet_decoder_logs() -> None:
-    """FFmpeg and OpenCV print their own warnings for files they cannot read; the error
-    samedge raises already says it in one line."""
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    import cv2
-
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def add_prompt(
@@ -178,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     from ..video.prompts import group_prompts, parse_box, parse_mask, parse_point
     from ..video.writers import DEFAULT_FPS, TrackWriter, check_output_folder
 
-    _quiet_decoder_logs()
+    quiet_decoder_logs()
     points = [parse_point(p) for p in args.point]
     boxes = [parse_box(b) for b in args.box]
     masks = [parse_mask(m) for m in args.mask]
