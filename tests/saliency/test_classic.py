@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from samedge.imageio import load_image
 from samedge.saliency.classic import SpectralResidual, gaussian_kernel, spectral_residual_small
@@ -71,3 +72,24 @@ def test_map_contract_and_odd_object() -> None:
 def test_flat_image_has_no_saliency() -> None:
     sal = SpectralResidual().saliency(np.full((60, 80, 3), 77, np.uint8))
     assert sal.shape == (60, 80) and not sal.any()
+
+
+def test_a_tall_thin_image_keeps_the_map_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The map is 64 pixels wide, so a 2 x 6000 image asked for a 64 x 192000 map (1.3 GB,
+    10 s of FFTs; a web upload plus one Auto click stalled the server): its longest side is
+    now at most MAX_SIDE, and a photo's map is as the method defines it."""
+    from samedge.saliency import classic
+
+    sizes: list[tuple[int, int]] = []
+    real = classic.spectral_residual_small
+
+    def spy(small: np.ndarray) -> np.ndarray:
+        sizes.append(small.shape)
+        return real(small)
+
+    monkeypatch.setattr(classic, "spectral_residual_small", spy)
+    image = np.random.default_rng(0).integers(0, 255, (6000, 2, 3), dtype=np.uint8)
+    sal = SpectralResidual().saliency(image)
+    assert sal.shape == (6000, 2) and sizes[-1] == (classic.MAX_SIDE, 1)
+    SpectralResidual().saliency(image[:240, :].repeat(40, axis=1))  # 80 x 240: 4:1 or wider
+    assert sizes[-1] == (192, 64)

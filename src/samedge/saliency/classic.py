@@ -26,6 +26,10 @@ import cv2
 import numpy as np
 
 WIDTH = 64
+#: The map's longest side: the method's 64-pixel width holds up to 4:1 portrait images;
+#: taller ones are scaled to 256 rows instead (a 2 x 6000 image asked for 192000 rows,
+#: 1.3 GB and 10 s of FFTs).
+MAX_SIDE = 4 * WIDTH
 GAUSS_SIZE = 10
 GAUSS_SIGMA = 2.5
 _EPS = 1e-12
@@ -83,8 +87,10 @@ class SpectralResidual:
         """float32 ``(H, W)`` in [0, 1] for a uint8 ``(H, W, 3)`` RGB image."""
         height, width = image.shape[:2]
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float64) / 255.0
-        small_h = max(1, round(height * WIDTH / width))
-        small = cv2.resize(gray, (WIDTH, small_h), interpolation=cv2.INTER_AREA)
+        small_w, small_h = WIDTH, max(1, round(height * WIDTH / width))
+        if small_h > MAX_SIDE:  # a tall, thin image: its map would have ~64 x H/W rows
+            small_w, small_h = max(1, round(width * MAX_SIDE / height)), MAX_SIDE
+        small = cv2.resize(gray, (small_w, small_h), interpolation=cv2.INTER_AREA)
         sal = spectral_residual_small(small).astype(np.float32)
         full = cv2.resize(sal, (width, height), interpolation=cv2.INTER_LINEAR)
         return np.clip(full, 0.0, 1.0)
