@@ -147,6 +147,9 @@ def test_bad_inputs_fail_with_one_line_and_write_nothing(
         capsys, ["segment", image, "--model", model, "--box=-5,0,100,100", "--out", str(out)]
     )
     assert "no prompt" in _error(capsys, ["segment", image, "--model", model, "--out", str(out)])
+    # PNG data was written under a .jpg name
+    argv = ["segment", image, "--model", model, "--point", "1,1", "--out", str(out)]
+    assert "--overlay must be a .png file" in _error(capsys, [*argv, "--overlay", "o.jpg"])
     assert "did you mean sam_vit_b" in _error(
         capsys, ["segment", image, "--model", "sam_vit_bb", "--point", "1,1", "--out", str(out)]
     )

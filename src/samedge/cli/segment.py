@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         raise PromptError("points can be combined with one box only (one object)")
     if args.out.suffix.lower() != ".png":
         raise SamedgeError(f"--out must be a .png file, got {args.out}")
+    if args.overlay is not None and args.overlay.suffix.lower() != ".png":
+        raise SamedgeError(f"--overlay must be a .png file, got {args.overlay}")
     artifact = resolve_model(args.model)
     image = load_image(args.image)
     height, width = image.shape[:2]
