@@ -108,6 +108,9 @@ def test_explicit_path(tmp_path: Path) -> None:
         make_backend("u2netp", tmp_path / "missing.onnx")
     with pytest.raises(SamedgeError, match="classic has no weights"):
         make_backend("classic", path)
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG not a network")  # said: re-export it
+    with pytest.raises(SamedgeError, match=r"\(is it u2netp.onnx\? download .*--saliency-model"):
+        make_backend("u2netp", tmp_path / "photo.png")
 
 
 def test_preprocess_is_imagenet_normalised() -> None:

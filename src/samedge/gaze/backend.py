@@ -71,7 +71,8 @@ class Network:
 def _load_ort(path: Path, providers: Sequence[str] | str | None, threads: int | None) -> Network:
     from ..runtime.session import create_session
 
-    session = create_session(path, providers, threads)
+    fix = "pass the right file, or get the default models with 'samedge gaze --fetch-models'"
+    session = create_session(path, providers, threads, fix=fix)
     names = [o.name for o in session.get_outputs()]
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -145,8 +145,11 @@ def create_session(
     profile: ShapeProfile | None = None,
     cache_name: str | None = None,
     shared_arena: bool | None = None,
+    fix: str = "re-export it with 'samedge export'",
 ) -> BindableSession:
     """An ``onnxruntime.InferenceSession`` for ``path``.
+
+    ``fix`` ends the error of a file ONNX Runtime cannot load: what the user can do.
 
     Args:
         path: the ``.onnx`` file.
@@ -212,8 +215,7 @@ def create_session(
     except Exception as exc:  # onnxruntime raises several unrelated exception types
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(
-            f"cannot load ONNX model {Path(path).name}: {first_line[:200]} "
-            f"(re-export it with 'samedge export')"
+            f"cannot load ONNX model {Path(path).name}: {first_line[:200]} ({fix})"
         ) from exc
     actual = session.get_providers()[0]
     if actual != chosen[0]:

@@ -116,7 +116,12 @@ class U2NetP:
                     f"--saliency-model PATH, or use --saliency classic"
                 )
         self.path = file
-        self._session = create_session(file, providers, threads)
+        self._session = create_session(
+            file,
+            providers,
+            threads,
+            fix=f"is it u2netp.onnx? download {URL} and pass it with --saliency-model PATH",
+        )
         inputs = self._session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             shapes = [(i.name, list(i.shape)) for i in inputs]
