@@ -274,10 +274,24 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
-def test_models_list(capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_list(
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
     assert main(["models", "list", "sam2*"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 5 and lines[1].startswith("sam2.1_hiera_tiny")
+    # An export in the cache says whether it holds random weights; a broken one says so
+    # (an empty manifest showed as 'exported').
+    shutil.copytree(model_dir, tmp_path / "models" / "sam2.1_hiera_tiny")
+    (tmp_path / "models" / "sam2.1_hiera_small").mkdir(parents=True)
+    (tmp_path / "models" / "sam2.1_hiera_small" / "samedge.json").write_text("{}")
+    assert main(["models", "list", "sam2.1_hiera_[ts]*"]) == 0
+    tiny, small = capsys.readouterr().out.splitlines()[1:]
+    assert "exported (random weights)" in tiny and "export unreadable: export it again" in small
 
 
 #: A valid command line of every command that shows progress.

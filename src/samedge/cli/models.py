@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import ModelNotFoundError
 from ..hub import checkpoint_path, pull
-from ..manifest import sha256_file
+from ..manifest import MANIFEST_NAME, Manifest, sha256_file
 from ..registry import get_spec, list_models
 from .options import add_progress_option
 
@@ -59,8 +60,9 @@ def run_list(args: argparse.Namespace) -> int:
         status = []
         if checkpoint_path(spec).exists():
             status.append("checkpoint")
-        if (default_model_folder(name) / "samedge.json").exists():
-            status.append("exported")
+        folder = default_model_folder(name)
+        if (folder / MANIFEST_NAME).exists():
+            status.append(_export_status(folder))
         known = spec.checkpoint.size_bytes
         if spec.checkpoint.sha256 is None:
             status.append(
@@ -77,6 +79,19 @@ def run_list(args: argparse.Namespace) -> int:
         print()
         print(GUIDE)
     return 0
+
+
+def _export_status(folder: Path) -> str:
+    """``exported``, with ``random weights`` for a ``--random-init`` export, or why the
+    folder cannot be used (the web UI's model list leaves such folders out)."""
+    from ..errors import SamedgeError
+
+    try:
+        manifest = Manifest.read(folder)
+    except SamedgeError:
+        return "export unreadable: export it again"
+    random = manifest.weights.get("source") == "random-init"
+    return "exported (random weights)" if random else "exported"
 
 
 def run_pull(args: argparse.Namespace) -> int:
