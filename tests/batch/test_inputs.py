@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from samedge.batch.inputs import coco_items, list_images, points_items, shard_key
-from samedge.batch.shards import check_job, done_keys, remove_partial, shard_path
+from samedge.batch.shards import (
+    check_job,
+    done_keys,
+    image_source,
+    remove_partial,
+    shard_path,
+)
 from samedge.errors import SamedgeError
 
 
@@ -133,12 +139,22 @@ def test_points_jsonl(tmp_path: Path) -> None:
 
 def test_done_shards_partial_files_and_job_check(tmp_path: Path) -> None:
     out = tmp_path / "out"
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"pixels")
+    source = image_source(image)
+    assert source is not None and image_source(tmp_path / "none.jpg") is None
     shard_path(out, "k1").parent.mkdir(parents=True)
-    shard_path(out, "k1").write_text(json.dumps({"key": "k1", "annotations": []}))
+    shard_path(out, "k1").write_text(json.dumps({"key": "k1", "annotations": [], "source": source}))
     shard_path(out, "k2").write_text('{"key": "k2", "annot')  # truncated: redo
     shard_path(out, "k3").write_text(json.dumps({"key": "other", "annotations": []}))
     (out / "shards" / ".k4.json.abc123.tmp").write_text("{")
-    assert done_keys(out, ["k1", "k2", "k3", "k4"]) == {"k1"}
+    # Made from another file of the same name, or by a version that recorded no source.
+    other = {**source, "bytes": source["bytes"] + 1}
+    shard_path(out, "k5").write_text(json.dumps({"key": "k5", "annotations": [], "source": other}))
+    shard_path(out, "k6").write_text(json.dumps({"key": "k6", "annotations": []}))
+    keys = ["k1", "k2", "k3", "k4", "k5", "k6"]
+    assert done_keys(out, dict.fromkeys(keys, source)) == {"k1"}
+    assert done_keys(out, {"k1": None}) == set()  # the image is gone: redo (and fail)
     assert remove_partial(out) == 1
     assert not list(out.rglob("*.tmp"))
     check_job(out, {"model": "m", "mode": "boxes"}, resume=True)

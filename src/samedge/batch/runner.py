@@ -3,7 +3,8 @@
 The output folder holds:
 
 * ``shards/<key>.json``: one per image, written by the worker that did it (the record of
-  that image being done);
+  that image being done, with the image file's path, size and modification time: a resumed
+  run redoes an image whose file changed);
 * ``masks.json``: the merged COCO-style file, written atomically once every image has been
   tried; for ``--boxes``, the input COCO file with a mask in each box annotation;
 * ``errors.jsonl``: one ``{"path", "reason"}`` line per image that failed in this run;
@@ -33,6 +34,8 @@ from .shards import (
     check_job,
     clear_shards,
     done_keys,
+    forget,
+    image_source,
     read_shard,
     remove_partial,
     write_jsonl,
@@ -161,7 +164,8 @@ def merge(work: WorkList, out: Path, identity: dict[str, Any]) -> dict[str, Any]
     ``{"info", "images", "annotations", "categories"}`` with annotation ids 1, 2, ...
     """
     info = {k: v for k, v in identity.items() if k not in ("png", "overlay")}
-    shards = [s for s in (read_shard(out, item.key) for item in work.items) if s is not None]
+    done = [(item, read_shard(out, item.key)) for item in work.items]
+    shards = [shard for _, shard in done if shard is not None]
     if work.coco is not None:
         document = copy.deepcopy(work.coco)
         masks = {}
@@ -176,12 +180,13 @@ def merge(work: WorkList, out: Path, identity: dict[str, Any]) -> dict[str, Any]
         return document
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
-    for shard in shards:
-        images.append(shard["image"])
-        for record in shard["annotations"]:
-            annotations.append(
-                {"id": len(annotations) + 1, "image_id": shard["image"]["id"], **record}
-            )
+    for item, found in done:
+        if found is None:
+            continue
+        # This run's numbering: a resumed shard may come from a run with other images.
+        images.append({**found["image"], "id": item.image_id, "file_name": item.file_name})
+        for record in found["annotations"]:
+            annotations.append({"id": len(annotations) + 1, "image_id": item.image_id, **record})
     return {"info": info, "images": images, "annotations": annotations, "categories": []}
 
 
@@ -231,9 +236,11 @@ def run_batch(
         clear_shards(out)
     check_job(out, identity, options.resume)
     remove_partial(out)
-    keys = [item.key for item in work.items]
-    done = done_keys(out, keys) if options.resume else set()
+    sources = {item.key: image_source(item.path) for item in work.items}
+    done = done_keys(out, sources) if options.resume else set()
     todo = [item for item in work.items if item.key not in done]
+    for item in todo:
+        forget(out, item.key)
     log(
         f"{len(work.items)} images, {len(done)} already done, {len(todo)} to do; "
         f"{options.workers} {'Ray actor' if options.ray else 'worker'}"

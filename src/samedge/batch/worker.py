@@ -16,7 +16,7 @@ import numpy as np
 
 from ..outputs import OutputSet
 from .inputs import WorkItem
-from .shards import shard_path
+from .shards import image_source, shard_path
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,7 @@ class ImageWorker:
 
         stages: dict[str, float] = {}
         t = time.perf_counter()
+        source = image_source(item.path)  # before reading: a file changed since is redone
         image = load_image(Path(item.path))
         stages["read"] = time.perf_counter() - t
         if self.job.mode == "everything":
@@ -143,6 +144,7 @@ class ImageWorker:
                 "height": height,
             },
             "annotations": annotations,
+            "source": source,
         }
         with OutputSet() as files:
             self._pictures(files, item, image, masks)
