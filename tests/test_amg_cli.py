@@ -87,6 +87,45 @@ def test_everything_polygons_and_fast(export_test_model, tmp_path):
         assert ann["segmentation"] and all(len(p) >= 6 for p in ann["segmentation"])
 
 
+@requires_export
+@pytest.mark.export
+def test_everything_threshold_out_of_range_is_one_line(export_test_model, tmp_path, capsys):
+    model = export_test_model("sam2.1_hiera_tiny")
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    out = tmp_path / "m.json"
+    code = main(
+        ["everything", str(image), "--model", str(model), "--out", str(out),
+         "--pred-iou-thresh", "1.5", "--quiet"]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == "samedge: error: pred_iou_thresh must be in [0, 1], got 1.5"
+    assert not out.exists()
+
+
+@requires_export
+@pytest.mark.export
+def test_everything_empty_union_scores_0_and_writes_strict_json(export_test_model, tmp_path):
+    # A mask threshold above every logit leaves the union empty: the official code's 0 / 0
+    # gave NaN, written as a bare NaN token no strict JSON reader accepts.
+    model = export_test_model("sam2.1_hiera_tiny")
+    image = shared_path("data", "images", "groceries.jpg")
+    out = tmp_path / "masks.json"
+    code = main(
+        ["everything", str(image), "--model", str(model), "--out", str(out), "--quiet",
+         "--points-per-side", "1", "--mask-threshold", "1000", "--pred-iou-thresh", "0",
+         "--stability-score-offset", "0.05", "--stability-score-thresh", "0"]
+    )  # fmt: skip
+    assert code == 0
+
+    def reject(token: str) -> None:
+        raise AssertionError(f"{out.name} holds {token}")
+
+    anns = json.loads(out.read_text(), parse_constant=reject)["annotations"]
+    assert anns and all(ann["stability_score"] == 0 for ann in anns)
+
+
 def test_everything_rejects_bad_output_paths(tmp_path, capsys):
     image = tmp_path / "img.png"
     cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))

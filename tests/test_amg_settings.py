@@ -62,6 +62,13 @@ def test_overrides_none_keeps_the_default_and_grids_replace_the_grid_size() -> N
         ({"pred_iou_thresh": "high"}, "pred_iou_thresh"),
         ({"stability_score_thresh": float("nan")}, "stability_score_thresh"),
         ({"crop_overlap_ratio": 1.0}, "crop_overlap_ratio"),
+        ({"pred_iou_thresh": 1.5}, "pred_iou_thresh"),
+        ({"pred_iou_thresh": -0.1}, "pred_iou_thresh"),
+        ({"stability_score_thresh": 2}, "stability_score_thresh"),
+        ({"stability_score_thresh": -1}, "stability_score_thresh"),
+        ({"box_nms_thresh": 1.5}, "box_nms_thresh"),
+        ({"crop_nms_thresh": -0.2}, "crop_nms_thresh"),
+        ({"stability_score_offset": -1}, "stability_score_offset"),
         ({"output_mode": "png"}, "output_mode"),
         ({"use_m2m": "yes"}, "use_m2m"),
         ({"split_decoder": "auto"}, "split_decoder"),
@@ -75,6 +82,15 @@ def test_invalid_settings_are_one_line_errors_naming_the_field(overrides, field)
         AmgSettings.for_spec(get_spec("sam_vit_b"), **overrides)
     message = str(info.value)
     assert field in message and "\n" not in message
+
+
+def test_range_ends_and_any_finite_mask_threshold_are_accepted() -> None:
+    spec = get_spec("sam_vit_b")
+    for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_nms_thresh"):
+        assert getattr(AmgSettings.for_spec(spec, **{name: 0}), name) == 0.0
+        assert getattr(AmgSettings.for_spec(spec, **{name: 1}), name) == 1.0
+    assert AmgSettings.for_spec(spec, stability_score_offset=0).stability_score_offset == 0.0
+    assert AmgSettings.for_spec(spec, mask_threshold=-3.5).mask_threshold == -3.5
 
 
 def test_both_or_neither_grid_source_is_an_error() -> None:

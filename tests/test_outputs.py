@@ -90,3 +90,11 @@ def test_gaze_picture_gets_the_umask_mode(umask: int, tmp_path: Path) -> None:
     picture.write(np.zeros((8, 8, 3), np.uint8))
     assert mode(picture.commit()) == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_add_json_refuses_what_json_cannot_hold(value: float, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not JSON compliant"), OutputSet() as out:
+        out.add_json(tmp_path / "a.json", {"ok": 1.0})
+        out.add_json(tmp_path / "b.json", {"score": value})
+    assert list(tmp_path.iterdir()) == []

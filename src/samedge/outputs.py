@@ -93,7 +93,10 @@ class OutputSet:
         return self.add(path, encode_png(image))
 
     def add_json(self, path: str | os.PathLike[str], data: Any) -> Path:
-        return self.add(path, (json.dumps(data, indent=2) + "\n").encode())
+        """Stage ``data`` as indented JSON. NaN and infinities raise ``ValueError`` (a bug
+        where they come from): Python would write them as the bare tokens ``NaN`` and
+        ``Infinity``, which other JSON readers reject."""
+        return self.add(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode())
 
     def commit(self) -> list[Path]:
         done = []

@@ -11,7 +11,9 @@
 3. masks are kept when their predicted IoU is above ``pred_iou_thresh`` and their stability
    score (IoU of the masks thresholded at ``mask_threshold +- stability_score_offset`` on
    the upscaled logits, as the official code computes it) reaches ``stability_score_thresh``,
-   and when their box does not touch an inner crop edge;
+   and when their box does not touch an inner crop edge; a mask whose logits are all at or
+   below ``mask_threshold - stability_score_offset`` (an empty union) scores 0, where the
+   official code divides 0 by 0 and gives NaN, which no JSON file can hold;
 4. box NMS removes duplicates in each crop (by predicted IoU) and between crops (smaller
    crops win); SAM then removes small holes and islands, SAM 2 fills them in the
    low-resolution logits.
@@ -106,7 +108,7 @@ class GeneratedMasks:
         boxes: int64 ``(N, 4)`` XYXY boxes, ``x1``/``y1`` the last column/row of the mask
             (the official convention; empty masks get zeros).
         predicted_iou: float32 ``(N,)`` the decoder's IoU prediction.
-        stability_score: float32 ``(N,)``.
+        stability_score: float32 ``(N,)`` in [0, 1] (0 for an empty union).
         point_coords: float64 ``(N, 2)`` XY pixels of the prompt point of each mask.
         crop_boxes: int64 ``(N, 4)`` XYXY (exclusive end) crop each mask was found in.
         stats: counts and timings (seconds) of the run: :class:`AmgStats`'s fields, plus
@@ -496,11 +498,8 @@ class MaskGenerator:
             stats.upscaled += 1
             inter = np.count_nonzero(full > hi)
             union = np.count_nonzero(full > lo)
-            stability = np.float32(inter) / np.float32(union) if union else np.float32(np.nan)
-            if (
-                self.settings.stability_score_thresh > 0
-                and not stability >= self.settings.stability_score_thresh
-            ):
+            stability = np.float32(inter) / np.float32(union) if union else np.float32(0.0)
+            if stability < self.settings.stability_score_thresh:
                 continue
             box = mask_boxes((full > self.settings.mask_threshold)[None])[0]
             offset = np.array([x0, y0, x0, y0])

@@ -38,13 +38,17 @@ class AmgSettings:
         points_per_side: grid points per side (``points_per_side**2`` prompts in crop
             layer 0); ``None`` when ``point_grids`` is given.
         points_per_batch: prompts per decoder call.
-        pred_iou_thresh: keep masks whose predicted IoU is above this (``<= 0``: keep all).
-        stability_score_thresh: keep masks whose stability score is at least this.
-        stability_score_offset: logit offset of the stability score.
-        mask_threshold: logit threshold of the masks.
-        box_nms_thresh: box IoU above which a mask duplicates a better one in a crop.
-        crop_nms_thresh: box IoU for duplicates between crops.
-        crop_overlap_ratio: overlap of neighbouring crops, as a fraction of the short side.
+        pred_iou_thresh: keep masks whose predicted IoU is above this, in [0, 1] (0: keep
+            all).
+        stability_score_thresh: keep masks whose stability score is at least this, in
+            [0, 1] (0: keep all).
+        stability_score_offset: logit offset of the stability score, >= 0.
+        mask_threshold: logit threshold of the masks (any finite number).
+        box_nms_thresh: box IoU above which a mask duplicates a better one in a crop, in
+            [0, 1].
+        crop_nms_thresh: box IoU for duplicates between crops, in [0, 1].
+        crop_overlap_ratio: overlap of neighbouring crops, as a fraction of the short side,
+            in [0, 1).
         crop_n_layers: extra layers of crops (layer ``i`` has ``2**i x 2**i`` crops).
         crop_n_points_downscale_factor: layer ``i`` uses ``points_per_side / f**i`` points.
         point_grids: explicit grids, one per layer, each ``(x, y)`` pairs normalised to
@@ -147,6 +151,21 @@ class AmgSettings:
             if not math.isfinite(value):
                 raise SamedgeError(f"{name} must be finite, got {value}")
             object.__setattr__(self, name, float(value))
+        # Predicted IoUs, stability scores and box IoUs lie in [0, 1], so a threshold outside
+        # it keeps every mask or none (the official generators document [0, 1] and check
+        # nothing); a negative offset would make the "intersection" larger than the union.
+        for name in (
+            "pred_iou_thresh",
+            "stability_score_thresh",
+            "box_nms_thresh",
+            "crop_nms_thresh",
+        ):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise SamedgeError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.stability_score_offset < 0.0:
+            raise SamedgeError(
+                f"stability_score_offset must be >= 0, got {self.stability_score_offset}"
+            )
         if not 0.0 <= self.crop_overlap_ratio < 1.0:
             raise SamedgeError(
                 f"crop_overlap_ratio must be in [0, 1), got {self.crop_overlap_ratio}"
