@@ -3,11 +3,15 @@ files and the same model files are reused."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from samedge.batch import BatchJob, BatchOptions, run_batch
+from samedge.cli.main import main
 
 from .conftest import Dataset
 
@@ -55,3 +59,39 @@ def test_resume_redoes_an_image_whose_file_changed(
     counts, images = run(day2)
     assert counts == (0, 1, 1)
     assert [i["file_name"] for i in images] == ["IMG_0000.jpg"]
+
+
+def _model_copy(model_dir: Path, folder: Path, **changes: object) -> Path:
+    """``model_dir``'s files linked into ``folder``, its manifest with ``changes``."""
+    folder.mkdir()
+    for path in Path(model_dir).iterdir():
+        if path.name != "samedge.json":
+            (folder / path.name).symlink_to(path)
+    manifest = json.loads((Path(model_dir) / "samedge.json").read_text())
+    (folder / "samedge.json").write_text(json.dumps({**manifest, **changes}))
+    return folder
+
+
+def test_resume_with_another_precision_of_the_model_is_a_different_run(
+    dataset: Dataset, model_dir, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A quantized folder keeps its parent's weights; its precision and graphs differ."""
+    listing = tmp_path / "broken.txt"
+    listing.write_text(f"{dataset.broken}\n")  # fails before any encoder run
+    out = tmp_path / "out"
+    argv = ["batch", str(listing), "--everything", "--out", str(out), "--no-progress"]
+    assert main([*argv, "--model", str(model_dir)]) == 0
+    same = _model_copy(model_dir, tmp_path / "same")
+    assert main([*argv, "--model", str(same)]) == 0  # where the folder is does not matter
+    manifest = json.loads((Path(model_dir) / "samedge.json").read_text())
+    precision = {**manifest["precision"], "encoder": "int8"}
+    int8 = _model_copy(model_dir, tmp_path / "int8", precision=precision)
+    capsys.readouterr()
+    assert main([*argv, "--model", str(int8)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("samedge: error: ") and "holds results of a different run" in err
+    files = copy.deepcopy(manifest["files"])
+    files["encoder"][0]["sha256"] = "0" * 64
+    graphs = _model_copy(model_dir, tmp_path / "graphs", files=files)
+    assert main([*argv, "--model", str(graphs)]) == 2
+    assert "holds results of a different run" in capsys.readouterr().err

@@ -134,14 +134,21 @@ def _file_digest(path: Path | None) -> str | None:
 
 
 def job_identity(job: BatchJob, prompts: Path | None) -> dict[str, Any]:
-    """What makes two runs' shards interchangeable: model and weights, work kind, settings,
-    the prompts file's content, the pictures asked for. Also the merged file's ``info``."""
+    """What makes two runs' shards interchangeable: model, weights, precision and graph
+    files (a quantized copy keeps its parent's weights), work kind, settings, the prompts
+    file's content, the pictures asked for. Also the merged file's ``info``."""
     from ..artifacts import resolve_model
 
     artifact = resolve_model(job.model, verify=False)
+    manifest = artifact.manifest
     identity: dict[str, Any] = {
         "model": artifact.spec.name,
-        "weights": artifact.manifest.weights,
+        "weights": manifest.weights,
+        "precision": manifest.precision,
+        "graphs_sha256": {
+            role: [entry.sha256 for entry in entries]
+            for role, entries in sorted(manifest.files.items())
+        },
         "mode": job.mode,
         "prompts_sha256": _file_digest(prompts),
         "png": job.png,
