@@ -220,7 +220,15 @@ def test_points_prompts_and_errors(
     from samedge.maskutils import rle_encode
 
     lines = [
-        {"image": "teddy.jpg", "points": [[140, 200]], "labels": [1], "category_id": 5},
+        # id and image_id are the merged file's numbering: the line's are dropped.
+        {
+            "image": "teddy.jpg",
+            "points": [[140, 200]],
+            "labels": [1],
+            "category_id": 5,
+            "id": 2,
+            "image_id": 77,
+        },
         {
             "image": "teddy.jpg",
             "points": [[140, 200], [10, 10]],
@@ -260,6 +268,10 @@ def test_points_prompts_and_errors(
     assert second["segmentation"] == rle_encode(more.masks[0, 0])
     assert first["category_id"] == 5 and first["points"] == [[140, 200]]
     assert [a["id"] for a in merged["annotations"]] == [1, 2]
+    assert [i["file_name"] for i in merged["images"]] == [teddy]
+    assert [a["image_id"] for a in merged["annotations"]] == [merged["images"][0]["id"]] * 2
+    shard = json.loads(next((out / "shards").glob("*.json")).read_text())
+    assert "id" not in shard["annotations"][0] and "image_id" not in shard["annotations"][0]
 
 
 def test_command_line_errors(

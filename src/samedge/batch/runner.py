@@ -193,7 +193,8 @@ def merge(work: WorkList, out: Path, identity: dict[str, Any]) -> dict[str, Any]
         # This run's numbering: a resumed shard may come from a run with other images.
         images.append({**found["image"], "id": item.image_id, "file_name": item.file_name})
         for record in found["annotations"]:
-            annotations.append({"id": len(annotations) + 1, "image_id": item.image_id, **record})
+            fields = {k: v for k, v in record.items() if k not in ("id", "image_id")}
+            annotations.append({"id": len(annotations) + 1, "image_id": item.image_id, **fields})
     return {"info": info, "images": images, "annotations": annotations, "categories": []}
 
 

@@ -18,6 +18,9 @@ from ..outputs import OutputSet
 from .inputs import WorkItem
 from .shards import image_source, shard_path
 
+#: JSONL fields not copied into a prompt's annotation: the merged file numbers these.
+NUMBERED = ("image", "id", "image_id")
+
 
 @dataclass(frozen=True)
 class BatchJob:
@@ -194,7 +197,7 @@ class ImageWorker:
             if self.job.mode == "boxes":
                 record = {"id": item.prompts[i]["id"], **record}
             else:
-                extra = {k: v for k, v in item.prompts[i].items() if k != "image"}
+                extra = {k: v for k, v in item.prompts[i].items() if k not in NUMBERED}
                 record = {**extra, **record, "bbox": list(mask_to_box(mask))}
             annotations.append(record)
         stages["decode"] = time.perf_counter() - t
