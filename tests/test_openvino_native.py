@@ -299,3 +299,19 @@ def test_int8_static_for_openvino_quantises_efficientsams_attention(
             for op in compiled.get_runtime_model().get_ordered_ops()
         ]
         assert kernels.count(("Subgraph", "i8")) == 12
+
+
+def test_compiling_leaves_the_threads_signal_stack_as_it_was() -> None:
+    """OpenVINO's CPU plugin installs an alternate signal stack on the compiling thread
+    that does not stay usable: Python's handlers run on it, so Ctrl-C after samedge gaze
+    was a segmentation fault. compile_model restores the thread's stack."""
+    import ctypes
+
+    def current() -> tuple[int | None, int, int]:
+        stack = openvino_native._SignalStack()
+        assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(stack)) == 0
+        return stack.ss_sp, stack.ss_flags, stack.ss_size
+
+    before = current()
+    openvino_native.compile_model(shared_path("models", "detection", "yolox_nano.onnx"), "CPU", 1)
+    assert current() == before

@@ -174,3 +174,31 @@ def test_an_undecodable_video_is_one_quiet_line(sam_folder, tmp_path):
     )
     assert not any("moov" in line or "[ WARN" in line for line in lines), run.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["half.mp4"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_after_the_openvino_networks_is_an_interrupt(sam_folder, tmp_path) -> None:
+    """Ctrl-C in a process that had run the pipeline was a segmentation fault (OpenVINO
+    left an unusable alternate signal stack, on which Python runs its handlers)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    pytest.importorskip("openvino", reason="needs the [gaze] extra: pip install 'samedge[gaze]'")
+    photo = shared_path("data", "interactive", "GrabCut", "data_GT", "person1.jpg")
+    argv = ["gaze", "--image", str(photo), *model_args(sam_folder), "--no-progress"]
+    script = textwrap.dedent(
+        f"""
+        import os, signal, time
+        from samedge.cli.main import main
+        assert main({argv!r}) == 0
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(2)
+        except KeyboardInterrupt:
+            print("interrupted")
+        """
+    )
+    command = [sys.executable, "-c", script]
+    run = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert run.returncode == 0 and run.stdout.strip().endswith("interrupted"), run.stderr[-2000:]

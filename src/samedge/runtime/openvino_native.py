@@ -25,10 +25,13 @@ SAM 2.1 tiny's encoder compiles in ~1.5 s, and loads from the cache in ~0.4 s.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
+import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,48 @@ def installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("openvino") is not None
+
+
+class _SignalStack(ctypes.Structure):
+    """``stack_t`` of ``sigaltstack(2)`` (the same layout on Linux x86-64 and AArch64)."""
+
+    _fields_ = [
+        ("ss_sp", ctypes.c_void_p),
+        ("ss_flags", ctypes.c_int),
+        ("ss_size", ctypes.c_size_t),
+    ]
+
+
+@contextlib.contextmanager
+def _signal_stack_kept() -> Iterator[None]:
+    """Restore the calling thread's alternate signal stack after the block.
+
+    OpenVINO's CPU plugin installs one of ~20 KB on the thread that creates it (its engine
+    is made by ``compile_model``), which does not stay usable, while Python's signal
+    handlers run on the alternate stack (``SA_ONSTACK``): in a process that had run
+    ``samedge gaze``, Ctrl-C was a segmentation fault (a webcam run, which Ctrl-C ends,
+    lost its video), and disabling that stack afterwards cured it. Seen on Linux (x86-64
+    with AMX); elsewhere nothing is done.
+    """
+    if sys.platform != "linux":
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = _SignalStack()
+    if libc.sigaltstack(None, ctypes.byref(before)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        after = _SignalStack()
+        libc.sigaltstack(None, ctypes.byref(after))
+        if (after.ss_sp, after.ss_flags, after.ss_size) != (
+            before.ss_sp,
+            before.ss_flags,
+            before.ss_size,
+        ):
+            libc.sigaltstack(ctypes.byref(before), None)
 
 
 def compile_model(
@@ -77,7 +122,8 @@ def compile_model(
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         properties["CACHE_DIR"] = os.fspath(cache_dir)
     try:
-        return core.compile_model(os.fspath(path), device, properties)
+        with _signal_stack_kept():
+            return core.compile_model(os.fspath(path), device, properties)
     except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long messages
         raise ArtifactError(
             f"OpenVINO cannot load {Path(path).name} on {device}: {_reason(exc)}{hint}"
