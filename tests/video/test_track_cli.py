@@ -312,20 +312,26 @@ def test_a_correction_equals_the_official_flow(clip, tmp_path, capsys, export_te
         assert np.array_equal(png > 0, mask), frame
 
 
-@pytest.mark.parametrize("failure", ["error", "interrupt", "image model"])
+@pytest.mark.parametrize("failure", ["error", "interrupt", "terminate", "image model"])
 def test_a_run_that_fails_midway_writes_nothing(clip, tmp_path, capsys, fake, failure):
+    import os
+    import signal
+
     import samedge.video
 
     out = tmp_path / "out"
     model = "image-model" if failure == "image model" else "m"
     fake.fail_at = 4
-    if failure == "interrupt":
+    handler = signal.getsignal(signal.SIGTERM)
+    if failure in ("interrupt", "terminate"):
 
         class Interrupted(FakeTracker):
             def propagate(self, *args, **kwargs):
                 for result in super().propagate(*args, **kwargs):
                     if result.frame_index == 2:
-                        raise KeyboardInterrupt  # Ctrl-C while tracking
+                        if failure == "interrupt":
+                            raise KeyboardInterrupt  # Ctrl-C while tracking
+                        os.kill(os.getpid(), signal.SIGTERM)  # kill: left its temp folder
                     yield result
 
         samedge.video.VideoPredictor = Interrupted
@@ -336,6 +342,7 @@ def test_a_run_that_fails_midway_writes_nothing(clip, tmp_path, capsys, fake, fa
             main(argv)
     else:
         code, _, err = run(argv, capsys)
-        assert code == (130 if failure == "interrupt" else 2)
+        assert code == {"interrupt": 130, "terminate": 143}.get(failure, 2)
         assert err.count("\n") == 1, err
+    assert signal.getsignal(signal.SIGTERM) is handler  # restored after main()
     assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -7,11 +7,14 @@ Errors a user can fix are printed as one line (``samedge: error: ...``) with exi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from .. import __version__
 from ..errors import SamedgeError
@@ -33,6 +36,27 @@ COMMANDS = [
 ]
 
 EXIT_USAGE = 2
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler, a container stop): unwinds as Ctrl-C does, so
+    every command removes what it had not finished writing."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,12 +84,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_unwinds():
+            return int(args.func(args) or 0)
     except SamedgeError as exc:
         if os.environ.get("SAMEDGE_DEBUG"):
             raise
         print(f"samedge: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Terminated:
+        print("samedge: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("samedge: interrupted", file=sys.stderr)
         return 130
