@@ -141,6 +141,20 @@ def test_everything_rejects_bad_output_paths(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img.png"]
 
 
+@pytest.mark.parametrize("threads", ["0", "-2"])
+def test_everything_threads_must_be_positive(threads, tmp_path, capsys):
+    # add_runtime_options: --threads 0 meant "all cores" and -2 a ValueError traceback
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+    args = ["everything", str(image), "--model", "x", "--out", str(tmp_path / "m.json")]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--threads", threads])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith(f"argument --threads: expected a positive integer, got '{threads}'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.png"]
+
+
 def test_everything_unknown_model_is_one_line(tmp_path, capsys):
     image = tmp_path / "img.png"
     cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))

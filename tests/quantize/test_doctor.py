@@ -28,6 +28,16 @@ def test_doctor_prints_every_section(capsys) -> None:
     assert code == (1 if session.provider_conflicts() else 0)
 
 
+def test_doctor_reports_a_bad_samedge_threads(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SAMEDGE_THREADS", "abc")
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "SAMEDGE_THREADS=abc" in out
+    assert "effective: no thread count (SAMEDGE_THREADS is invalid)" in out
+    conflicts = out.split("== conflicts\n", 1)[1]
+    assert "SAMEDGE_THREADS must be a positive number of threads such as 4, got 'abc'" in conflicts
+
+
 def test_cpu_features_from_cpuinfo() -> None:
     model, features = cpu_info(CPUINFO)
     assert model == "AMD EPYC 7B13"

@@ -7,6 +7,7 @@ import os
 import platform
 import sys
 
+from ..errors import SamedgeError
 from ..runtime.diagnostics import CPU_FLAGS as CPU_FLAGS
 from ..runtime.diagnostics import cpu_info as cpu_info
 
@@ -94,13 +95,18 @@ def run(args: argparse.Namespace) -> int:
     out.append(f"usable cores: {cores}")
     for var in ("SAMEDGE_THREADS", "SAMEDGE_ORT_SPIN", "SAMEDGE_ORT_ARENA", "OMP_NUM_THREADS"):
         out.append(f"{var}={os.environ.get(var, '(unset)')}")
+    problems = []
+    try:
+        threads = f"{policy.default_threads()} intra-op threads"
+    except SamedgeError as exc:  # every command that runs a model stops with this
+        threads = "no thread count (SAMEDGE_THREADS is invalid)"
+        problems.append(str(exc))
     out.append(
-        f"effective: {policy.default_threads()} intra-op threads, spinning "
-        f"{'on' if policy.spinning_enabled() else 'off'}, memory arena "
-        f"{policy.arena_mode()}"
+        f"effective: {threads}, spinning {'on' if policy.spinning_enabled() else 'off'}, "
+        f"memory arena {policy.arena_mode()}"
     )
     out.append("== conflicts")
-    conflicts = diagnostics.provider_conflicts(installed)
+    conflicts = problems + diagnostics.provider_conflicts(installed)
     out.extend(conflicts or ["none"])
     print("\n".join(out))
     return 1 if conflicts else 0

@@ -46,7 +46,11 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         help="execution providers in order of preference, e.g. tensorrt,cuda,cpu "
         "(cpu, cuda, tensorrt, openvino, coreml, dml; default cpu; CPU is always the fallback)",
     )
-    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        help="intra-op threads, at least 1 (default: $SAMEDGE_THREADS, else all cores)",
+    )
     add_provider_options(parser)
 
 

@@ -5,12 +5,28 @@ from __future__ import annotations
 
 import os
 
+from ..errors import SamedgeError
+
 
 def default_threads() -> int:
-    """Intra-op threads: ``SAMEDGE_THREADS`` if set, else the number of usable cores."""
-    env = os.environ.get("SAMEDGE_THREADS")
+    """Intra-op threads: ``SAMEDGE_THREADS`` if set (and not empty), else the number of
+    usable cores.
+
+    Raises:
+        SamedgeError: ``SAMEDGE_THREADS`` is not a positive integer.
+    """
+    env = os.environ.get("SAMEDGE_THREADS", "").strip()
     if env:
-        return max(1, int(env))
+        try:
+            value = int(env)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise SamedgeError(
+                f"SAMEDGE_THREADS must be a positive number of threads such as 4, got '{env}'; "
+                f"fix it or unset it to use every core"
+            )
+        return value
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS / Windows
