@@ -384,3 +384,34 @@ def test_progress_bar_counts_images_on_stderr(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "batch: 100%" in captured.err and "1/1" in captured.err and "img/s" in captured.err
+
+
+def test_a_box_outside_its_image_gets_no_mask_and_an_error_line(
+    dataset: Dataset, model_dir, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Overhanging boxes are clamped; one with no area inside the image is an error of that
+    annotation (its id, the image size), also when the run is resumed."""
+    teddy = next(p for p in dataset.images.read_text().splitlines() if p.endswith("teddy.jpg"))
+    boxes = {1: [50, 60, 200, 300], 2: [250, 10, 34.5, 50], 3: [300, 10, 20, 20]}
+    boxes |= {4: [-50, 10, 20, 20], 5: [10, 10, 0, 20]}
+    coco = {
+        "images": [{"id": 7, "file_name": "teddy.jpg"}],
+        "annotations": [{"id": i, "image_id": 7, "bbox": b} for i, b in boxes.items()],
+    }
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    out = tmp_path / "out"
+    argv = ["batch", teddy, "--model", str(model_dir), "--out", str(out)]
+    argv += ["--boxes", str(tmp_path / "coco.json"), "--no-progress", "--threads", "2"]
+    for done in (1, 0):
+        assert main(argv) == 0
+        stdout = capsys.readouterr().out
+        assert f"1 images: {done} done, {1 - done} skipped (already done), 0 failed, " in stdout
+        assert "3 prompts without a mask (reasons in" in stdout
+        merged = json.loads((out / "masks.json").read_text())
+        masked = [a["id"] for a in merged["annotations"] if "segmentation" in a]
+        assert masked == [1, 2]
+        errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+        assert [e["path"] for e in errors] == [teddy] * 3
+        for error, ident in zip(errors, (3, 4, 5), strict=True):
+            assert error["reason"].startswith(f"annotation {ident}: bbox {boxes[ident]}")
+            assert "no area inside the 284x398 image" in error["reason"]

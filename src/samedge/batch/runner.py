@@ -7,7 +7,8 @@ The output folder holds:
   run redoes an image whose file changed);
 * ``masks.json``: the merged COCO-style file, written atomically once every image has been
   tried; for ``--boxes``, the input COCO file with a mask in each box annotation;
-* ``errors.jsonl``: one ``{"path", "reason"}`` line per image that failed in this run;
+* ``errors.jsonl``: one ``{"path", "reason"}`` line per image that failed in this run, and
+  one per prompt of a done image that got no mask (a box outside its image);
 * ``job.json``: the model, work kind and settings, so that a resumed run cannot mix shards
   of different settings;
 * ``png/<key>/<index>.png`` and ``overlays/<key>.png`` when asked for.
@@ -77,6 +78,7 @@ class BatchSummary:
         done: images segmented in this run.
         skipped: images already done by an earlier run (resumed).
         failed: images that failed (listed in the errors file).
+        rejected: prompts of done images that got no mask (listed in the errors file).
         seconds: wall time of the processing (model loading included), not of the merge.
         stages: seconds summed over this run's images, per stage (see :data:`STAGES`).
         merged: the merged output file.
@@ -88,6 +90,7 @@ class BatchSummary:
     skipped: int
     failed: int
     seconds: float
+    rejected: int = 0
     stages: dict[str, float] = field(default_factory=dict)
     merged: Path | None = None
     errors: Path | None = None
@@ -102,7 +105,9 @@ class BatchSummary:
             f"{self.total} images: {self.done} done, {self.skipped} skipped (already done), "
             f"{self.failed} failed"
         )
-        if self.failed:
+        if self.rejected:
+            text += f", {self.rejected} prompts without a mask"
+        if self.failed or self.rejected:
             text += f" (reasons in {self.errors})"
         if self.done:
             text += f"; {self.images_per_second:.2f} images/s over {self.seconds:.1f} s"
@@ -162,8 +167,14 @@ def job_identity(job: BatchJob, prompts: Path | None) -> dict[str, Any]:
     return identity
 
 
-def merge(work: WorkList, out: Path, identity: dict[str, Any]) -> dict[str, Any]:
-    """The merged document of every done image's shard, in work-list order.
+def merge(
+    work: WorkList,
+    out: Path,
+    identity: dict[str, Any],
+    errors: list[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """The merged document of every done image's shard, in work-list order; ``errors``
+    receives ``(path, reason)`` of each prompt the shards name as left without a mask.
 
     ``boxes``: the input COCO document with ``segmentation`` (COCO RLE), ``area`` (mask
     pixels) and ``mask_score`` (the decoder's predicted IoU) set in each annotation of a
@@ -173,6 +184,8 @@ def merge(work: WorkList, out: Path, identity: dict[str, Any]) -> dict[str, Any]
     info = {k: v for k, v in identity.items() if k not in ("png", "overlay")}
     done = [(item, read_shard(out, item.key)) for item in work.items]
     shards = [shard for _, shard in done if shard is not None]
+    if errors is not None:
+        errors += [(item.path, r) for item, sh in done if sh for r in sh.get("errors", [])]
     if work.coco is not None:
         document = copy.deepcopy(work.coco)
         masks = {}
@@ -296,17 +309,21 @@ def run_batch(
     for r in results:
         for name, value in r.stages.items():
             stages[name] = stages.get(name, 0.0) + value
+    rejected: list[tuple[str, str]] = []
+    document = merge(work, out, identity, rejected)
     errors_path = out / ERRORS
-    write_jsonl(errors_path, [{"path": p, "reason": r} for p, r in sorted(failures)])
+    lines = sorted(failures + rejected)
+    write_jsonl(errors_path, [{"path": p, "reason": r} for p, r in lines])
     merged_path = out / MERGED
     with OutputSet() as files:
-        files.add_json(merged_path, merge(work, out, identity))
+        files.add_json(merged_path, document)
     return BatchSummary(
         total=len(work.items) + len(work.errors),
         done=sum(r.ok for r in results),
         skipped=len(done),
         failed=len(failures),
         seconds=seconds,
+        rejected=len(rejected),
         stages=stages,
         merged=merged_path,
         errors=errors_path,

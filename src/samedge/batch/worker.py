@@ -132,10 +132,11 @@ class ImageWorker:
         source = image_source(item.path)  # before reading: a file changed since is redone
         image = load_image(Path(item.path))
         stages["read"] = time.perf_counter() - t
+        problems: list[str] = []
         if self.job.mode == "everything":
             annotations, masks = self._everything(image, stages)
         else:
-            annotations, masks = self._prompts(image, item, stages)
+            annotations, masks = self._prompts(image, item, stages, problems)
         t = time.perf_counter()
         height, width = image.shape[:2]
         shard = {
@@ -148,6 +149,7 @@ class ImageWorker:
             },
             "annotations": annotations,
             "source": source,
+            "errors": problems,
         }
         with OutputSet() as files:
             self._pictures(files, item, image, masks)
@@ -165,8 +167,10 @@ class ImageWorker:
         return result.records("coco_rle"), result.masks
 
     def _prompts(
-        self, image: np.ndarray, item: WorkItem, stages: dict[str, float]
+        self, image: np.ndarray, item: WorkItem, stages: dict[str, float], problems: list[str]
     ) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """One mask per prompt of ``item``; a box with no area inside the image gets none,
+        and a line in ``problems`` instead."""
         from ..maskutils import mask_area, mask_to_box, rle_encode
 
         t = time.perf_counter()
@@ -174,17 +178,30 @@ class ImageWorker:
         stages["encode"] = time.perf_counter() - t
         t = time.perf_counter()
         height, width = image.shape[:2]
+        prompts = list(item.prompts)
         if self.job.mode == "boxes":
-            boxes = np.array([p["bbox"] for p in item.prompts], dtype=np.float64)
+            boxes = np.array([p["bbox"] for p in prompts], dtype=np.float64)
             xyxy = np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 0] + boxes[:, 2],
                              boxes[:, 1] + boxes[:, 3]], axis=1)  # fmt: skip
-            # Detector boxes may overhang the image by a fraction of a pixel.
+            # Detector boxes may overhang the image by a fraction of a pixel: clamped. One
+            # with nothing left inside would still get a (meaningless) mask: rejected.
             xyxy = np.clip(xyxy, 0, [width, height, width, height])
-            pred = self.predictor.predict(embedding, boxes=xyxy, multimask_output=False)
-            masks = pred.masks[:, 0]
-            scores = pred.scores[:, 0]
+            inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+            for prompt in (p for p, ok in zip(prompts, inside, strict=True) if not ok):
+                problems.append(
+                    f"annotation {prompt['id']}: bbox {prompt['bbox']} (x, y, width, height) "
+                    f"has no area inside the {width}x{height} image (width x height); "
+                    "no mask: fix or drop the box"
+                )
+            prompts = [p for p, ok in zip(prompts, inside, strict=True) if ok]
+            if prompts:
+                pred = self.predictor.predict(embedding, boxes=xyxy[inside], multimask_output=False)
+                masks, scores = pred.masks[:, 0], pred.scores[:, 0]
+            else:
+                masks = np.zeros((0, height, width), dtype=bool)
+                scores = np.zeros(0, dtype=np.float32)
         else:
-            found = [self._point_prompt(embedding, p) for p in item.prompts]
+            found = [self._point_prompt(embedding, p) for p in prompts]
             masks = np.stack([m for m, _ in found])
             scores = np.array([s for _, s in found], dtype=np.float32)
         annotations = []
@@ -195,9 +212,9 @@ class ImageWorker:
                 "mask_score": float(scores[i]),
             }
             if self.job.mode == "boxes":
-                record = {"id": item.prompts[i]["id"], **record}
+                record = {"id": prompts[i]["id"], **record}
             else:
-                extra = {k: v for k, v in item.prompts[i].items() if k not in NUMBERED}
+                extra = {k: v for k, v in prompts[i].items() if k not in NUMBERED}
                 record = {**extra, **record, "bbox": list(mask_to_box(mask))}
             annotations.append(record)
         stages["decode"] = time.perf_counter() - t
