@@ -332,6 +332,21 @@ def test_one_progress_flag_with_both_spellings_on_every_command_that_shows_progr
             assert parser.parse_args([*argv, flag]).no_progress is True, (argv, flag)
 
 
+def test_every_threads_option_takes_a_positive_integer() -> None:
+    """--threads 0 meant 'all cores' on some commands and -2 a ValueError traceback."""
+    from samedge.cli.main import build_parser
+    from samedge.cli.options import positive_int
+
+    threads = {
+        name: action.type
+        for name, sub in _subcommands(build_parser())
+        for action in sub._actions
+        if "--threads" in action.option_strings
+    }
+    assert {"segment", "everything", "export", "web", "gaze", "bench", "track"} <= set(threads)
+    assert {name for name, kind in threads.items() if kind is not positive_int} == set()
+
+
 def test_step_lines_go_to_stderr_only_and_stop_with_no_progress(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

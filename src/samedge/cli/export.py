@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import ExportError, require_extra
 from ..registry import get_spec
-from .options import add_progress_option, step_printer
+from .options import add_progress_option, positive_int, step_printer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", type=Path, help="output folder (default: $SAMEDGE_HOME/models/NAME)"
     )
-    parser.add_argument("--threads", type=int, help="threads for the parity check")
+    parser.add_argument("--threads", type=positive_int, help="threads for the parity check")
     add_progress_option(parser)
     parser.set_defaults(func=run)
 

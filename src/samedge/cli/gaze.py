@@ -75,7 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--jsonl", type=Path, help="per-frame records")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--provider", help="execution providers of the SAM model (default cpu)")
-    parser.add_argument("--threads", type=int, help="threads per network (default: all cores)")
+    parser.add_argument(
+        "--threads", type=positive_int, help="threads per network (default: all cores)"
+    )
     add_provider_options(parser)
     parser.add_argument(
         "--fetch-models",

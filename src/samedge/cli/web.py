@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import SamedgeError
 from ..imageio import IMAGE_SUFFIXES
 from ..saliency import BACKENDS
+from .options import positive_int
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--provider", default="cpu", help="execution provider selected at start")
-    parser.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    parser.add_argument(
+        "--threads", type=positive_int, help="intra-op threads (default: all cores)"
+    )
     parser.add_argument(
         "--examples",
         type=Path,
