@@ -35,6 +35,9 @@ def test_everything_writes_json_overlay_and_pngs(export_test_model, tmp_path, ca
     model = export_test_model("sam2.1_hiera_tiny")
     image = shared_path("data", "images", "groceries.jpg")
     out, overlay, pngs = tmp_path / "masks.json", tmp_path / "overlay.png", tmp_path / "pngs"
+    pngs.mkdir()  # an earlier run's masks beyond this run's count were left beside the new
+    for name in ("mask_0999.png", "mask_10000.png", "notes.png", "mask_x.png"):
+        (pngs / name).write_bytes(b"earlier")
     code = main(
         ["everything", str(image), "--model", str(model), *LOWERED, "--out", str(out),
          "--overlay", str(overlay), "--png-dir", str(pngs), "--quiet"]
@@ -50,7 +53,8 @@ def test_everything_writes_json_overlay_and_pngs(export_test_model, tmp_path, ca
     assert doc["stats"]["prompts"] == 4
     anns = doc["annotations"]
     assert len(anns) >= 1
-    files = sorted(pngs.glob("mask_*.png"))
+    assert {"notes.png", "mask_x.png"} <= {p.name for p in pngs.iterdir()}  # not samedge's
+    files = sorted(p for p in pngs.glob("mask_*.png") if p.stem[5:].isdigit())
     assert len(files) == len(anns)
     for ann, path in zip(anns, files, strict=True):
         mask = rle_decode(ann["segmentation"])

@@ -29,7 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="registered name or exported folder")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--overlay", type=Path, help="also write the image with all masks")
-    parser.add_argument("--png-dir", type=Path, help="also write one PNG per mask here")
+    parser.add_argument(
+        "--png-dir",
+        type=Path,
+        help="also write one PNG per mask here (mask_0000.png, ...; an earlier run's "
+        "mask_NNNN.png beyond this run's count are removed)",
+    )
     parser.add_argument(
         "--output-mode",
         choices=("coco_rle", "uncompressed_rle", "polygons"),
@@ -91,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
         if args.png_dir is not None:
             for i, mask in enumerate(result.masks):
                 out.add_png(args.png_dir / f"mask_{i:04d}.png", mask)
+    if args.png_dir is not None:  # an earlier run's masks past this run's count
+        for stale in args.png_dir.glob("mask_*.png"):
+            index = stale.stem[len("mask_") :]
+            if index.isdigit() and len(index) >= 4 and int(index) >= len(result.masks):
+                stale.unlink()
     print(
         f"{args.out}: {len(result)} masks from {stats['prompts']} prompts in "
         f"{stats['total_s']:.1f} s (encode {stats['encode_s']:.1f} s, decode "
