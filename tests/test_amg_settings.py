@@ -93,6 +93,15 @@ def test_range_ends_and_any_finite_mask_threshold_are_accepted() -> None:
     assert AmgSettings.for_spec(spec, mask_threshold=-3.5).mask_threshold == -3.5
 
 
+def test_m2m_needs_a_model_that_takes_a_mask_prompt() -> None:
+    """EfficientSAM has no mask prompt: --use-m2m failed after decoding had started, with
+    a message about clicking more points."""
+    with pytest.raises(SamedgeError, match="EfficientSAM-Ti does not take: drop --use-m2m"):
+        AmgSettings.for_spec(get_spec("efficientsam_ti"), use_m2m=True)
+    assert AmgSettings.for_spec(get_spec("efficientsam_ti"), use_m2m=False).use_m2m is False
+    assert AmgSettings.for_spec(get_spec("sam2.1_hiera_tiny"), use_m2m=True).use_m2m is True
+
+
 def test_both_or_neither_grid_source_is_an_error() -> None:
     base = AmgSettings.for_spec(get_spec("sam_vit_b"))
     with pytest.raises(SamedgeError, match="exactly one of points_per_side and point_grids"):

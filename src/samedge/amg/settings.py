@@ -94,7 +94,8 @@ class AmgSettings:
         through; ``point_grids`` without ``points_per_side`` clears the grid size.
 
         Raises:
-            SamedgeError: an unknown field name or an invalid value.
+            SamedgeError: an unknown field name, an invalid value, or ``use_m2m`` for a
+                model that takes no mask prompt (EfficientSAM).
         """
         _check_names(overrides)
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -102,6 +103,11 @@ class AmgSettings:
             given["points_per_side"] = None
         defaults = dataclasses.asdict(spec.amg) | {"mask_threshold": spec.mask_threshold}
         del defaults["generator"]  # where the defaults come from, not a setting
+        if given.get("use_m2m") and not spec.mask_prompt:  # else refused mid-decoding
+            raise SamedgeError(
+                f"use_m2m refines each mask with its own logits as a mask prompt, which "
+                f"{spec.title} does not take: drop --use-m2m"
+            )
         return cls(**(defaults | given))
 
     @staticmethod
