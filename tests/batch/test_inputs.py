@@ -129,6 +129,12 @@ def test_points_jsonl(tmp_path: Path) -> None:
     ]
     assert work.items[1].prompts[1]["labels"] == [1, 0]
     assert work.errors == [("nowhere.jpg", "not found in INPUT")]
+    # A base name two files share was 'not found' too: it says which, and what to give.
+    twice = [*images, (tmp_path / "t" / "b.jpg", "t/b.jpg")]
+    path.write_text(json.dumps({"image": "b.jpg", "points": [[1, 1]], "labels": [1]}) + "\n")
+    assert points_items(twice, path).errors == [
+        ("b.jpg", "matches 2 files of INPUT (s/b.jpg, t/b.jpg): give its path relative to INPUT")
+    ]
     path.write_text('{"image": "a.jpg", "points": [[1, 1]]}\n')
     with pytest.raises(SamedgeError, match="need 'labels'"):
         points_items(images, path)

@@ -143,16 +143,31 @@ def everything_items(images: list[tuple[Path, str]]) -> WorkList:
     )
 
 
-def _lookup(images: list[tuple[Path, str]]) -> dict[str, Path]:
+class _Lookup:
     """File name and, where unique, base name of each image -> its path."""
-    table = {name: path for path, name in images}
-    bases: dict[str, list[Path]] = {}
-    for path, name in images:
-        bases.setdefault(Path(name).name, []).append(path)
-    for base, paths in bases.items():
-        if len(paths) == 1:
-            table.setdefault(base, paths[0])
-    return table
+
+    def __init__(self, images: list[tuple[Path, str]]) -> None:
+        self.table = {name: path for path, name in images}
+        self.bases: dict[str, list[str]] = {}
+        for _, name in images:
+            self.bases.setdefault(Path(name).name, []).append(name)
+        for base, names in self.bases.items():
+            if len(names) == 1:
+                self.table.setdefault(base, self.table[names[0]])
+
+    def find(self, name: str) -> tuple[Path | None, str]:
+        """``(path, "")``, or ``(None, why not)``: not in INPUT, or a base name that
+        several of INPUT's files share."""
+        path = self.table.get(name) or self.table.get(Path(name).name)
+        if path is not None:
+            return path, ""
+        several = self.bases.get(Path(name).name, [])
+        if len(several) > 1:
+            shown = ", ".join(sorted(several)[:3]) + (", ..." if len(several) > 3 else "")
+            return None, (
+                f"matches {len(several)} files of INPUT ({shown}): give its path relative to INPUT"
+            )
+        return None, "not found in INPUT"
 
 
 def coco_items(images: list[tuple[Path, str]], coco_file: Path) -> WorkList:
@@ -196,7 +211,7 @@ def coco_items(images: list[tuple[Path, str]], coco_file: Path) -> WorkList:
                 f"--boxes {coco_file}: an annotation with a bbox has no 'id' or 'image_id'"
             )
         boxes.setdefault(ann["image_id"], []).append({"id": ann["id"], "bbox": bbox})
-    table = _lookup(images)
+    lookup = _Lookup(images)
     work = WorkList([], coco=coco)
     seen: set[str] = set()
     for image in coco["images"]:
@@ -205,9 +220,9 @@ def coco_items(images: list[tuple[Path, str]], coco_file: Path) -> WorkList:
         if image["id"] not in boxes:
             continue
         name = str(image["file_name"])
-        path = table.get(name) or table.get(Path(name).name)
+        path, why = lookup.find(name)
         if path is None:
-            work.errors.append((name, "not found in INPUT"))
+            work.errors.append((name, why))
             continue
         key = shard_key(f"{name}#{image['id']}")
         if key in seen:
@@ -253,17 +268,17 @@ def points_items(images: list[tuple[Path, str]], jsonl: Path) -> WorkList:
                 f"--points {jsonl} line {number}: 'points' need 'labels' (1 object, 0 background)"
             )
         named.append(obj)
-    table = _lookup(images)
+    lookup = _Lookup(images)
     ids = {name: i for i, (_, name) in enumerate(images, start=1)}
     names = {str(path): name for path, name in images}
     paths = {name: path for path, name in images}
     prompts: dict[str, list[dict[str, Any]]] = {}  # INPUT file name -> objects
     work = WorkList([])
     for obj in named:
-        path = table.get(obj["image"]) or table.get(Path(obj["image"]).name)
+        path, why = lookup.find(obj["image"])
         if path is None:
-            if (obj["image"], "not found in INPUT") not in work.errors:
-                work.errors.append((obj["image"], "not found in INPUT"))
+            if (obj["image"], why) not in work.errors:
+                work.errors.append((obj["image"], why))
         else:
             prompts.setdefault(names[str(path)], []).append(obj)
     for file_name, objs in sorted(prompts.items(), key=lambda pair: ids[pair[0]]):
