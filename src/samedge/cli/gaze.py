@@ -137,6 +137,13 @@ def run(args: argparse.Namespace) -> int:
         if suffix not in VIDEO_SUFFIXES and not picture:
             allowed = "(or .png with --image)" if args.image is None else "or .png"
             raise SamedgeError(f"--out must end in .mp4 or .avi {allowed}, got {args.out}")
+    # The source before the models (a bad video is an error without a 2-second load).
+    if args.video is not None:
+        source = open_video(args.video)
+    elif args.image is not None:
+        source = open_image(args.image)
+    else:
+        source = open_webcam(args.webcam)
     model = args.model
     if not model:
         model, note = default_model()
@@ -157,12 +164,6 @@ def run(args: argparse.Namespace) -> int:
         provider_settings=provider_settings(args),
     )
     print(f"runtimes: {describe_runtimes(pipeline)}", file=sys.stderr)
-    if args.video is not None:
-        source = open_video(args.video)
-    elif args.image is not None:
-        source = open_image(args.image)
-    else:
-        source = open_webcam(args.webcam)
     if args.depth is None:
         print("depth filter: off (no --depth model)", file=sys.stderr)
     sinks: list = []
