@@ -75,7 +75,7 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
     class MatMul(OpRun):
         op_domain = ""
 
-        def _run(self, a, b):  # type: ignore[no-untyped-def]
+        def _run(self, a, b):
             if a.ndim == 1 or b.ndim == 1:
                 out = np.matmul(np.ones(a.shape[-1:]) if a.ndim == 1 else a[..., :1, :], b)
                 shape = out.shape if a.ndim == 1 else (*a.shape[:-1],)
@@ -87,7 +87,7 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
     class Gemm(OpRun):
         op_domain = ""
 
-        def _run(self, a, b, c=None, alpha=None, beta=None, transA=None, transB=None):  # type: ignore[no-untyped-def]
+        def _run(self, a, b, c=None, alpha=None, beta=None, transA=None, transB=None):
             m, k = (a.shape[1], a.shape[0]) if transA else a.shape
             n = b.shape[0] if transB else b.shape[1]
             counter[0] += m * k * n
@@ -96,7 +96,7 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
     class Conv(OpRun):
         op_domain = ""
 
-        def _run(self, x, w, b=None, **attrs):  # type: ignore[no-untyped-def]
+        def _run(self, x, w, b=None, **attrs):
             shape = (x.shape[0], w.shape[0], *_spatial(x, w.shape[2:], attrs))
             counter[0] += math.prod(shape) * math.prod(w.shape[1:])
             return (_zeros(shape, x.dtype),)
@@ -104,7 +104,7 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
     class ConvTranspose(OpRun):
         op_domain = ""
 
-        def _run(self, x, w, b=None, **attrs):  # type: ignore[no-untyped-def]
+        def _run(self, x, w, b=None, **attrs):
             nd = len(w.shape) - 2
             group = int(attrs.get("group") or 1)
             strides = attrs.get("strides") or [1] * nd
@@ -129,7 +129,7 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
     class Einsum(OpRun):
         op_domain = ""
 
-        def _run(self, *inputs, equation=None):  # type: ignore[no-untyped-def]
+        def _run(self, *inputs, equation=None):
             eq = equation.decode() if isinstance(equation, bytes) else equation
             small = [
                 np.zeros(i.shape, dtype=np.float32) if i.size <= _SMALL else None for i in inputs
@@ -153,7 +153,7 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
 
         op_domain = "com.microsoft"
 
-        def _run(self, q, k, v, *rest, num_heads=None, **attrs):  # type: ignore[no-untyped-def]
+        def _run(self, q, k, v, *rest, num_heads=None, **attrs):
             batch, s_q, d_qk = q.shape
             s_kv, d_v = k.shape[1], v.shape[2]
             counter[0] += batch * s_q * s_kv * (d_qk + d_v)
@@ -165,7 +165,7 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
 
         op_domain = "com.microsoft"
 
-        def _run(self, x, bias=None):  # type: ignore[no-untyped-def]
+        def _run(self, x, bias=None):
             if _big(x):
                 return (_zeros(x.shape, x.dtype),)
             return (_gelu(x if bias is None else x + bias, approximate="tanh"),)
@@ -173,13 +173,13 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
     class MaxPool(OpRun):
         op_domain = ""
 
-        def _run(self, x, **attrs):  # type: ignore[no-untyped-def]
+        def _run(self, x, **attrs):
             return (_zeros((*x.shape[:2], *_spatial(x, attrs["kernel_shape"], attrs)), x.dtype),)
 
     class Resize(OpRun):
         op_domain = ""
 
-        def _run(self, x, roi=None, scales=None, sizes=None, **attrs):  # type: ignore[no-untyped-def]
+        def _run(self, x, roi=None, scales=None, sizes=None, **attrs):
             if sizes is not None and len(sizes):
                 shape = [int(s) for s in sizes]
             else:
@@ -187,7 +187,7 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
             return (_zeros(shape, x.dtype),)
 
     def elementwise(name: str, fn: Any) -> type:
-        def _run(self, *inputs, **attrs):  # type: ignore[no-untyped-def]
+        def _run(self, *inputs, **attrs):
             if _big(*inputs):
                 shape = np.broadcast_shapes(*(np.shape(i) for i in inputs))
                 return (_zeros(shape, np.result_type(*[i.dtype for i in inputs])),)
@@ -195,26 +195,26 @@ def _evaluator_ops(counter: list[int]) -> list[type]:
 
         return type(name, (OpRun,), {"op_domain": "", "_run": _run})
 
-    def _softmax(x, axis=-1):  # type: ignore[no-untyped-def]
+    def _softmax(x, axis=-1):
         e = np.exp(x - x.max(axis=axis, keepdims=True))
         return e / e.sum(axis=axis, keepdims=True)
 
-    def _layer_norm(x, scale, bias=None, axis=-1, epsilon=1e-5, stash_type=None):  # type: ignore[no-untyped-def]
+    def _layer_norm(x, scale, bias=None, axis=-1, epsilon=1e-5, stash_type=None):
         axes = tuple(range(axis % x.ndim, x.ndim))
         y = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(
             x.var(axis=axes, keepdims=True) + epsilon
         )
         return y * scale + (0 if bias is None else bias)
 
-    def _erf(x):  # type: ignore[no-untyped-def]
+    def _erf(x):
         return np.vectorize(math.erf, otypes=[x.dtype])(x)
 
-    def _gelu(x, approximate="none"):  # type: ignore[no-untyped-def]
+    def _gelu(x, approximate="none"):
         if approximate == "tanh":
             return 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
         return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
 
-    def _layer_norm_out(*inputs, **attrs):  # type: ignore[no-untyped-def]
+    def _layer_norm_out(*inputs, **attrs):
         return _layer_norm(*inputs, **attrs)
 
     unary = {

@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     )
     bar = None
 
-    def progress(total: int):  # type: ignore[no-untyped-def]
+    def progress(total: int):
         nonlocal bar
         from tqdm import tqdm
 

@@ -80,4 +80,4 @@ def ensure_torchvision() -> None:
     if _LIB is not None:
         # torchvision.ops.nms / batched_nms check for the compiled extension before calling
         # torch.ops.torchvision.nms; the operator now exists, so let them through.
-        torchvision.ops.boxes._assert_has_ops = lambda: None  # type: ignore[attr-defined]
+        torchvision.ops.boxes._assert_has_ops = lambda: None

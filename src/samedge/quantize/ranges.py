@@ -183,7 +183,7 @@ def observed_tensors(model: Any, ops: Sequence[str]) -> tuple[list[str], dict[st
 
 
 @contextlib.contextmanager
-def _saved_with(  # type: ignore[no-untyped-def]
+def _saved_with(
     model: Any, path: Path, outputs: Sequence[Any], nodes: Sequence[Any] = (), large: bool = False
 ):
     """Save ``model`` to ``path`` with extra graph outputs (and nodes), then remove them
@@ -314,7 +314,7 @@ def _histogram(model_path: Path, samples: Samples, ops: Sequence[str],
 
     from ..runtime.session import calibration_session
 
-    class _Collector(HistogramCollector):  # type: ignore[misc]
+    class _Collector(HistogramCollector):
         def get_entropy_threshold(self, histogram: Any, num_quantized_bins: int) -> Any:
             return entropy_threshold(histogram, num_quantized_bins)
 

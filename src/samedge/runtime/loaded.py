@@ -31,7 +31,7 @@ class Graphs(Protocol):
 
 
 G = TypeVar("G", bound=Graphs)
-L = TypeVar("L", bound="LoadedModel")  # type: ignore[type-arg]
+L = TypeVar("L", bound="LoadedModel")
 
 
 class LoadedModel(Closeable, Generic[G]):
