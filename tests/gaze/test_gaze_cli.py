@@ -193,6 +193,8 @@ def test_ctrl_c_after_the_openvino_networks_is_an_interrupt(sam_folder, tmp_path
         import os, signal, time
         from samedge.cli.main import main
         assert main({argv!r}) == 0
+        # Python's own Ctrl-C handler, also where SIGINT came in ignored (a background job)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(2)
