@@ -112,3 +112,12 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two bool masks of the same shape; two empty masks have IoU 1."""
     union = np.count_nonzero(a | b)
     return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+def colour_max(pixels: np.ndarray) -> np.ndarray:
+    """``(H, W)``: the largest colour channel of a mask image's ``(H, W, C)`` pixels, its
+    alpha channel ignored (grey + alpha: the grey; RGB(A): R, G, B), so that an editor's
+    mask on an opaque black background is not the whole image. ``(H, W)`` as it is."""
+    if pixels.ndim != 3:
+        return pixels
+    return pixels[:, :, : 1 if pixels.shape[2] == 2 else 3].max(axis=2)

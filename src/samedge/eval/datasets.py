@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import SamedgeError, require_extra
 from ..imageio import IMAGE_SUFFIXES
+from ..maskutils import colour_max
 
 if TYPE_CHECKING:
     from pycocotools import _EncodedRLE  # types-pycocotools' name of a compressed RLE
@@ -215,8 +216,7 @@ def _read_mask_values(path: Path) -> np.ndarray:
             values = np.asarray(img.convert("RGB") if img.mode == "P" else img)
     except (OSError, UnidentifiedImageError) as exc:
         raise _BadSample(f"mask {path} unreadable: {exc}") from None
-    if values.ndim == 3:  # L + alpha: the first channel; RGB(A): the first three
-        values = values[:, :, : 1 if values.shape[2] == 2 else 3].max(axis=2)
+    values = colour_max(values)
     if values.dtype == np.bool_:
         values = values.astype(np.uint8) * 255
     if values.dtype != np.uint8:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PromptError
+from ..maskutils import colour_max
 
 _INT = r"(?:0|[1-9][0-9]*)"
 _FRAME = re.compile(rf"\s*({_INT})\s*:(.*)\Z", re.S)
@@ -193,13 +194,8 @@ def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode == "P":  # palette: index 0 is background (DAVIS annotations)
-                data = np.asarray(im) != 0
-            else:
-                data = np.asarray(im)
-                if data.ndim == 3:  # L + alpha: the first channel; RGB(A): the first three
-                    data = data[:, :, : 1 if data.shape[2] == 2 else 3].max(axis=2)
-                data = data != 0
+            # A palette image reads as its indices, 0 the background (DAVIS annotations).
+            data = colour_max(np.asarray(im)) != 0
     except FileNotFoundError:
         raise PromptError(f"mask file not found: {path}") from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
