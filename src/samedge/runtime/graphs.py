@@ -178,6 +178,7 @@ class ModelGraphs(Closeable):
         for role in ("context", "decoder"):
             self._sessions[role] = self._open(role)
         self._check_io("encoder", encoder)
+        self._check_encoder_input(encoder)
         # The mask-prompt decoder, opened on first use (most work never needs it), gets the
         # decoder's providers and settings and so binds where the decoder does.
         self.devices: Mapping[str, Device] = {
@@ -225,15 +226,17 @@ class ModelGraphs(Closeable):
                 f"{self.artifact.folder}: {role} graph has inputs {got_in} and outputs "
                 f"{got_out}, not those of {self.spec.name}; re-export the model"
             )
-        if role == "encoder":  # same names, another model's encoder (e.g. 512 vs 1024 px)
-            (image,) = [i for i in session.get_inputs() if i.name == inputs[0]]
-            side = self.spec.image_size
-            if tuple(image.shape[-2:]) != (side, side):
-                raise ArtifactError(
-                    f"{self.artifact.folder}: the encoder graph takes images of shape "
-                    f"{list(image.shape)}, {self.spec.name} {side} x {side} pixels: it is "
-                    f"another model's encoder; re-export the model"
-                )
+
+    def _check_encoder_input(self, encoder: GraphSession) -> None:
+        """Same names, another model's encoder (e.g. 512 vs 1024 px): its image size."""
+        (image,) = [i for i in encoder.get_inputs() if i.name == self.io["encoder"].inputs[0]]
+        side = self.spec.image_size
+        if tuple(image.shape[-2:]) != (side, side):
+            raise ArtifactError(
+                f"{self.artifact.folder}: the encoder graph takes images of shape "
+                f"{list(image.shape)}, {self.spec.name} {side} x {side} pixels: it is "
+                f"another model's encoder; re-export the model"
+            )
 
     def _live_encoder(self) -> GraphSession:
         """The encoder's session; raises once :meth:`close` was called."""
