@@ -15,6 +15,8 @@ import pytest
 from samedge.cli.main import main
 from samedge.errors import ChecksumError, DownloadError
 from samedge.hub import checkpoint_path, download
+from samedge.registry import get_spec
+from samedge.specs import Checkpoint, ModelSpec
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -80,6 +82,19 @@ class _Server:
         self.httpd.server_close()
 
 
+def _served(
+    monkeypatch: pytest.MonkeyPatch, name: str, url: str, sha256: str | None, size: int | None
+) -> ModelSpec:
+    """The registered ``name`` with its checkpoint at ``url`` (the local server) and the
+    given published sha256 and size, in a ``SAMEDGE_HOME`` set by the test."""
+    from samedge import registry
+
+    spec = registry.get_spec(name)
+    fake = type(spec)(**{**spec.__dict__, "checkpoint": Checkpoint(url, sha256, size)})
+    monkeypatch.setitem(registry._BY_NAME, name, fake)
+    return fake
+
+
 @pytest.fixture
 def server() -> Iterator[_Server]:
     srv = _Server()
@@ -131,13 +146,8 @@ def test_cli_pull_into_cache(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from samedge import registry
-    from samedge.specs import Checkpoint
-
     monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
-    spec = registry.get_spec("sam_vit_b")
-    fake = type(spec)(**{**spec.__dict__, "checkpoint": Checkpoint(server.url, SHA, len(PAYLOAD))})
-    monkeypatch.setitem(registry._BY_NAME, "sam_vit_b", fake)
+    fake = _served(monkeypatch, "sam_vit_b", server.url, SHA, len(PAYLOAD))
     assert main(["models", "pull", "sam_vit_b", "--quiet", "--url", server.url]) == 0
     dest = checkpoint_path(fake)
     assert dest.read_bytes() == PAYLOAD and "sha256 verified" in capsys.readouterr().out
@@ -208,14 +218,9 @@ def test_cli_pull_and_list_without_a_published_sha256(
 ) -> None:
     """mobile_sam's authors publish no sha256: the size is checked, the pull states the
     file's sha256, and ``models list`` says that none is published."""
-    from samedge import registry
-    from samedge.specs import Checkpoint
-
     monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
-    spec = registry.get_spec("mobile_sam")
-    assert spec.checkpoint.sha256 is None
-    fake = type(spec)(**{**spec.__dict__, "checkpoint": Checkpoint(server.url, None, len(PAYLOAD))})
-    monkeypatch.setitem(registry._BY_NAME, "mobile_sam", fake)
+    assert get_spec("mobile_sam").checkpoint.sha256 is None
+    fake = _served(monkeypatch, "mobile_sam", server.url, None, len(PAYLOAD))
     assert main(["models", "pull", "mobile_sam", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert f"size verified: {len(PAYLOAD)} bytes" in out and SHA in out
@@ -238,15 +243,11 @@ def test_pull_and_list_without_a_published_sha256_or_size(
     """EfficientViT-SAM's authors publish neither a sha256 nor a size: a download cut short
     of the server's Content-Length is still refused (and resumed); a complete one is kept
     and the pull says it is not verified, giving the file's size and sha256."""
-    from samedge import registry
-    from samedge.specs import Checkpoint
-
     monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
     name = "efficientvit_sam_l0"
-    spec = registry.get_spec(name)
-    assert spec.checkpoint.sha256 is None and spec.checkpoint.size_bytes is None
-    fake = type(spec)(**{**spec.__dict__, "checkpoint": Checkpoint(server.url, None, None)})
-    monkeypatch.setitem(registry._BY_NAME, name, fake)
+    published = get_spec(name).checkpoint
+    assert published.sha256 is None and published.size_bytes is None
+    fake = _served(monkeypatch, name, server.url, None, None)
     server.payload = zipped = b"PK\x03\x04" + PAYLOAD[4:]  # starts as a torch.save file does
     sha = hashlib.sha256(zipped).hexdigest()
     server.cut_after = 1000
@@ -347,15 +348,11 @@ def test_pull_refuses_an_error_page_where_nothing_is_published(
 ) -> None:
     """EfficientSAM publishes neither sha256 nor size: a mirror's HTML page used to be kept
     as the checkpoint, and pull then never replaced it (export kept failing)."""
-    from samedge import registry
-    from samedge.specs import Checkpoint
-
     monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
     name = "efficientsam_ti"
-    spec = registry.get_spec(name)
-    assert spec.checkpoint.sha256 is None and spec.checkpoint.size_bytes is None
-    fake = type(spec)(**{**spec.__dict__, "checkpoint": Checkpoint(server.url, None, None)})
-    monkeypatch.setitem(registry._BY_NAME, name, fake)
+    published = get_spec(name).checkpoint
+    assert published.sha256 is None and published.size_bytes is None
+    fake = _served(monkeypatch, name, server.url, None, None)
     dest = checkpoint_path(fake)
     server.payload = b"<!DOCTYPE html><html>Not Found</html>"
     assert main(["models", "pull", name, "--quiet"]) == 2
