@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +234,27 @@ def test_cli_scores_predictions(davis, tmp_path: Path, capsys) -> None:
     assert summary["per_frame"]["one"]["1"]["J"] == [0.6, 0.6]
     assert "| one | 1 | 2 |" in (out / "summary.md").read_text()
     assert sorted(p.name for p in out.iterdir()) == ["summary.json", "summary.md"]
+
+
+def test_cli_predictions_refuse_a_model_runs_folder_but_score_it_in_place(
+    davis, tmp_path: Path, capsys
+) -> None:
+    """A --model run leaves OUT/predictions; scoring other predictions into that OUT would
+    put a report beside masks it does not describe: refused, nothing deleted. Scoring
+    OUT/predictions itself into OUT works."""
+    root, pred = davis
+    out = tmp_path / "report"
+    shutil.copytree(pred, out / "predictions")  # what a --model run leaves
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    argv = ["eval", "--format", "davis", "--dataset", str(root), "--out", str(out),
+            "--no-progress", "--predictions"]  # fmt: skip
+    assert main([*argv, str(pred)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds predictions/ of an earlier --model run" in err and "\n" not in err
+    assert "give another --out" in err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert main([*argv, str(out / "predictions")]) == 0
+    assert (out / "summary.json").is_file() and (out / "predictions").is_dir()
 
 
 @pytest.mark.parametrize(

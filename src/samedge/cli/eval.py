@@ -197,6 +197,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_other_runs_predictions(out: Path, predictions: Path) -> None:
+    """A ``--model`` run keeps its tracked masks in ``OUT/predictions``; a report of other
+    ``--predictions`` written beside them would describe masks that are not the ones there.
+    Scoring that folder itself (``--predictions OUT/predictions``) is fine; anything else is
+    refused rather than deleting minutes of tracking."""
+    kept = (out / "predictions").absolute()
+    if not kept.is_dir():
+        return
+    if predictions.resolve().is_relative_to(kept.resolve()):
+        return
+    raise SamedgeError(
+        f"--out {out} holds {kept.name}/ of an earlier --model run, which this report of "
+        f"{predictions} would not describe: give another --out, or remove {kept}"
+    )
+
+
 def run_davis(args: argparse.Namespace) -> int:
     """``--format davis``: track every sequence from its first-frame annotation with
     ``--model`` (or read ``--predictions``), then J&F as the DAVIS toolkit computes it."""
@@ -233,6 +249,8 @@ def run_davis(args: argparse.Namespace) -> int:
         raise SamedgeError("--checkpoint is only used with --against torch")
     if args.out.exists() and not args.out.is_dir():
         raise SamedgeError(f"--out {args.out} is a file; give a folder")
+    if args.predictions is not None:
+        _refuse_other_runs_predictions(args.out, args.predictions)
     names = [n.strip() for n in args.sequences.split(",") if n.strip()] if args.sequences else None
     dataset = open_davis(args.dataset, names, limit=args.limit)
     model_name = None
