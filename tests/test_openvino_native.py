@@ -221,7 +221,10 @@ def _int8_for_openvino(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_int8_static_for_openvino_takes_the_models_openvino_operators(
-    export_test_model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    export_test_model: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """``samedge quantize --provider openvino`` quantises the operators the model's spec
     names for OpenVINO (MobileSAM: its convolutions too, where ONNX Runtime's default is its
@@ -246,6 +249,15 @@ def test_int8_static_for_openvino_takes_the_models_openvino_operators(
     assert Predictor.from_pretrained(out, providers="openvino").providers["encoder"] == (
         "OpenVINO (CPU)"
     )
+    # Where OpenVINO's 8-bit products saturate (x86 without VNNI or AMX), opening an INT8
+    # encoder on it says so, and names ONNX Runtime, which computes them exactly there.
+    for saturating in (True, False):
+        monkeypatch.setattr(diagnostics, "saturating_int8_cpu", lambda s=saturating: s)
+        with caplog.at_level(logging.WARNING, logger="samedge"):
+            caplog.clear()
+            Predictor.from_pretrained(out, providers="openvino")
+        said = "OpenVINO's 8-bit products saturate" in caplog.text
+        assert said is saturating and ("without --provider openvino" in caplog.text) is said
 
 
 def test_int8_static_for_openvino_quantises_efficientsams_attention(

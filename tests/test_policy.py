@@ -1,13 +1,16 @@
-"""Settings read from the environment: ``SAMEDGE_THREADS`` and friends."""
+"""Settings read from the environment: ``SAMEDGE_THREADS`` and friends, and the INT8
+kernels they choose."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from samedge.errors import SamedgeError
-from samedge.runtime.policy import default_threads
+from samedge.runtime.policy import default_threads, exact_int8_products, int8_mode
 
 
 def test_samedge_threads_sets_the_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,3 +32,110 @@ def test_a_bad_samedge_threads_is_one_line_naming_the_variable(
     message = str(info.value)
     assert message.startswith("SAMEDGE_THREADS must be a positive number") and "\n" not in message
     assert f"got '{text}'" in message
+
+
+def test_samedge_ort_int8_chooses_the_integer_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` (unset): exact products only where the fast kernels overflow."""
+    from samedge.runtime import diagnostics
+
+    for saturating in (True, False):
+        monkeypatch.setattr(diagnostics, "saturating_int8_cpu", lambda s=saturating: s)
+        monkeypatch.delenv("SAMEDGE_ORT_INT8", raising=False)
+        assert int8_mode() == "auto" and exact_int8_products() is saturating
+        monkeypatch.setenv("SAMEDGE_ORT_INT8", " Exact ")
+        assert exact_int8_products()
+        monkeypatch.setenv("SAMEDGE_ORT_INT8", "fast")
+        assert not exact_int8_products()
+    monkeypatch.setenv("SAMEDGE_ORT_INT8", "precise")
+    with pytest.raises(SamedgeError) as info:
+        exact_int8_products()
+    message = str(info.value)
+    assert message == (
+        "SAMEDGE_ORT_INT8 must be one of auto, exact, fast, got 'precise'; fix it or unset it"
+    )
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags", "saturating"),
+    [
+        ("x86_64", "fpu avx2 fma", True),  # AVX2 only: vpmaddubsw's 16-bit sums
+        ("x86_64", "avx2 avx512f avx512bw", True),  # AVX-512 without VNNI
+        ("x86_64", "avx2 avx512f avx512_vnni", False),
+        ("x86_64", "avx2 avx_vnni", False),
+        ("x86_64", "avx2 amx_int8", False),
+        ("x86_64", "", False),  # flags unknown: keep the runtime's default
+        ("aarch64", "fp asimd", False),
+    ],
+)
+def test_saturating_int8_cpu_reads_the_cpu_flags(
+    machine: str, flags: str, saturating: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from samedge.runtime import diagnostics
+
+    monkeypatch.setattr(diagnostics.platform, "machine", lambda: machine)
+    monkeypatch.setattr(diagnostics, "cpu_model_and_flags", lambda: ("cpu", set(flags.split())))
+    diagnostics.saturating_int8_cpu.cache_clear()
+    try:
+        assert diagnostics.saturating_int8_cpu() is saturating
+    finally:
+        diagnostics.saturating_int8_cpu.cache_clear()
+
+
+def _int8_product_graph(path: Path, depth: int = 64) -> np.ndarray:
+    """A QDQ ``MatMul`` that ONNX Runtime runs as an integer product: activations 255
+    (uint8) times weights 127 (int8) over ``depth`` terms. Returns the input."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    constants = {
+        "x_scale": np.array(1.0, np.float32),
+        "x_zero": np.array(0, np.uint8),
+        "w": np.full((depth, 16), 127, np.int8),
+        "w_scale": np.array(1.0, np.float32),
+        "w_zero": np.array(0, np.int8),
+    }
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zero"], ["wd"]),
+        helper.make_node("MatMul", ["xd", "wd"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "int8_product",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, depth])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 16])],
+        [numpy_helper.from_array(v, k) for k, v in constants.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return np.full((8, depth), 255, np.float32)
+
+
+def test_int8_products_are_exact_by_default_on_every_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """255 x 127 pairs sum past 32,767: on an x86 CPU without VNNI ONNX Runtime's fast
+    kernel saturates each pair's 16-bit sum (here 1,048,544 instead of 2,072,640), which
+    doubled static INT8 L0's embedding error on an AVX2 EPYC. samedge's sessions compute it
+    exactly there (and natively exact elsewhere); ``SAMEDGE_ORT_INT8=fast`` opts out."""
+    from samedge.runtime import diagnostics
+    from samedge.runtime.session import create_session
+
+    path = tmp_path / "int8.onnx"
+    x = _int8_product_graph(path)
+    exact = 255.0 * 127 * x.shape[1]
+    monkeypatch.delenv("SAMEDGE_ORT_INT8", raising=False)
+    session = create_session(path, "cpu", threads=1)
+    (y,) = session.run(["y"], {"x": x})
+    assert np.array_equal(y, np.full((8, 16), exact, np.float32))
+    options = session.get_session_options()
+    if diagnostics.saturating_int8_cpu():
+        assert options.get_session_config_entry("session.x64quantprecision") == "1"
+    monkeypatch.setenv("SAMEDGE_ORT_INT8", "fast")
+    fast = create_session(path, "cpu", threads=1)
+    with pytest.raises(RuntimeError, match="x64quantprecision"):
+        fast.get_session_options().get_session_config_entry("session.x64quantprecision")
+    if diagnostics.saturating_int8_cpu():  # what the default avoids
+        assert fast.run(["y"], {"x": x})[0][0, 0] == 32 * 32767.0

@@ -38,12 +38,27 @@ def test_doctor_reports_a_bad_samedge_threads(monkeypatch, capsys) -> None:
     assert "SAMEDGE_THREADS must be a positive number of threads such as 4, got 'abc'" in conflicts
 
 
+def test_doctor_reports_the_int8_kernels_and_a_bad_samedge_ort_int8(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(diagnostics, "saturating_int8_cpu", lambda: True)
+    monkeypatch.delenv("SAMEDGE_ORT_INT8", raising=False)
+    main(["doctor"])
+    assert "INT8 products exact (unsigned x unsigned kernels)" in capsys.readouterr().out
+    monkeypatch.setenv("SAMEDGE_ORT_INT8", "fast")
+    main(["doctor"])
+    assert "INT8 products fast (16-bit sums that can saturate)" in capsys.readouterr().out
+    monkeypatch.setenv("SAMEDGE_ORT_INT8", "bogus")
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "SAMEDGE_ORT_INT8=bogus" in out and "INT8 products refused" in out
+    assert "SAMEDGE_ORT_INT8 must be one of auto, exact, fast" in out.split("== conflicts\n")[1]
+
+
 def test_cpu_features_from_cpuinfo() -> None:
     model, features = cpu_info(CPUINFO)
     assert model == "AMD EPYC 7B13"
     assert features["AVX2"] and features["FMA"] and features["F16C"]
     assert not features["AVX-512F"] and not features["AVX-512 VNNI"]
-    assert "no VNNI" in int8_advice(features)
+    assert "no VNNI" in int8_advice(features) and "SAMEDGE_ORT_INT8=fast" in int8_advice(features)
     assert not features["AMX-BF16"] and "would run in fp32" in bf16_advice(features)
 
 

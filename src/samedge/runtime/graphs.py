@@ -105,6 +105,21 @@ CPU_DECODE_BATCH = 1
 Decoded = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 
 
+def _warn_saturating_openvino(artifact: ModelArtifact) -> None:
+    """OpenVINO's integer kernels overflow on x86 CPUs without VNNI or AMX (ONNX Runtime's
+    are made exact there, see :func:`samedge.runtime.policy.int8_mode`): say so."""
+    from .diagnostics import saturating_int8_cpu
+
+    if saturating_int8_cpu():
+        log.warning(
+            "%s: this CPU has neither VNNI nor AMX, so OpenVINO's 8-bit products saturate "
+            "and the INT8 encoder's masks stray further from fp32 than its recorded fidelity "
+            "(EfficientViT-SAM L0: embedding error 0.073 instead of 0.036); without "
+            "--provider openvino, ONNX Runtime computes them exactly here",
+            artifact.folder,
+        )
+
+
 class ModelGraphs(Closeable):
     """The sessions of one exported model: image encoder, the decoder's per-image context,
     the prompt decoders (points/boxes; with a mask input) and the split decoder.
@@ -160,6 +175,8 @@ class ModelGraphs(Closeable):
                 artifact.encoder_path.name,
                 encoder.get_providers()[0],
             )
+            if artifact.manifest.precision.get("encoder", "").startswith("int8"):
+                _warn_saturating_openvino(artifact)
         else:
             encoder = self._sessions["encoder"] = create_session(
                 artifact.encoder_path,

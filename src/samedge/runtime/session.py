@@ -24,7 +24,13 @@ import numpy as np
 
 from ..errors import ArtifactError, ProviderError
 from .diagnostics import provider_conflicts, unavailable_reason
-from .policy import arena_enabled, arena_mode, default_threads, spinning_enabled
+from .policy import (
+    arena_enabled,
+    arena_mode,
+    default_threads,
+    exact_int8_products,
+    spinning_enabled,
+)
 from .providers import (
     PROVIDER_NAMES,
     ProviderSettings,
@@ -157,6 +163,8 @@ def create_session(
         threads: intra-op thread count (``None``: :func:`default_threads`).
         optimized_model_path: where ONNX Runtime may save the optimised graph.
         spin: let worker threads busy-wait (``None``: :func:`spinning_enabled`).
+            An INT8 graph's integer products are exact where the CPU's fast kernels would
+            overflow (:func:`samedge.runtime.policy.int8_mode`).
         arena: keep ONNX Runtime's CPU memory arena (``None``: :func:`arena_enabled`).
         mem_pattern: memory-pattern planning, which pre-allocates one block for a whole run
             (``None``: with the arena). Worth it for graphs with a small peak such as the
@@ -189,6 +197,8 @@ def create_session(
     spinning = spinning_enabled() if spin is None else spin
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
+    if exact_int8_products():
+        options.add_session_config_entry("session.x64quantprecision", "1")
     if optimized_model_path is not None:
         options.optimized_model_filepath = os.fspath(optimized_model_path)
     chosen = resolve_providers(providers)
