@@ -39,11 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 GUIDE = """\
 Which to pick (encoder, 2 CPU cores, quiet run in the README; quality: the authors'):
   real time, gaze   efficientvit_sam_l0  ~0.3 s; authors: SAM-ViT-H's accuracy, 48.9x faster (A100)
-  faster still      efficientvit_sam_l0  ~0.14 s as static INT8 (samedge quantize); OpenVINO ~0.06 s
+  faster still      efficientvit_sam_l0  ~0.14 s as static INT8 with VNNI/AMX; OpenVINO ~0.06 s
   smallest file     mobile_sam           ~0.6 s; authors: ~0.73 mIoU against SAM's own masks
   small SAM 2       sam2.1_hiera_tiny    ~1.4 s; sam2.1_hiera_large for the best masks (slowest)
   original SAM      sam_vit_b            ~5.3 s; sam_vit_l and sam_vit_h are slower still
   EfficientSAM      efficientsam_ti      ~0.9 s (OpenVINO INT8 ~0.27 s); points only, no mask prompt
+On an AVX2-only CPU (no AVX-512/VNNI) expect about twice these fp32 times and 1.1-1.2x from INT8.
 All registered weights and code are Apache-2.0. More: README.md, 'Which model to pick'."""
 
 

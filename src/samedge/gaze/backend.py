@@ -24,8 +24,8 @@ BACKENDS = ("ort", "openvino")
 def default_backend() -> str:
     """``openvino`` when the ``openvino`` package is installed (the ``[gaze]`` extra has it:
     the default gaze networks run on it), else ``ort``. OpenVINO runs the pipeline's ONNX
-    stages faster on the CPUs measured (2 threads: YuNet 6.2 vs 9.5 ms, YOLOX-Nano 13.0 vs
-    17.7 ms; docs/gaze.md)."""
+    stages faster on a Xeon with AVX-512 (2 threads: YuNet 6.2 vs 9.5 ms, YOLOX-Nano 13.0 vs
+    17.7 ms) and about as fast on an AVX2-only EPYC (docs/gaze.md)."""
     from ..runtime.openvino_native import installed
 
     return "openvino" if installed() else "ort"
