@@ -116,7 +116,11 @@ def cpu_model_and_flags(cpuinfo: str | None = None) -> tuple[str, set[str]]:
 def cpu_info(cpuinfo: str | None = None) -> tuple[str, dict[str, bool]]:
     """CPU model name and which of :data:`CPU_FLAGS` it has (from ``/proc/cpuinfo``)."""
     model, flags = cpu_model_and_flags(cpuinfo)
-    return model, {label: flag in flags for flag, label in CPU_FLAGS.items()}
+    return model, _features(flags)
+
+
+def _features(flags: set[str]) -> dict[str, bool]:
+    return {label: flag in flags for flag, label in CPU_FLAGS.items()}
 
 
 def integer_dot_product_cpu(features: dict[str, bool] | None = None) -> bool:
@@ -149,4 +153,4 @@ def saturating_int8_cpu() -> bool:
     _, flags = cpu_model_and_flags()
     if not flags:  # no /proc/cpuinfo: nothing known, keep the runtimes' defaults
         return False
-    return not integer_dot_product_cpu({label: f in flags for f, label in CPU_FLAGS.items()})
+    return not integer_dot_product_cpu(_features(flags))

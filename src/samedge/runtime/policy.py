@@ -89,7 +89,7 @@ def int8_mode() -> str:
     weights are shifted when it loads. ``fast``: the unsigned x signed kernels, whose 16-bit
     pair sums saturate on such CPUs (static INT8 EfficientViT-SAM L0 on an AVX2 EPYC: 402
     against 507 ms, but embedding error 0.073 against fp32 instead of 0.036, masks 0.959
-    against 0.986 mean IoU; docs/precision.md). With VNNI or AMX both are exact.
+    against 0.985 mean IoU; docs/precision.md). With VNNI or AMX both are exact.
 
     Raises:
         SamedgeError: another value.

@@ -155,7 +155,9 @@ def create_session(
 ) -> BindableSession:
     """An ``onnxruntime.InferenceSession`` for ``path``.
 
-    ``fix`` ends the error of a file ONNX Runtime cannot load: what the user can do.
+    ``fix`` ends the error of a file ONNX Runtime cannot load: what the user can do. An INT8
+    graph's integer products are computed exactly where the CPU's fast kernels would
+    overflow (:func:`samedge.runtime.policy.int8_mode`).
 
     Args:
         path: the ``.onnx`` file.
@@ -163,8 +165,6 @@ def create_session(
         threads: intra-op thread count (``None``: :func:`default_threads`).
         optimized_model_path: where ONNX Runtime may save the optimised graph.
         spin: let worker threads busy-wait (``None``: :func:`spinning_enabled`).
-            An INT8 graph's integer products are exact where the CPU's fast kernels would
-            overflow (:func:`samedge.runtime.policy.int8_mode`).
         arena: keep ONNX Runtime's CPU memory arena (``None``: :func:`arena_enabled`).
         mem_pattern: memory-pattern planning, which pre-allocates one block for a whole run
             (``None``: with the arena). Worth it for graphs with a small peak such as the
