@@ -26,6 +26,7 @@ from samedge.amg import AmgSettings, MaskGenerator
 from samedge.cli.main import main
 from samedge.maskutils import rle_decode
 from samedge.registry import get_spec, list_models
+from samedge.runtime import diagnostics
 from samedge.runtime.predictor import Predictor
 from samedge.specs import AmgDefaults, ModelSpec
 
@@ -213,6 +214,26 @@ def _check_quantized(folder: Path, spec: ModelSpec, precision: str) -> None:
     assert result.masks.shape == (1, 1, 240, 320) and np.isfinite(result.scores).all()
 
 
+def _quantised_weights_in_folded_products(path: Path) -> list[str]:
+    """Products of constants alone (no graph input upstream) that read a dequantised
+    weight."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    varying = {i.name for i in graph.input} - {t.name for t in graph.initializer}
+    for node in graph.node:
+        if varying.intersection(node.input):
+            varying.update(node.output)
+    dequantised = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type in ("MatMul", "Gemm", "Conv")
+        and not varying.intersection(n.input)
+        and dequantised.intersection(n.input)
+    ]
+
+
 @family_models
 def test_quantize_int8_static_with_its_fidelity_report(
     name: str, export_test_model: Callable[[str], Path], tmp_path: Path, capsys
@@ -238,6 +259,17 @@ def test_quantize_int8_static_with_its_fidelity_report(
     record = json.loads((out / "samedge.json").read_text())["extra"]["quantization"]
     assert record["encoder_runtime"] == "onnxruntime"  # ONNX Runtime's operators
     assert record["int8_ops"] == {c: list(_spec(name).int8_ops) for c in ("encoder", "decoder")}
+    # A weight that a product of constants reads (folded when the graph loads: SAM's point
+    # encoding matrix) stays fp32 everywhere, which ONNX Runtime's exact 8-bit mode needs.
+    for role in ("encoder", "decoder"):
+        assert not _quantised_weights_in_folded_products(out / f"{role}.onnx"), role
+    # Where the fidelity was measured: the same graph agrees less where 8-bit products
+    # saturate, which samedge's ONNX Runtime sessions never let them do.
+    where = json.loads((out / "samedge.json").read_text())["extra"]["fidelity"]["measured_on"]
+    products = "exact" if diagnostics.saturating_int8_cpu() else "native"
+    cpu = diagnostics.cpu_info()[0]
+    assert where == {"cpu": cpu, "encoder": "CPUExecutionProvider", "int8_products": products}
+    assert f"  measured with CPUExecutionProvider on {cpu}, 8-bit products {products}" in printed
 
 
 @pytest.mark.slow

@@ -277,8 +277,14 @@ def test_int8_static_for_openvino_quantises_efficientsams_attention(
     has_kernel = diagnostics.integer_attention_cpu()
     monkeypatch.setattr(diagnostics, "integer_attention_cpu", lambda features=None: True)
     out = _int8_for_openvino(export_test_model("efficientsam_ti"), tmp_path, monkeypatch)
-    record = json.loads((out / "samedge.json").read_text())["extra"]["quantization"]
+    extra = json.loads((out / "samedge.json").read_text())["extra"]
+    record = extra["quantization"]
     assert record["int8_attention"] == {"encoder": True}
+    # OpenVINO has no exact mode: its fidelity is recorded as measured with saturating
+    # products on an x86 CPU without VNNI or AMX.
+    products = "saturating" if diagnostics.saturating_int8_cpu() else "native"
+    assert extra["fidelity"]["measured_on"]["int8_products"] == products
+    assert extra["fidelity"]["measured_on"]["encoder"] == "OpenVINO (CPU)"
     assert record["int8_ops"] == {"encoder": ["MatMul", "Gemm"]}
     graph = onnx.load(str(out / "encoder.onnx"), load_external_data=False).graph
     producer = {o: n for n in graph.node for o in n.output}

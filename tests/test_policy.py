@@ -139,3 +139,57 @@ def test_int8_products_are_exact_by_default_on_every_cpu(
         fast.get_session_options().get_session_config_entry("session.x64quantprecision")
     if diagnostics.saturating_int8_cpu():  # what the default avoids
         assert fast.run(["y"], {"x": x})[0][0, 0] == 32 * 32767.0
+
+
+def test_a_graph_the_exact_mode_cannot_load_runs_with_the_fast_kernels_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ONNX Runtime's exact mode refuses some INT8 graphs (static INT8 made before session
+    19, where a quantised weight also fed a product of constants): such a folder still
+    loads, with the fast kernels, and the warning names the fix. A graph that fails either
+    way is one error."""
+    import logging
+
+    import onnxruntime as ort
+
+    from samedge.errors import ArtifactError
+    from samedge.runtime import session as sessions
+
+    path = tmp_path / "int8.onnx"
+    x = _int8_product_graph(path)
+    tried: list[bool] = []
+
+    class RefusesExact:
+        def __getattr__(self, name: str) -> object:
+            return getattr(ort, name)
+
+        @staticmethod
+        def InferenceSession(path: str, sess_options: ort.SessionOptions, **kw: object) -> object:
+            try:
+                exact = sess_options.get_session_config_entry("session.x64quantprecision")
+            except RuntimeError:
+                exact = ""
+            tried.append(exact == "1")
+            if exact == "1" or "broken" in path:
+                raise RuntimeError("AddInitializedOrtValue Attempt to replace the existing tensor")
+            return ort.InferenceSession(path, sess_options, **kw)
+
+    monkeypatch.setattr(sessions, "_ort", RefusesExact)
+    monkeypatch.setenv("SAMEDGE_ORT_INT8", "exact")
+    with caplog.at_level(logging.WARNING, logger="samedge"):
+        session = sessions.create_session(path, "cpu", threads=1)
+    assert tried == [True, False]
+    assert "cannot load this INT8 graph with exact 8-bit products" in caplog.text
+    assert "quantize the model again with this samedge" in caplog.text
+    assert session.run(["y"], {"x": x})[0].shape == (8, 16)
+    broken = tmp_path / "broken.onnx"
+    _int8_product_graph(broken)
+    tried.clear()
+    with pytest.raises(ArtifactError, match=r"cannot load ONNX model broken\.onnx"):
+        sessions.create_session(broken, "cpu", threads=1)
+    assert tried == [True, False]
+    monkeypatch.setenv("SAMEDGE_ORT_INT8", "fast")  # not asked for exact: no second try
+    tried.clear()
+    with pytest.raises(ArtifactError):
+        sessions.create_session(broken, "cpu", threads=1)
+    assert tried == [False]

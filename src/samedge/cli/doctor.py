@@ -110,12 +110,11 @@ def run(args: argparse.Namespace) -> int:
         threads = "no thread count (SAMEDGE_THREADS is invalid)"
         problems.append(str(exc))
     try:
-        if policy.exact_int8_products():
-            int8 = "exact (unsigned x unsigned kernels)"
-        elif diagnostics.saturating_int8_cpu():
-            int8 = "fast (16-bit sums that can saturate)"
-        else:
-            int8 = "native (exact)"
+        int8 = {
+            "exact": "exact (unsigned x unsigned kernels)",
+            "saturating": "fast (16-bit sums that can saturate)",
+            "native": "native (exact)",
+        }[policy.int8_products()]
     except SamedgeError as exc:
         int8 = "refused (SAMEDGE_ORT_INT8 is invalid)"
         problems.append(str(exc))

@@ -138,6 +138,13 @@ def run(args: argparse.Namespace) -> int:
         from ..eval.report import embedding_error_line
 
         print(f"  {embedding_error_line(result.embedding_error)}")
+    where = result.manifest.extra.get("fidelity", {}).get("measured_on")
+    if where:
+        products = where.get("int8_products")
+        print(
+            f"  measured with {where['encoder']} on {where['cpu']}"
+            + (f", 8-bit products {products}" if products else "")
+        )
     if not result.passed:
         print(
             f"samedge: warning: below threshold {cfg.threshold}; kept because of --force "

@@ -169,10 +169,9 @@ def _prepare_graph(
     for node in proto.graph.node:
         if varying.intersection(node.input):
             varying.update(node.output)
-    excluded, activations = [], 0
-    for i, node in enumerate(proto.graph.node):
-        if node.op_type not in ("MatMul", "Gemm", "Conv"):
-            continue
+    excluded, activations, folded = [], 0, set()
+    products = [(i, n) for i, n in enumerate(proto.graph.node) if n.op_type in STATIC_OP_CHOICES]
+    for i, node in products:
         constant = not varying.intersection(node.input)
         of_activations = node.op_type == "MatMul" and not set(node.input) & weights
         if constant or of_activations:
@@ -182,6 +181,21 @@ def _prepare_graph(
                 activations += 1
             else:
                 excluded.append(node.name)
+                if constant:
+                    folded.update(weights.intersection(node.input))
+    # A weight that a folded product reads stays fp32 in every product that reads it: the
+    # folded constant keeps full precision, and ONNX Runtime's exact 8-bit mode
+    # (session.x64quantprecision) cannot load a graph where a quantised weight also feeds a
+    # product of constants (SAM's point encoding matrix, found in the decoders).
+    shared = 0
+    for i, node in products:
+        if node.name not in excluded and folded.intersection(node.input):
+            if not node.name:
+                node.name, changed = f"samedge/{node.op_type.lower()}_{i}", True
+            excluded.append(node.name)
+            shared += 1
+    if shared:
+        say(f"{shared} products share a weight with a product of constants: left in fp32")
     if activations:
         say(f"{activations} products of two activations (attention) quantised too")
     if changed:

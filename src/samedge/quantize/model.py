@@ -182,6 +182,21 @@ def _fidelity(
     return fidelity, result.embedding_error, passed
 
 
+def measured_on(encoder_provider: str, precision: str, components: list[str]) -> dict[str, str]:
+    """Where a fidelity figure was measured: the CPU, the encoder's runtime and, for static
+    INT8 (signed 8-bit weights), how the 8-bit products were computed
+    (:func:`samedge.runtime.policy.int8_products`): the same graph agrees less with fp32
+    where they saturate (docs/precision.md). Dynamic INT8's unsigned weights never do."""
+    from ..runtime.diagnostics import cpu_info
+    from ..runtime.policy import int8_products
+
+    where = {"cpu": cpu_info()[0], "encoder": encoder_provider}
+    if precision == "int8-static":
+        openvino = "encoder" in components and encoder_runtime(encoder_provider) == "openvino"
+        where["int8_products"] = int8_products(openvino=openvino)
+    return where
+
+
 def encoder_runtime(provider: str) -> str:
     """``"openvino"`` for an encoder on OpenVINO (its own runtime, ``"OpenVINO (CPU)"``, or
     ONNX Runtime's ``OpenVINOExecutionProvider``), else ``"onnxruntime"``."""
@@ -385,6 +400,7 @@ def quantize_model(
             "forced": bool(cfg.force and not passed),
             "stats": fidelity,
             "embedding_error": embedding_error,
+            "measured_on": measured_on(candidate.providers["encoder"], cfg.precision, components),
         }
         manifest.extra["quantization"] = quantization
         (stage / MANIFEST_NAME).write_text(manifest.to_json())

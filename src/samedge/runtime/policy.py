@@ -112,3 +112,16 @@ def exact_int8_products() -> bool:
 
         return saturating_int8_cpu()
     return mode == "exact"
+
+
+def int8_products(openvino: bool = False) -> str:
+    """How this process computes an INT8 graph's 8-bit products on the CPU: ``native`` (the
+    CPU's own exact instructions: VNNI, AMX, or not x86), ``exact`` (ONNX Runtime's
+    unsigned x unsigned kernels, see :func:`int8_mode`) or ``saturating`` (16-bit pair sums
+    that can overflow: ``SAMEDGE_ORT_INT8=fast``, or OpenVINO, on an x86 CPU without VNNI
+    or AMX). ``openvino``: for a graph run by OpenVINO, which has no exact mode."""
+    from .diagnostics import saturating_int8_cpu
+
+    if not openvino and exact_int8_products():
+        return "exact"
+    return "saturating" if saturating_int8_cpu() else "native"

@@ -181,26 +181,6 @@ def create_session(
         ArtifactError: the file is not a loadable ONNX model.
     """
     ort = _ort()
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or default_threads()
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    keep_arena = arena_enabled() if arena is None else arena
-    options.enable_cpu_mem_arena = keep_arena
-    options.enable_mem_pattern = keep_arena and (mem_pattern is None or mem_pattern)
-    if shared_arena is None:
-        shared_arena = arena_mode() != "private"
-    if keep_arena and shared_arena:
-        _share_cpu_arena(options)
-    spinning = spinning_enabled() if spin is None else spin
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
-    if exact_int8_products():
-        options.add_session_config_entry("session.x64quantprecision", "1")
-    if optimized_model_path is not None:
-        options.optimized_model_filepath = os.fspath(optimized_model_path)
     chosen = resolve_providers(providers)
     if "OpenVINOExecutionProvider" in chosen and settings and settings.openvino_precision:
         log.warning(
@@ -213,15 +193,52 @@ def create_session(
         for key in ("trt_engine_cache_path", "cache_dir"):
             if key in opts:
                 Path(opts[key]).mkdir(parents=True, exist_ok=True)
-    if "DmlExecutionProvider" in chosen:  # DirectML cannot run with memory patterns
-        options.enable_mem_pattern = False
-    try:
-        session = ort.InferenceSession(
-            os.fspath(path),
-            sess_options=options,
-            providers=chosen,
-            provider_options=per_provider,
+    intra_threads = threads or default_threads()
+    keep_arena = arena_enabled() if arena is None else arena
+    if shared_arena is None:
+        shared_arena = arena_mode() != "private"
+    spinning = "1" if (spinning_enabled() if spin is None else spin) else "0"
+
+    def load(exact: bool) -> BindableSession:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = intra_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # errors only; none for a try in exact mode, whose failure is retried and explained
+        options.log_severity_level = 4 if exact else 3
+        options.enable_cpu_mem_arena = keep_arena
+        options.enable_mem_pattern = keep_arena and (mem_pattern is None or mem_pattern)
+        if keep_arena and shared_arena:
+            _share_cpu_arena(options)
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+        if exact:
+            options.add_session_config_entry("session.x64quantprecision", "1")
+        if optimized_model_path is not None:
+            options.optimized_model_filepath = os.fspath(optimized_model_path)
+        if "DmlExecutionProvider" in chosen:  # DirectML cannot run with memory patterns
+            options.enable_mem_pattern = False
+        return ort.InferenceSession(
+            os.fspath(path), sess_options=options, providers=chosen, provider_options=per_provider
         )
+
+    exact = exact_int8_products()
+    try:
+        try:
+            session = load(exact)
+        except Exception:
+            if not exact:
+                raise
+            # ONNX Runtime's exact mode cannot load some graphs: static INT8 made by samedge
+            # before session 19, where a quantised weight also fed a product of constants.
+            session = load(False)
+            log.warning(
+                "%s: ONNX Runtime cannot load this INT8 graph with exact 8-bit products, so "
+                "it runs with the fast ones, which can saturate on this CPU; quantize the "
+                "model again with this samedge (its graphs load exactly)",
+                Path(path).name,
+            )
     except Exception as exc:  # onnxruntime raises several unrelated exception types
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(
@@ -230,7 +247,7 @@ def create_session(
     actual = session.get_providers()[0]
     if actual != chosen[0]:
         log.warning("%s requested, but %s runs %s", chosen[0], actual, Path(path).name)
-    log.info("%s runs on %s with %d threads", Path(path).name, actual, options.intra_op_num_threads)
+    log.info("%s runs on %s with %d threads", Path(path).name, actual, intra_threads)
     return session
 
 
