@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from samedge.quantize.graph import (
+    dedicated_weights,
     expand_fused_attention,
     linear_layers_as_gemm,
     weights_through_identity,
@@ -112,6 +113,85 @@ def test_shared_weights_behind_identity_are_read_directly() -> None:
     x = rng.standard_normal((5, 8)).astype(np.float32)
     for a, b in zip(_run(model, x), _run(rewired, x), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _banded_model() -> onnx.ModelProto:
+    """One weight read by two products (SAM 2's encoder bands) and by a third, excluded one;
+    ``p`` is a product of constants that reads another weight ``v``, which ``x`` also meets."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.standard_normal((2, 8)).astype(np.float32), "c"),
+        numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "v"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["ya"], name="band0"),
+        helper.make_node("Relu", ["x"], ["x1"]),
+        helper.make_node("MatMul", ["x1", "w"], ["yb"], name="band1"),
+        helper.make_node("MatMul", ["x", "v"], ["yv"], name="encoding"),
+        helper.make_node("MatMul", ["c", "v"], ["p"], name="folded"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["t", 8])],
+        [
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+            for name, shape in (("ya", ["t", 4]), ("yb", ["t", 4]), ("yv", ["t", 8]), ("p", [2, 8]))
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_each_quantised_product_gets_its_own_copy_of_a_shared_weight() -> None:
+    model = _banded_model()
+    dedicated = onnx.ModelProto()
+    dedicated.CopyFrom(model)
+    bands = [n for n in dedicated.graph.node if n.name.startswith("band")]
+    assert dedicated_weights(dedicated, bands) == 1
+    onnx.checker.check_model(dedicated)
+    assert [n.input[1] for n in bands] == ["w", "w/dedicated_1"]
+    values = {t.name: numpy_helper.to_array(t) for t in dedicated.graph.initializer}
+    np.testing.assert_array_equal(values["w"], values["w/dedicated_1"])
+    x = np.random.default_rng(1).standard_normal((5, 8)).astype(np.float32)
+    for a, b in zip(_run(model, x), _run(dedicated, x), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_static_int8_graphs_load_in_onnx_runtimes_exact_mode(tmp_path: Path) -> None:
+    """ONNX Runtime's exact 8-bit mode (``session.x64quantprecision``, samedge's default on
+    CPUs without VNNI) refused graphs where one quantised weight fed several integer
+    products, or also a product of constants ("Attempt to replace the existing tensor",
+    seen on an AVX2 EPYC with SAM 2's banded encoder and SAM's point encoding): each band
+    now has its own int8 weight, and a weight a folded product reads stays fp32."""
+    from samedge.quantize.convert import to_int8_static
+
+    src, dst = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    onnx.save(_banded_model(), src)
+    rng = np.random.default_rng(2)
+    feeds = [{"x": rng.standard_normal((6, 8)).astype(np.float32)} for _ in range(3)]
+    to_int8_static(src, dst, lambda: iter(feeds), linear_as_gemm=False)
+    graph = onnx.load(dst).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    weights = {t.name for t in graph.initializer}
+    read: dict[str, list[str]] = {}
+    for node in graph.node:
+        if node.op_type == "MatMul" and node.input[1] in producer:
+            dq = producer[node.input[1]]
+            assert dq.op_type == "DequantizeLinear" and dq.input[0] in weights, node.name
+            read.setdefault(dq.input[0], []).append(node.name)
+    assert sorted(read.values()) == [["band0"], ["band1"]]  # own weights; v stays fp32
+    folded = next(n for n in graph.node if n.name == "folded")
+    assert list(folded.input) == ["c", "v"]
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.x64quantprecision", "1")
+    session = ort.InferenceSession(str(dst), options, providers=["CPUExecutionProvider"])
+    x = feeds[0]["x"]
+    for a, b in zip(_run(_banded_model(), x), session.run(None, {"x": x}), strict=True):
+        np.testing.assert_allclose(a, b, atol=0.05 * float(np.abs(a).max()))
 
 
 def _attention_model(

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import SamedgeError
 from .graph import (
+    dedicated_weights,
     expand_fused_attention,
     linear_layers_as_gemm,
     quantized_products,
@@ -124,14 +125,21 @@ def staged(src: Path, files: Sequence[Path] = ()) -> Iterator[Path]:
 
 
 def _prepare_graph(
-    path: Path, linear_as_gemm: bool, attention: bool = False, log: Any = None
+    path: Path,
+    linear_as_gemm: bool,
+    attention: bool = False,
+    log: Any = None,
+    ops: Sequence[str] = STATIC_OPS,
 ) -> list[str]:
     """Ready the staged graph ``path`` for static quantisation; returns the nodes to leave
     in fp32: every product of constants alone (folded when the graph loads), and every
     ``MatMul`` of two activations (no weight operand) unless ``attention``.
 
     Products that read a shared weight through an ``Identity`` read it directly first
-    (:func:`.graph.weights_through_identity`), so they count as weight products.
+    (:func:`.graph.weights_through_identity`), so they count as weight products; then each
+    product to be quantised gets its own copy of a weight it shares
+    (:func:`.graph.dedicated_weights`), and a weight that a product of constants reads
+    stays fp32 in every product (both for ONNX Runtime's exact 8-bit mode).
 
     With ``attention`` ONNX Runtime's fused attention nodes are first written out as
     standard operators (:func:`.graph.expand_fused_attention`, before the rewrite below,
@@ -140,7 +148,7 @@ def _prepare_graph(
     ``linear_as_gemm`` the graph's linear layers are rewritten as ``Gemm``
     (:func:`.graph.linear_layers_as_gemm`). ``path`` is a link to the parent's file: it is
     replaced by the rewritten copy, never written through. External data stays where it
-    is; only nodes and small constants change.
+    is (a weight copy reads the same bytes); only nodes and small constants change.
     """
     import onnx
 
@@ -196,6 +204,11 @@ def _prepare_graph(
             shared += 1
     if shared:
         say(f"{shared} products share a weight with a product of constants: left in fp32")
+    quantised = [n for _, n in products if n.op_type in ops and n.name not in excluded]
+    copies = dedicated_weights(proto, quantised)
+    if copies:
+        changed = True
+        say(f"{copies} products shared a weight with another: each has its own copy now")
     if activations:
         say(f"{activations} products of two activations (attention) quantised too")
     if changed:
@@ -301,7 +314,7 @@ def to_int8_static(
     extra.update(extra_options or {})
     with staged(src, external_files) as model, without_preprocess_advice():
         large = bool(external_files)
-        kwargs["nodes_to_exclude"] = _prepare_graph(model, linear_as_gemm, attention, log)
+        kwargs["nodes_to_exclude"] = _prepare_graph(model, linear_as_gemm, attention, log, ops)
         if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
             from onnxruntime.quantization.calibrate import save_tensors_data
 

@@ -18,6 +18,7 @@ attention kernel.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -122,6 +123,49 @@ def weights_through_identity(model: Any) -> int:
             if node.output[0] in source and node.output[0] not in read:
                 graph.node.remove(node)
     return rewired
+
+
+def dedicated_weights(model: Any, products: Iterable[Any]) -> int:
+    """Give each of ``products`` (the nodes about to be quantised) its own copy of a weight
+    initializer (input 0 or 1) that an earlier one of them also reads; returns the copies
+    made. Modifies ``model`` in place.
+
+    ONNX Runtime's exact 8-bit mode (``session.x64quantprecision``, which samedge uses on
+    CPUs without VNNI: :func:`samedge.runtime.policy.int8_mode`) cannot load a graph where
+    one quantised weight feeds several integer products ("Attempt to replace the existing
+    tensor", onnxruntime 1.32): SAM 2's encoder blocks traced in bands read each linear
+    layer's weight once per band (:func:`weights_through_identity`). Copies cost file size:
+    5.7 MB of int8 weights in SAM 2.1 tiny's 31 MB static INT8 encoder.
+    """
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    seen: set[str] = set()
+    copies = 0
+    for node in products:
+        for i, name in enumerate(node.input[:2]):
+            if name not in inits:
+                continue
+            if name not in seen:
+                seen.add(name)
+                continue
+            copies += 1
+            own = f"{name}/dedicated_{copies}"
+            while own in inits:
+                own += "_"
+            tensor = _tensor_copy(inits[name], own)
+            graph.initializer.append(tensor)
+            inits[own] = tensor
+            node.input[i] = own
+    return copies
+
+
+def _tensor_copy(tensor: Any, name: str) -> Any:
+    """A copy of the ``TensorProto`` ``tensor`` under another name (external data: the same
+    bytes, read twice)."""
+    copy = type(tensor)()
+    copy.CopyFrom(tensor)
+    copy.name = name
+    return copy
 
 
 def _subgraph_reads(graph: Any) -> set[str]:
