@@ -43,6 +43,33 @@ def decoder_samples(parent) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
     return lambda: iter(feeds)
 
 
+def test_each_calibration_image_is_encoded_once_per_run(parent) -> None:
+    """The decoder graphs' calibration passes share the parent's embeddings: encoding is
+    the costly part of a decoder calibration, and histogram methods read the samples twice
+    per graph. The shared embeddings give the same feeds as fresh ones."""
+    images = list_images(shared_path("data", "images"), 1)
+    predictor = Predictor.from_pretrained(parent, threads=2)
+    encoded: list[Path] = []
+    encode = predictor.encode
+
+    def counting(path: Any) -> Any:
+        encoded.append(path)
+        return encode(path)
+
+    predictor.encode = counting  # type: ignore[method-assign]
+    fresh = list(decoder_feeds(images, predictor))
+    assert encoded == images
+    shared: dict[Path, Any] = {}
+    passes = [list(decoder_feeds(images, predictor, with_mask, shared)) for with_mask in (0, 0, 1)]
+    assert encoded == images * 2 and list(shared) == images
+    assert len(fresh) == 3 and [f.keys() for f in passes[0]] == [f.keys() for f in fresh]
+    for a, b in zip(fresh, passes[1], strict=True):
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    # the refinement samples carry the fp32 prediction as a mask prompt: two inputs more
+    assert [len(f) for f in passes[2]] == [len(f) + 2 for f in fresh]
+
+
 def _ranges(parent: Path, samples: Any, **options: Any) -> dict[str, Any]:
     with staged(parent / "decoder.onnx") as model:
         result = collect_ranges(

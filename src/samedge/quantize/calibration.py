@@ -61,17 +61,26 @@ def _prompt_sets(h: int, w: int) -> list[dict[str, Any]]:
 
 
 def decoder_feeds(
-    images: list[Path], parent: Any, with_mask: bool = False
+    images: list[Path],
+    parent: Any,
+    with_mask: bool = False,
+    embeddings: dict[Path, Any] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Decoder input dicts: ``parent`` (an fp32 :class:`Predictor`) encodes each image and
     three prompt sets (centre point, box, positive+negative points) are added per image.
 
     ``with_mask``: inputs for ``decoder_mask.onnx``: each prompt set again with the fp32
     prediction's best low-res logits as the mask input, as an interactive refinement sends.
+    ``embeddings``: the parent's embeddings by image, filled on first use: calibration reads
+    the samples once per pass and per decoder graph (histogram methods take two passes), and
+    each image is then encoded once (16 MiB an image at most, SAM 2's high-res maps).
     """
     spec = parent.spec
     for path in images:
-        emb = parent.encode(path)
+        if embeddings is None:
+            emb = parent.encode(path)
+        elif (emb := embeddings.get(path)) is None:
+            emb = embeddings[path] = parent.encode(path)
         h, w = emb.original_size
         for prompt in _prompt_sets(h, w):
             if with_mask:

@@ -276,6 +276,7 @@ def quantize_model(
             f"quantize its fp32 parent instead"
         )
     calib_images: list[Path] = []
+    calib_embeddings: dict[Path, Any] = {}  # the parent's, shared by the decoder graphs' passes
     if cfg.precision == "int8-static":
         calib_images = list_images(Path(cfg.calibration), cfg.num_images)  # type: ignore[arg-type]
         _disjoint(calib_images, cfg)
@@ -329,7 +330,9 @@ def quantize_model(
                 def samples(role: str = role) -> Iterator[dict[str, Any]]:
                     if role == "encoder":
                         return encoder_feeds(calib_images, parent.spec)
-                    return decoder_feeds(calib_images, parent, with_mask=role == "decoder_mask")
+                    return decoder_feeds(
+                        calib_images, parent, role == "decoder_mask", calib_embeddings
+                    )
 
                 to_int8_static(
                     src,
