@@ -35,6 +35,19 @@ VARIANTS = [
 ]
 
 
+def _photo_cases() -> list[Any]:
+    """EfficientSAM-Ti on every photo; ViT-S (about 20 s a photo on 2 cores) on the first by
+    default and on the other three in the ``full`` run (the same code, a wider encoder)."""
+    cases = []
+    for name in ("efficientsam_ti", "efficientsam_s"):
+        for i, photo in enumerate(PARITY_PHOTOS):
+            marks = [pytest.mark.slow] if name == "efficientsam_s" else []
+            if name == "efficientsam_s" and i >= 1:
+                marks.append(pytest.mark.full)
+            cases.append(pytest.param(name, photo, marks=marks, id=f"{name}-{photo}"))
+    return cases
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _official_code() -> Any:
     """``efficient_sam`` importable from the reference folder for this module's tests."""
@@ -67,7 +80,7 @@ def test_official_checkpoint_formats_load(torch_model: Any, tmp_path: Path) -> N
             torch.testing.assert_close(loaded.image_encoder(image), expected, rtol=0, atol=0)
 
 
-@pytest.fixture(scope="module", params=VARIANTS)
+@pytest.fixture(scope="module")
 def pair(request: pytest.FixtureRequest, export_test_model: Any, torch_model: Any) -> tuple:
     """(samedge predictor, the official model behind ``SamPredictor``'s methods)."""
     from samedge.export.build import official_predictor
@@ -105,7 +118,7 @@ def _compare(ours: Any, row: int, ref: tuple, what: str, problems: list[str]) ->
     return nonempty
 
 
-@pytest.mark.parametrize("photo", PARITY_PHOTOS)
+@pytest.mark.parametrize(("pair", "photo"), _photo_cases(), indirect=["pair"])
 def test_parity_with_official_example(pair: tuple, photo: str) -> None:
     ours, official = pair
     image = load_image(shared_path("data", "images", photo))
@@ -140,6 +153,7 @@ def test_parity_with_official_example(pair: tuple, photo: str) -> None:
     assert not problems, "; ".join(problems)
 
 
+@pytest.mark.parametrize("pair", VARIANTS, indirect=True)
 def test_prompts_the_model_cannot_take(pair: tuple) -> None:
     """No mask prompt, and no more points than the official model keeps: one clear error
     each, instead of a mask from a prompt the model silently cut."""

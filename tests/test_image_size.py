@@ -23,28 +23,34 @@ pytestmark = [requires_export, pytest.mark.export]
 def test_the_manifest_records_the_size_and_the_runtime_uses_it(
     small_checkpoint_export: SmallExport,
 ) -> None:
-    folder = small_checkpoint_export.folder
+    folder, size = small_checkpoint_export.folder, small_checkpoint_export.image_size
+    assert size < 1024
+    grid, low = size // 16, size // 4  # the embedding grid and the low-res logits
     manifest = json.loads((folder / "samedge.json").read_text())
     assert manifest["model"] == "sam2.1_hiera_tiny"
-    assert manifest["extra"]["image_size"] == 512
+    assert manifest["extra"]["image_size"] == size
     assert manifest["parity"]["passed"] and manifest["parity"]["video_passed"]
     spec = ModelArtifact.open(folder).spec
-    assert (spec.image_size, spec.embedding_shape, spec.low_res_size) == (512, (256, 32, 32), 128)
+    assert (spec.image_size, spec.embedding_shape, spec.low_res_size) == (
+        size,
+        (256, grid, grid),
+        low,
+    )
 
     image = np.asarray(Image.open(shared_path("data", "images", "dogs.jpg")).convert("RGB"))
     with Predictor.from_pretrained(folder) as predictor:
         embedding = predictor.encode(image)
-        assert embedding.image_embeddings.shape == (1, 256, 32, 32)
+        assert embedding.image_embeddings.shape == (1, 256, grid, grid)
         shapes = [f.shape for f in embedding.high_res_features]
-        assert shapes == [(1, 32, 128, 128), (1, 64, 64, 64)]
+        assert shapes == [(1, 32, 4 * grid, 4 * grid), (1, 64, 2 * grid, 2 * grid)]
         h, w = image.shape[:2]
         first = predictor.predict(embedding, points=[[w / 2, h / 2]], labels=[1])
-        assert first.low_res_logits.shape == (1, 3, 128, 128)
+        assert first.low_res_logits.shape == (1, 3, low, low)
         assert first.masks.shape == (1, 3, h, w)
-        # A refinement takes the 128 x 128 logits back as its mask prompt.
+        # A refinement takes the low-res logits back as its mask prompt.
         best = first.low_res_logits[0, int(np.argmax(first.scores[0]))]
         again = predictor.predict(embedding, points=[[w / 2, h / 2]], labels=[1], mask_input=best)
-        assert again.low_res_logits.shape[-2:] == (128, 128)
+        assert again.low_res_logits.shape[-2:] == (low, low)
 
 
 @pytest.mark.parametrize("value", [500, "512", 0])

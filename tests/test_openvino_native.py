@@ -18,7 +18,7 @@ from samedge.runtime import session as sessions
 from samedge.runtime.openvino_native import OpenVINOSession
 from samedge.runtime.providers import ProviderSettings
 
-from .conftest import shared_path
+from .conftest import SmallExport, shared_path
 
 pytest.importorskip("openvino")  # extra [openvino]
 
@@ -77,7 +77,7 @@ def test_openvino_encoder_matches_onnx_runtime(
 
 @pytest.mark.slow
 def test_the_video_tracker_encodes_on_openvino_too(
-    export_test_model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_checkpoint_export: SmallExport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``VideoPredictor`` with ``providers="openvino"``: the frames' encoder on OpenVINO's
     runtime (sharing the image predictor's compiled-model cache), the tracking graphs on
@@ -87,7 +87,7 @@ def test_the_video_tracker_encodes_on_openvino_too(
     from samedge.video.io import FrameFolder
 
     monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
-    folder = export_test_model("sam2.1_hiera_tiny")
+    folder = small_checkpoint_export.folder  # the 256-pixel export: the same graphs, cheaper
     frames = FrameFolder(shared_path("data", "davis2016", "JPEGImages", "car-shadow"), count=3)
     runs = []
     for providers in ("openvino", None):

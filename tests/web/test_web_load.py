@@ -73,7 +73,7 @@ def test_sixteen_clients_upload_and_click(
         tmp_path,
         cache_size=2,
         clients=16,
-        duration=15.0,
+        duration=8.0,
         max_clicks=240,
         # 7 images through a cache of 2: a cache that kept them all would hold 5 more
         # embeddings (200 MiB) than the bound allows for.

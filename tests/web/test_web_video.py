@@ -305,9 +305,9 @@ def run_track_cli(clip: Path, model: Path, out: Path, prompts: list[str]) -> Non
 def tracking(
     small_checkpoint_export: SmallExport, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[VideoService, Path, Path]:
-    """``(service, model folder, a copy of the clip)`` with SAM 2.1 Hiera-T exported at 512
+    """``(service, model folder, a copy of the clip)`` with SAM 2.1 Hiera-T exported at 256
     pixels (the video parity tests' small export: the tab's plumbing is what is tested
-    here, at a quarter of the tracking cost)."""
+    here, at a fraction of the tracking cost)."""
     pytest.importorskip("samedge.video.predictor", reason="VideoPredictor is not in this build")
     tmp = tmp_path_factory.mktemp("video-track")
     folder = small_checkpoint_export.folder

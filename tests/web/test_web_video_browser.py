@@ -47,7 +47,7 @@ def video_server(
     small_checkpoint_export: SmallExport, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path, Any]]:
     """``(url, model folder, VideoService)`` of a running app (clips up to 20 frames), with
-    SAM 2.1 Hiera-T exported at 512 pixels (a quarter of the tracking cost)."""
+    SAM 2.1 Hiera-T exported at 256 pixels (the video parity tests' small export)."""
     pytest.importorskip("gradio", reason="needs the [web] extra: pip install 'samedge[web]'")
     from samedge.web.app import build_app
     from samedge.web.video import VideoLimits, VideoService
