@@ -92,6 +92,21 @@ def test_fidelity_between_two_models(grabcut, oracle) -> None:
     assert same.embedding_error is None  # these predictors expose no image embedding
 
 
+def test_a_shared_encoder_encodes_each_image_once(grabcut) -> None:
+    """A reference whose encoder is the candidate's (a folder with only its decoder
+    quantised) takes the candidate's embedding: each image is encoded once, and the
+    fidelity is what the reference gives from its own encoding."""
+    config = EvalConfig(protocols=("center", "box"), limit=3)
+    candidate, own = OraclePredictor(grabcut), OraclePredictor(grabcut)
+    apart = evaluate(candidate, grabcut, config, reference=own)
+    assert own.encode_calls == candidate.encode_calls > 0
+    before, reference = candidate.encode_calls, OraclePredictor(grabcut)
+    shared = evaluate(candidate, grabcut, config, reference=reference, shared_encoder=True)
+    assert reference.encode_calls == 0 and candidate.encode_calls - before == own.encode_calls
+    assert reference.predict_calls == own.predict_calls > 0
+    assert shared.fidelity == apart.fidelity
+
+
 def test_empty_replays_the_clicks_it_is_given(grabcut) -> None:
     config = EvalConfig(protocols=("clicks",), max_clicks=4, limit=1)
     result = evaluate(EmptyPredictor(), grabcut, config, reference=EmptyPredictor())

@@ -307,3 +307,53 @@ def test_prepared_graph_leaves_constant_products_and_maybe_attention_in_fp32(
     linear = next(n for n in saved.node if n.name == "linear")
     assert list(linear.input) == ["x", "w"]
     assert "Identity" not in {n.op_type for n in saved.node}
+
+
+def test_a_gemm_with_a_computed_bias_stays_fp32(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SAM's and EfficientSAM's prompt encoders hold a Gemm whose bias is a tiled embedding:
+    ONNX Runtime cannot make an integer product of it (its quantiser warned "Bias of Gemm
+    node ... is not constant" for every SAM decoder) and quantising it only added rounding.
+    It stays fp32; the Gemm beside it with a constant bias is quantised."""
+    import logging
+
+    from samedge.quantize.convert import _prepare_graph, to_int8_static
+
+    rng = np.random.default_rng(3)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "w2"),
+        numpy_helper.from_array(rng.standard_normal((1, 8)).astype(np.float32), "embed"),
+        numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b2"),
+        numpy_helper.from_array(np.array([4, 1], np.int64), "repeats"),
+    ]
+    nodes = [
+        helper.make_node("Tile", ["embed", "repeats"], ["tiled"]),
+        helper.make_node("Gemm", ["x", "w", "tiled"], ["h"], name="computed_bias"),
+        helper.make_node("Gemm", ["h", "w2", "b2"], ["y"], name="constant_bias"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "g.onnx"
+    onnx.save(model, path)
+    assert _prepare_graph(path, linear_as_gemm=False) == ["computed_bias"]
+
+    src, dst = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    onnx.save(model, src)
+    feeds = [{"x": rng.standard_normal((4, 8)).astype(np.float32)} for _ in range(3)]
+    with caplog.at_level(logging.WARNING):
+        to_int8_static(src, dst, lambda: iter(feeds), ops=["Gemm"], linear_as_gemm=False)
+    assert "is not constant" not in caplog.text
+    out = onnx.load(dst).graph
+    producer = {o: n for n in out.node for o in n.output}
+    kinds = {n.name: producer.get(n.input[1]) for n in out.node if n.op_type == "Gemm"}
+    assert kinds["computed_bias"] is None  # reads the fp32 weight itself
+    assert kinds["constant_bias"] is not None
+    assert kinds["constant_bias"].op_type == "DequantizeLinear"

@@ -309,6 +309,7 @@ def evaluate(
     progress: bool = False,
     model_name: str = "model",
     reference_name: str | None = None,
+    shared_encoder: bool = False,
 ) -> EvalResult:
     """Run ``config.protocols`` on ``dataset`` with ``predictor``.
 
@@ -316,6 +317,9 @@ def evaluate(
     reuse that embedding. With ``reference``, every prompt is also given to the reference
     model (in ``clicks``, the reference replays exactly the clicks ``predictor`` got, with its
     own previous logits fed back) and the IoU between the two models' masks is recorded.
+    ``shared_encoder``: the reference's encoder is ``predictor``'s (the same graph file, as
+    in a folder whose decoder alone was quantised): the reference takes ``predictor``'s
+    embedding instead of encoding again, and the embedding error is 0.
     A ``predictor`` with a ``spec`` (:class:`samedge.Predictor`) has its prompt rules
     honoured in ``clicks``: no previous logits where it takes no mask prompt, and no more
     clicks than its ``max_points``.
@@ -360,7 +364,9 @@ def evaluate(
             if sample.image is not None and sample.instances:
                 images += 1
                 emb = predictor.encode(sample.image)
-                ref_emb = reference.encode(sample.image) if reference is not None else None
+                ref_emb = None
+                if reference is not None:
+                    ref_emb = emb if shared_encoder else reference.encode(sample.image)
                 error = None if ref_emb is None else embedding_error(emb, ref_emb)
                 if error is not None:
                     embedding_errors.append(error)

@@ -132,8 +132,9 @@ def _prepare_graph(
     ops: Sequence[str] = STATIC_OPS,
 ) -> list[str]:
     """Ready the staged graph ``path`` for static quantisation; returns the nodes to leave
-    in fp32: every product of constants alone (folded when the graph loads), and every
-    ``MatMul`` of two activations (no weight operand) unless ``attention``.
+    in fp32: every product of constants alone (folded when the graph loads), every ``Gemm``
+    whose bias is computed, and every ``MatMul`` of two activations (no weight operand)
+    unless ``attention``.
 
     Products that read a shared weight through an ``Identity`` read it directly first
     (:func:`.graph.weights_through_identity`), so they count as weight products; then each
@@ -204,6 +205,20 @@ def _prepare_graph(
             shared += 1
     if shared:
         say(f"{shared} products share a weight with a product of constants: left in fp32")
+    # A Gemm whose bias is computed (SAM's and EfficientSAM's prompt encoders tile a learned
+    # embedding into one): ONNX Runtime makes an integer product only with a constant bias,
+    # so quantising it would add rounding and save nothing (its quantiser warns so).
+    computed_bias = 0
+    for i, node in products:
+        if node.op_type != "Gemm" or node.name in excluded or len(node.input) < 3:
+            continue
+        if node.input[2] and node.input[2] not in weights:
+            if not node.name:
+                node.name, changed = f"samedge/{node.op_type.lower()}_{i}", True
+            excluded.append(node.name)
+            computed_bias += 1
+    if computed_bias and "Gemm" in ops:
+        say(f"{computed_bias} Gemm with a computed bias: left in fp32")
     quantised = [n for _, n in products if n.op_type in ops and n.name not in excluded]
     copies = dedicated_weights(proto, quantised)
     if copies:

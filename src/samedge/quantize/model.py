@@ -163,8 +163,14 @@ def _prepare_out(out: Path) -> None:
 
 
 def _fidelity(
-    candidate: Any, parent: Any, cfg: QuantizeConfig, progress: bool = False
+    candidate: Any,
+    parent: Any,
+    cfg: QuantizeConfig,
+    progress: bool = False,
+    shared_encoder: bool = False,
 ) -> tuple[dict[str, dict[str, float | int]], dict[str, float | int] | None, bool]:
+    """``shared_encoder``: the candidate's encoder is a copy of the parent's file (only the
+    decoder was converted), so each fidelity image is encoded once, not once per model."""
     from ..eval import EvalConfig, evaluate, open_dataset
 
     dataset = open_dataset(cfg.fidelity_data, cfg.fidelity_format)  # type: ignore[arg-type]
@@ -174,6 +180,7 @@ def _fidelity(
         EvalConfig(protocols=FIDELITY_PROTOCOLS, limit=cfg.fidelity_limit),
         reference=parent,
         progress=progress,
+        shared_encoder=shared_encoder,
     )
     fidelity = result.fidelity or {}
     if not fidelity.get("all", {}).get("prompts"):
@@ -386,7 +393,14 @@ def quantize_model(
         candidate = Predictor(
             ModelArtifact.open(stage), cfg.providers, cfg.threads, cfg.provider_settings
         )
-        fidelity, embedding_error, passed = _fidelity(candidate, parent, cfg, progress)
+        same_encoder = all(
+            [e.sha256 for e in files[role]] == [e.sha256 for e in parent_art.manifest.files[role]]
+            for role in COMPONENT_ROLES["encoder"]
+            if role in files
+        )
+        fidelity, embedding_error, passed = _fidelity(
+            candidate, parent, cfg, progress, shared_encoder=same_encoder
+        )
         if not passed and not cfg.force:
             worst = min(float(fidelity[p]["mean_iou"]) for p in FIDELITY_PROTOCOLS)
             raise FidelityError(
