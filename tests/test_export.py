@@ -91,7 +91,8 @@ def test_failed_parity_gate_writes_nothing(tmp_path: Path, monkeypatch: pytest.M
     out.mkdir()
     (out / "keep.txt").write_text("user file")
     with pytest.raises(ExportError, match=r"beyond tolerance.*nothing was written"):
-        exporter.export_model(get_spec("sam2.1_hiera_tiny"), out, seed=TEST_SEED)
+        # the cheapest export (EfficientViT-SAM L0's encoder at 512 pixels): the gate is shared
+        exporter.export_model(get_spec("efficientvit_sam_l0"), out, seed=TEST_SEED)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
