@@ -4,6 +4,7 @@ dynamic axes), shared weights read directly, fused attention written out."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -48,6 +49,20 @@ def _model() -> onnx.ModelProto:
             helper.make_tensor_value_info(name, TensorProto.FLOAT, [*dims[:3], last])
             for name, last in (("y", 4), ("z", 8), ("r", 8), ("s", "t"))
         ],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _one_input_model(
+    nodes: list[Any], inits: list[Any], x: tuple[str, list[int]], y: tuple[str, list[int]]
+) -> onnx.ModelProto:
+    """A float graph of ``nodes`` from one input to one output, ``(name, shape)`` each."""
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(x[0], TensorProto.FLOAT, x[1])],
+        [helper.make_tensor_value_info(y[0], TensorProto.FLOAT, y[1])],
         inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -292,15 +307,8 @@ def test_prepared_graph_leaves_constant_products_and_maybe_attention_in_fp32(
         helper.make_node("Transpose", ["p"], ["pt"], perm=[1, 0]),
         helper.make_node("MatMul", ["p", "pt"], ["scores"], name="scores"),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 8])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [8, 8])],
-        inits,
-    )
     path = tmp_path / "g.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    onnx.save(_one_input_model(nodes, inits, ("x", [8, 8]), ("scores", [8, 8])), path)
     excluded = _prepare_graph(path, linear_as_gemm=False, attention=attention)
     assert excluded == (["constant"] if attention else ["constant", "scores"])
     saved = onnx.load(str(path)).graph
@@ -333,14 +341,7 @@ def test_a_gemm_with_a_computed_bias_stays_fp32(
         helper.make_node("Gemm", ["x", "w", "tiled"], ["h"], name="computed_bias"),
         helper.make_node("Gemm", ["h", "w2", "b2"], ["y"], name="constant_bias"),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = _one_input_model(nodes, inits, ("x", [4, 8]), ("y", [4, 8]))
     path = tmp_path / "g.onnx"
     onnx.save(model, path)
     assert _prepare_graph(path, linear_as_gemm=False) == ["computed_bias"]
