@@ -179,44 +179,48 @@ def _prepare_graph(
         if varying.intersection(node.input):
             varying.update(node.output)
     excluded, activations, folded = [], 0, set()
+
+    def named(i: int, node: Any) -> str:
+        """The node's name, given one first if it has none (the exclusion list is names)."""
+        nonlocal changed
+        if not node.name:
+            node.name, changed = f"samedge/{node.op_type.lower()}_{i}", True
+        return str(node.name)
+
     products = [(i, n) for i, n in enumerate(proto.graph.node) if n.op_type in STATIC_OP_CHOICES]
     for i, node in products:
         constant = not varying.intersection(node.input)
         of_activations = node.op_type == "MatMul" and not set(node.input) & weights
         if constant or of_activations:
-            if not node.name:
-                node.name, changed = f"samedge/{node.op_type.lower()}_{i}", True
+            name = named(i, node)
             if attention and not constant:
                 activations += 1
             else:
-                excluded.append(node.name)
+                excluded.append(name)
                 if constant:
                     folded.update(weights.intersection(node.input))
-    # A weight that a folded product reads stays fp32 in every product that reads it: the
-    # folded constant keeps full precision, and ONNX Runtime's exact 8-bit mode
+    # Also left in fp32: (1) a weight that a folded product reads, in every product that
+    # reads it: the folded constant keeps full precision, and ONNX Runtime's exact 8-bit mode
     # (session.x64quantprecision) cannot load a graph where a quantised weight also feeds a
-    # product of constants (SAM's point encoding matrix, found in the decoders).
-    shared = 0
-    for i, node in products:
-        if node.name not in excluded and folded.intersection(node.input):
-            if not node.name:
-                node.name, changed = f"samedge/{node.op_type.lower()}_{i}", True
-            excluded.append(node.name)
-            shared += 1
-    if shared:
-        say(f"{shared} products share a weight with a product of constants: left in fp32")
-    # A Gemm whose bias is computed (SAM's and EfficientSAM's prompt encoders tile a learned
+    # product of constants (SAM's point encoding matrix, found in the decoders); (2) a Gemm
+    # whose bias is computed (SAM's and EfficientSAM's prompt encoders tile a learned
     # embedding into one): ONNX Runtime makes an integer product only with a constant bias,
     # so quantising it would add rounding and save nothing (its quantiser warns so).
-    computed_bias = 0
+    shared = computed_bias = 0
     for i, node in products:
-        if node.op_type != "Gemm" or node.name in excluded or len(node.input) < 3:
+        if node.name in excluded:
             continue
-        if node.input[2] and node.input[2] not in weights:
-            if not node.name:
-                node.name, changed = f"samedge/{node.op_type.lower()}_{i}", True
-            excluded.append(node.name)
+        if folded.intersection(node.input):
+            shared += 1
+        elif node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] not in weights:
+            if not node.input[2]:  # an omitted optional bias
+                continue
             computed_bias += 1
+        else:
+            continue
+        excluded.append(named(i, node))
+    if shared:
+        say(f"{shared} products share a weight with a product of constants: left in fp32")
     if computed_bias and "Gemm" in ops:
         say(f"{computed_bias} Gemm with a computed bias: left in fp32")
     quantised = [n for _, n in products if n.op_type in ops and n.name not in excluded]

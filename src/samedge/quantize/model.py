@@ -393,13 +393,9 @@ def quantize_model(
         candidate = Predictor(
             ModelArtifact.open(stage), cfg.providers, cfg.threads, cfg.provider_settings
         )
-        same_encoder = all(
-            [e.sha256 for e in files[role]] == [e.sha256 for e in parent_art.manifest.files[role]]
-            for role in COMPONENT_ROLES["encoder"]
-            if role in files
-        )
+        # an encoder left unconverted is the parent's file, copied above
         fidelity, embedding_error, passed = _fidelity(
-            candidate, parent, cfg, progress, shared_encoder=same_encoder
+            candidate, parent, cfg, progress, shared_encoder="encoder" not in components
         )
         if not passed and not cfg.force:
             worst = min(float(fidelity[p]["mean_iou"]) for p in FIDELITY_PROTOCOLS)
