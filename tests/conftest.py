@@ -106,9 +106,17 @@ def torch_model() -> Callable[[str], object]:
 OBJECT_SCORE_BIAS = 1.0
 
 
+#: Encoder input of the SAM 2.1 tiny that ``checkpoint_export`` writes (``samedge export
+#: --image-size``): a 16 x 16 embedding grid, 16x fewer tokens than at 1024 pixels, the same
+#: arithmetic. The long video parity matrices and the web UI's video tests run on it (on the
+#: 2-core AVX2 EPYC a 40-frame, three-object run takes ~35 s against ~145 s at 512 pixels).
+SMALL_IMAGE_SIZE = 256
+
+
 @dataclass(frozen=True)
 class CheckpointExport:
-    """One run of ``samedge export sam2.1_hiera_tiny --checkpoint FILE --out FOLDER``."""
+    """One run of ``samedge export sam2.1_hiera_tiny --checkpoint FILE --image-size
+    SMALL_IMAGE_SIZE --out FOLDER``."""
 
     folder: Path
     checkpoint: Path
@@ -116,15 +124,17 @@ class CheckpointExport:
     returncode: int
     stdout: str
     stderr: str
+    image_size: int = SMALL_IMAGE_SIZE
 
 
 @pytest.fixture(scope="session")
 def checkpoint_export(tmp_path_factory: pytest.TempPathFactory) -> CheckpointExport:
-    """SAM 2.1 tiny exported from a checkpoint file by the command line, once per session,
-    in a process of its own under umask 027: the seed-0 test weights with the object-score
-    head's bias raised by :data:`OBJECT_SCORE_BIAS` (the image encoder's weights are the
-    seeded export's). The export tests read its output and files; the video parity tests
-    run its graphs against the official predictor on the same weights."""
+    """SAM 2.1 tiny exported from a checkpoint file at :data:`SMALL_IMAGE_SIZE` pixels by the
+    command line, once per session, in a process of its own under umask 027: the seed-0 test
+    weights with the object-score head's bias raised by :data:`OBJECT_SCORE_BIAS` (the image
+    encoder's weights are the seeded export's; no parameter of SAM 2.1 depends on the input
+    size). The export tests read its output and files; the video parity tests run its graphs
+    against the official predictor on the same weights."""
     if not HAS_EXPORT:
         pytest.skip("needs the [export] extra: pip install 'samedge[export]'")
     import subprocess
@@ -144,8 +154,9 @@ def checkpoint_export(tmp_path_factory: pytest.TempPathFactory) -> CheckpointExp
     tmp = tmp_path_factory.mktemp("checkpoint-export")
     checkpoint = tmp / "sam2.1_hiera_tiny.pt"
     torch.save({"model": weights}, checkpoint)
-    folder = tmp / "tiny"
-    argv = ["export", "sam2.1_hiera_tiny", "--checkpoint", str(checkpoint), "--out", str(folder)]
+    folder = tmp / f"tiny-{SMALL_IMAGE_SIZE}"
+    argv = ["export", "sam2.1_hiera_tiny", "--checkpoint", str(checkpoint)]
+    argv += ["--image-size", str(SMALL_IMAGE_SIZE), "--out", str(folder)]
     previous = os.umask(0o027)
     try:
         done = subprocess.run(
@@ -159,34 +170,8 @@ def checkpoint_export(tmp_path_factory: pytest.TempPathFactory) -> CheckpointExp
     return CheckpointExport(folder, checkpoint, weights, done.returncode, done.stdout, done.stderr)
 
 
-#: Encoder input of the small SAM 2.1 tiny (ModelSpec.at_image_size) that the long video
-#: parity matrices and the web UI's video tests run on: a 16 x 16 embedding grid, 16x fewer
-#: tokens than at 1024 pixels, the same arithmetic (on the 2-core AVX2 EPYC a 40-frame,
-#: three-object run takes ~35 s here against ~145 s at 512 pixels).
-SMALL_IMAGE_SIZE = 256
-
-
-@dataclass(frozen=True)
-class SmallExport:
-    """:data:`checkpoint_export`'s weights exported at :data:`SMALL_IMAGE_SIZE` pixels."""
-
-    folder: Path
-    image_size: int
-    weights: dict[str, Any]
-
-
 @pytest.fixture(scope="session")
-def small_checkpoint_export(
-    checkpoint_export: CheckpointExport, tmp_path_factory: pytest.TempPathFactory
-) -> SmallExport:
-    """The checkpoint export's file exported again with the encoder input at
-    :data:`SMALL_IMAGE_SIZE` (``export_model`` of ``spec.at_image_size``, behind the same
-    parity gate; about 15 s on two cores). The weights load unchanged: no parameter of
-    SAM 2.1 depends on the input size."""
-    from samedge.export.exporter import export_model
-    from samedge.registry import get_spec
-
-    spec = get_spec("sam2.1_hiera_tiny").at_image_size(SMALL_IMAGE_SIZE)
-    folder = tmp_path_factory.mktemp("small-export") / f"tiny-{SMALL_IMAGE_SIZE}"
-    export_model(spec, folder, checkpoint=checkpoint_export.checkpoint, threads=2)
-    return SmallExport(folder, SMALL_IMAGE_SIZE, checkpoint_export.weights)
+def small_checkpoint_export(checkpoint_export: CheckpointExport) -> CheckpointExport:
+    """:data:`checkpoint_export`, for the tests that need it to have succeeded."""
+    assert checkpoint_export.returncode == 0, checkpoint_export.stderr[-2000:]
+    return checkpoint_export

@@ -123,6 +123,40 @@ def test_failed_export_leaves_no_folder_behind(
     assert [p.name for p in tmp_path.iterdir()] == ["file.png"]
 
 
+def test_image_size_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--image-size``: SAM 2 only, a multiple of 32, one line and exit 2 otherwise; the
+    exporter gets the resized spec and, without --out, a folder of its own beside the
+    model's default one (``samedge export NAME`` at 1024 keeps its folder)."""
+    import samedge.export
+    from samedge.cli.main import main
+
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path / "home"))
+    seen: list[tuple[int, Path]] = []
+
+    def export(spec: Any, out: Path, **_kwargs: Any) -> None:
+        seen.append((spec.image_size, out))
+        raise ExportError("stopped here")
+
+    monkeypatch.setattr(samedge.export, "export_model", export)
+    base = ["export", "sam2.1_hiera_tiny", "--random-init", "0", "--quiet"]
+    for argv, message in [
+        (["export", "mobile_sam", "--image-size", "512"], "only SAM 2 models"),
+        ([*base, "--image-size", "500"], "a positive multiple of 32, got 500"),
+        ([*base, "--image-size", "512"], "stopped here"),
+        ([*base, "--image-size", "1024"], "stopped here"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    models = tmp_path / "home" / "models"
+    assert seen == [(512, models / "sam2.1_hiera_tiny-512px"), (1024, models / "sam2.1_hiera_tiny")]
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own line
+        main(["export", "sam2.1_hiera_tiny", "--image-size", "0"])
+    assert exit_info.value.code == 2
+
+
 def test_unreadable_checkpoint_names_the_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -148,13 +182,17 @@ def test_unreadable_checkpoint_names_the_fix(
 
 
 @pytest.mark.slow
-def test_export_from_checkpoint_matches_seeded_export(
-    checkpoint_export: CheckpointExport, export_test_model: Any
+def test_export_from_checkpoint_uses_its_weights_at_the_size_asked(
+    checkpoint_export: CheckpointExport,
 ) -> None:
-    """A checkpoint file in the official layout (SAM 2: {'model': state_dict}) loads safely:
-    the image encoder of ``checkpoint_export`` (the seeded weights, only the object-score
-    head's bias changed) equals the seeded export's."""
+    """A checkpoint file in the official layout (SAM 2: {'model': state_dict}) loads safely
+    and its weights are the ones exported: ``checkpoint_export`` (``--image-size 256``; the
+    seeded weights, only the object-score head's bias changed) gives the image embedding of
+    the official SAM2ImagePredictor at 256 pixels with the seeded weights."""
+    import torch
+
     from samedge import Predictor
+    from samedge.export.build import build_model, official_predictor
 
     assert checkpoint_export.returncode == 0, checkpoint_export.stderr[-2000:]
     out, ckpt = checkpoint_export.folder, checkpoint_export.checkpoint
@@ -164,12 +202,23 @@ def test_export_from_checkpoint_matches_seeded_export(
         "file": ckpt.name,
         "sha256": sha256_file(ckpt),
     }
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
-    a = Predictor.from_pretrained(out)
-    b = Predictor.from_pretrained(export_test_model("sam2.1_hiera_tiny"))
-    ea, eb = a.encode(image), b.encode(image)
-    np.testing.assert_allclose(ea.image_embeddings, eb.image_embeddings, atol=1e-5)
+    assert manifest["extra"] == {"image_size": checkpoint_export.image_size}
+    spec = get_spec("sam2.1_hiera_tiny").at_image_size(checkpoint_export.image_size)
+    image = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    ours = Predictor.from_pretrained(out).encode(image).image_embeddings
+    official = official_predictor(spec, build_model(spec, seed=TEST_SEED))
+    with torch.inference_mode():
+        official.set_image(image)
+    reference = official._features["image_embed"].numpy()
+    assert ours.shape == reference.shape == (1, 256, 16, 16)
+    scale = float(np.abs(reference).max())
+    assert scale > 0.1  # not a degenerate embedding
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-4 * scale)
+    # Other seeded weights give another embedding: the comparison can fail.
+    other = official_predictor(spec, build_model(spec, seed=TEST_SEED + 1))
+    with torch.inference_mode():
+        other.set_image(image)
+    assert np.abs(other._features["image_embed"].numpy() - ours).max() > 0.1 * scale
 
 
 def test_mismatched_and_unsafe_checkpoints_are_rejected(tmp_path: Path) -> None:

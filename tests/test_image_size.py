@@ -15,13 +15,13 @@ from samedge import Predictor
 from samedge.artifacts import ModelArtifact
 from samedge.errors import ArtifactError
 
-from .conftest import SmallExport, requires_export, shared_path
+from .conftest import CheckpointExport, requires_export, shared_path
 
 pytestmark = [requires_export, pytest.mark.export]
 
 
 def test_the_manifest_records_the_size_and_the_runtime_uses_it(
-    small_checkpoint_export: SmallExport,
+    small_checkpoint_export: CheckpointExport,
 ) -> None:
     folder, size = small_checkpoint_export.folder, small_checkpoint_export.image_size
     assert size < 1024
@@ -55,7 +55,7 @@ def test_the_manifest_records_the_size_and_the_runtime_uses_it(
 
 @pytest.mark.parametrize("value", [500, "512", 0])
 def test_a_wrong_recorded_size_is_one_line_naming_the_fix(
-    small_checkpoint_export: SmallExport, tmp_path: Path, value: object
+    small_checkpoint_export: CheckpointExport, tmp_path: Path, value: object
 ) -> None:
     folder = tmp_path / "model"
     shutil.copytree(small_checkpoint_export.folder, folder, copy_function=_link)

@@ -18,7 +18,7 @@ from samedge.runtime import session as sessions
 from samedge.runtime.openvino_native import OpenVINOSession
 from samedge.runtime.providers import ProviderSettings
 
-from .conftest import SmallExport, shared_path
+from .conftest import CheckpointExport, shared_path
 
 pytest.importorskip("openvino")  # extra [openvino]
 
@@ -81,7 +81,7 @@ def test_openvino_encoder_matches_onnx_runtime(
 
 @pytest.mark.slow
 def test_the_video_tracker_encodes_on_openvino_too(
-    small_checkpoint_export: SmallExport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_checkpoint_export: CheckpointExport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``VideoPredictor`` with ``providers="openvino"``: the frames' encoder on OpenVINO's
     runtime (sharing the image predictor's compiled-model cache), the tracking graphs on

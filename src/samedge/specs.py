@@ -353,9 +353,11 @@ class ModelSpec:
         attention recomputes its RoPE tables for the smaller grid): the embedding grid is
         ``size / 16``, the high-res features and the low-res logits scale with it.
 
-        The official weights are trained at 1024 pixels; samedge uses smaller sizes for its
-        own tests (the same arithmetic at a fraction of the cost, on both sides of a parity
-        comparison). An export records the size in its manifest (``extra.image_size``).
+        The official weights are trained at 1024 pixels: a smaller input is faster
+        (``samedge export --image-size``) at an accuracy cost samedge cannot measure without
+        them; samedge's own tests use it for the same arithmetic at a fraction of the cost, on
+        both sides of a parity comparison. An export records the size in its manifest
+        (``extra.image_size``).
 
         Raises:
             ValueError: not a SAM 2 model, or ``size`` is not a positive multiple of 32.

@@ -24,7 +24,7 @@ from samedge.web.engine import Choice, Engine
 from samedge.web.models import ModelCatalog, ModelEntry
 from samedge.web.video import PackedMask, VideoLimits, VideoService, session_key
 
-from ..conftest import SmallExport, shared_path
+from ..conftest import CheckpointExport, shared_path
 
 SEQUENCE = "blackswan"
 CLIP_FRAMES = 8
@@ -303,7 +303,7 @@ def run_track_cli(clip: Path, model: Path, out: Path, prompts: list[str]) -> Non
 
 @pytest.fixture(scope="module")
 def tracking(
-    small_checkpoint_export: SmallExport, tmp_path_factory: pytest.TempPathFactory
+    small_checkpoint_export: CheckpointExport, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[VideoService, Path, Path]:
     """``(service, model folder, a copy of the clip)`` with SAM 2.1 Hiera-T exported at 256
     pixels (the video parity tests' small export: the tab's plumbing is what is tested

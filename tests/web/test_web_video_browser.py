@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ..conftest import SmallExport
+from ..conftest import CheckpointExport
 from .test_web_browser import (
     ROOT,
     _browser,
@@ -44,7 +44,7 @@ WIDTH, HEIGHT = CLIP_SIZE
 
 @pytest.fixture(scope="module")
 def video_server(
-    small_checkpoint_export: SmallExport, tmp_path_factory: pytest.TempPathFactory
+    small_checkpoint_export: CheckpointExport, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path, Any]]:
     """``(url, model folder, VideoService)`` of a running app (clips up to 20 frames), with
     SAM 2.1 Hiera-T exported at 256 pixels (the video parity tests' small export)."""

@@ -208,7 +208,12 @@ class OfficialSide:
 
         from ..artifacts import resolve_model
         from ..errors import SamedgeError
-        from ..export.build import build_model, official_predictor_class, official_stages
+        from ..export.build import (
+            build_model,
+            official_predictor,
+            official_predictor_class,
+            official_stages,
+        )
         from ..export.torch_compat import ensure_torchvision
         from ..hub import checkpoint_path
         from ..imageio import load_image
@@ -216,7 +221,7 @@ class OfficialSide:
         ensure_torchvision()
         artifact = resolve_model(model, verify=False)
         spec = artifact.spec
-        predictor_cls = official_predictor_class(spec)
+        official_predictor_class(spec)  # imports the official package: timed as the import
         self.import_s = clock() - start
         torch.set_num_threads(threads)
         self.torch = torch
@@ -235,7 +240,7 @@ class OfficialSide:
                 )
             net = build_model(spec, checkpoint=ckpt)
             self.weights = f"checkpoint {ckpt.name}"
-        self.predictor = predictor_cls(net)
+        self.predictor = official_predictor(spec, net)
         self.load_s = clock() - start
         self.spec = spec
         # Time the official transform and mask upscaling without changing their code: the

@@ -1,4 +1,4 @@
-"""``samedge export NAME [--checkpoint PATH | --random-init SEED] [--out DIR]``."""
+"""``samedge export NAME [--checkpoint PATH | --random-init SEED] [--image-size N] [--out DIR]``."""
 
 from __future__ import annotations
 
@@ -31,7 +31,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="seeded random weights instead of a checkpoint (tests, benchmarks)",
     )
     parser.add_argument(
-        "--out", type=Path, help="output folder (default: $SAMEDGE_HOME/models/NAME)"
+        "--image-size",
+        type=positive_int,
+        metavar="N",
+        help="SAM 2 only: encoder input of N x N pixels, a multiple of 32 (default: the "
+        "model's, 1024); fewer tokens, a faster encoder, accuracy not measured by samedge: "
+        "the official weights are trained at 1024 (docs/models.md)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default: $SAMEDGE_HOME/models/NAME, or NAME-Npx with --image-size)",
     )
     parser.add_argument("--threads", type=positive_int, help="threads for the parity check")
     add_progress_option(parser)
@@ -43,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
     from ..hub import checkpoint_path
 
     spec = get_spec(args.name)
+    if args.image_size is not None:
+        try:
+            spec = spec.at_image_size(args.image_size)
+        except ValueError as exc:
+            raise ExportError(f"--image-size: {exc}") from None
     require_extra("torch", "export", "samedge export")
     require_extra("onnx", "export", "samedge export")
     if spec.reference_source is None:  # else samedge builds the network in its own code
@@ -55,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
                 f"no checkpoint for {spec.name}: run 'samedge models pull {spec.name}' or pass "
                 f"--checkpoint PATH (or --random-init SEED for random weights)"
             )
-    out = args.out or default_model_folder(spec.name)
+    default_size = get_spec(spec.name).image_size
+    suffix = "" if spec.image_size == default_size else f"-{spec.image_size}px"
+    out = args.out or default_model_folder(spec.name + suffix)
     from ..export import export_model
 
     result = export_model(

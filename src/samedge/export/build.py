@@ -144,8 +144,16 @@ def official_mask_generator_class(spec: ModelSpec) -> type:
 
 
 def official_predictor(spec: ModelSpec, model: torch.nn.Module) -> Any:
-    """The official image predictor around ``model`` (see :func:`official_predictor_class`)."""
-    return official_predictor_class(spec)(model)
+    """The official image predictor around ``model`` (see :func:`official_predictor_class`).
+
+    ``SAM2ImagePredictor`` writes the feature-map sizes of a 1024-pixel input into
+    ``_bb_feat_sizes`` instead of reading them from the model; for a model at another input
+    size (:meth:`ModelSpec.at_image_size`) they are set from the spec, the only change."""
+    predictor = official_predictor_class(spec)(model)
+    if hasattr(predictor, "_bb_feat_sizes"):
+        maps = [*spec.high_res_shapes, spec.embedding_shape]
+        predictor._bb_feat_sizes = [(h, w) for _, h, w in maps]
+    return predictor
 
 
 #: Where the official predictors resize the image and upscale the masks, as
