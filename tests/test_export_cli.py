@@ -16,8 +16,8 @@ GRAPHS = ("encoder", "context", "decoder", "decoder_mask", "decoder_head", "upsc
 def test_export_shows_each_step_on_stderr_and_writes_files_for_the_umask(
     checkpoint_export: CheckpointExport,
 ) -> None:
-    """``samedge export sam2.1_hiera_tiny --checkpoint FILE`` run under umask 027 (by the
-    session's ``checkpoint_export``)."""
+    """``samedge export sam2.1_hiera_tiny --checkpoint FILE --image-size 256`` run under
+    umask 027 (by the session's ``checkpoint_export``)."""
     run, out = checkpoint_export, checkpoint_export.folder
     assert run.returncode == 0, run.stderr[-2000:]
     # The exporter's shape inference used to warn once per fused attention block (~28 lines).

@@ -72,6 +72,7 @@ def test_bench_json_is_complete_and_consistent(bench_run: tuple[dict[str, Any], 
     result, tmp_path = bench_run
     cfg = result["config"]
     assert cfg["model"] == MODEL and cfg["threads"] == 2 and cfg["precision"]["encoder"]
+    assert cfg["image_size"] == 1024
     assert cfg["weights"] == {"source": "random-init", "seed": 0}
     assert [i["name"] for i in cfg["images"]] == ["groceries.jpg"]
     assert cfg["images"][0]["height"] == 534 and cfg["images"][0]["width"] == 800
@@ -121,7 +122,8 @@ def test_bench_json_is_complete_and_consistent(bench_run: tuple[dict[str, Any], 
     assert result["command"].startswith("samedge bench --model ")
 
     md = (tmp_path / "bench.md").read_text()
-    assert "| encoder (n=1) |" in md and "peak RSS" in md and MODEL in md
+    assert "| encoder (n=1) |" in md and "peak RSS" in md
+    assert md.startswith(f"## samedge bench: {MODEL} (1024 px input, fp32, 2 threads)")
     assert "| figure | value | limit | met |" in md
     # the JSON holds the whole typed result: read back, it renders the same report
     typed = BenchResult.from_dict(result)

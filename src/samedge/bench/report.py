@@ -78,8 +78,9 @@ def markdown(result: BenchResult) -> str:
     cfg, system, compute = result.config, result.system, result.compute
     ours, official, ratios = result.ours, result.official, result.ratios
     lines = [
-        f"## samedge bench: {cfg.model} ({'/'.join(sorted(set(cfg.precision.values())))},"
-        f" {cfg.threads} threads)",
+        f"## samedge bench: {cfg.model} ("
+        + (f"{cfg.image_size} px input, " if cfg.image_size else "")
+        + f"{'/'.join(sorted(set(cfg.precision.values())))}, {cfg.threads} threads)",
         "",
         f"- machine: {system['cpu']} ({', '.join(system['cpu_flags']) or 'no SIMD flags read'}), "
         f"{system['usable_cores']} usable cores, {system['memory_gib']} GiB; "

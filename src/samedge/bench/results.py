@@ -306,6 +306,16 @@ class RunSetup(_Record):
     images: list[dict[str, Any]]
     prompt_kinds: list[str]
     order: str
+    #: Side of the encoder's square input in pixels (``ModelSpec.image_size``: another than
+    #: the registry's for ``samedge export --image-size``); ``None`` in files from before it,
+    #: which is written back as no key.
+    image_size: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if data["image_size"] is None:
+            del data["image_size"]
+        return data
 
 
 #: The figures computed for every run (``figures``): ratios and times that targets are
@@ -448,7 +458,7 @@ class BenchResult:
                 created=data["created"],
                 samedge_version=data["samedge_version"],
                 command=data["command"],
-                config=RunSetup.from_dict(data["config"]),
+                config=RunSetup.from_dict({"image_size": None, **data["config"]}),
                 system=dict(data["system"]),
                 compute=Compute.from_dict(data["compute"]),
                 imports=ImportTimes.from_dict(data["import"]),

@@ -462,6 +462,7 @@ def run_benchmark(
             f"{key} {r + 1}" for r in range(min(config.repeats, 2)) for key, _, _ in children
         )
         + (", ..." if config.repeats > 2 else ""),
+        image_size=artifact.spec.image_size,
     )
     system = system_info()
     peaks: list[float] = []

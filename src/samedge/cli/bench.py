@@ -198,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
         return lambda: bar.update(1)
 
     print(
-        f"benchmarking {artifact.spec.name}: {len(config.images)} images x {config.runs} runs x "
+        f"benchmarking {artifact.spec.name} ({artifact.spec.image_size} px input): "
+        f"{len(config.images)} images x {config.runs} runs x "
         f"{config.prompts_per_image} prompts, {config.repeats} repeats, {config.threads} threads"
         + (", against the official predictor" if config.compare_torch else "")
         + (f", {len(variants)} other precision(s)" if variants else ""),
