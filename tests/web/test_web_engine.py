@@ -24,7 +24,7 @@ from samedge.web.models import (
 )
 from samedge.web.state import Prompts
 
-from ..conftest import shared_path
+from ..conftest import CheckpointExport, shared_path
 
 TINY = "sam2.1_hiera_tiny"
 
@@ -158,24 +158,37 @@ def test_large_images_are_shown_scaled_and_masks_stay_full_size(engine: Engine) 
 
 
 def test_models_offered_are_the_cache_plus_the_operator_choice(
-    export_test_model: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    export_test_model: Callable[[str], Path],
+    small_checkpoint_export: CheckpointExport,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tiny = export_test_model(TINY)
-    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / TINY).symlink_to(tiny, target_is_directory=True)
-    (tmp_path / "models" / "sam_vit_l").mkdir()  # an empty folder is not an export
-    cached = discover_models()
-    assert [(e.label, e.model, e.precision) for e in cached] == [(TINY, TINY, "fp32")]
-    assert cached[0].random_weights
-    # The operator's folder comes first; the same export is not offered twice.
     vitb = export_test_model("sam_vit_b")
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / TINY).symlink_to(tiny, target_is_directory=True)
+    (models / "sam_vit_l").mkdir()  # an empty folder is not an export
+    # 'samedge export TINY --image-size 256' writes TINY-256px; a folder named so that
+    # holds another model is not offered under that name.
+    small = small_checkpoint_export
+    (models / f"{TINY}-{small.image_size}px").symlink_to(small.folder, target_is_directory=True)
+    (models / f"{TINY}-512px").symlink_to(vitb, target_is_directory=True)
+    cached = discover_models()
+    assert [(e.label, e.model, e.precision) for e in cached] == [
+        (TINY, TINY, "fp32"),
+        (f"{TINY} ({small.image_size} px)", TINY, "fp32"),
+    ]
+    assert cached[0].random_weights and not cached[1].random_weights
+    # The operator's folder comes first; the same export is not offered twice.
     entries = discover_models([str(vitb), TINY])
-    assert [e.model for e in entries] == ["sam_vit_b", TINY]
+    assert [e.model for e in entries] == ["sam_vit_b", TINY, TINY]
     assert entries[0].label == f"sam_vit_b ({vitb.name})"
 
     catalog = ModelCatalog(entries, ["cpu"])
-    assert catalog.labels == [entries[0].label, TINY]
+    assert catalog.labels == [entries[0].label, TINY, cached[1].label]
+    assert catalog.lookup(cached[1].label, "fp32").folder == models / f"{TINY}-{small.image_size}px"
     assert catalog.precisions(TINY) == ["fp32"]
     assert catalog.lookup(TINY, "fp32").folder == tmp_path / "models" / TINY
     # Only labels from the catalog are accepted: a path from the browser is not a model.

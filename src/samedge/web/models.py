@@ -57,8 +57,8 @@ def precision_label(precision: dict[str, str]) -> str:
     return ", ".join(f"{role} {value}" for role, value in sorted(precision.items()))
 
 
-def _entry(folder: Path, label: str) -> ModelEntry:
-    manifest = Manifest.read(folder)
+def _entry(folder: Path, label: str, manifest: Manifest | None = None) -> ModelEntry:
+    manifest = manifest or Manifest.read(folder)
     return ModelEntry(
         label=label,
         model=manifest.model,
@@ -94,11 +94,19 @@ def discover_models(extra: Sequence[str] = ()) -> list[ModelEntry]:
         add(_entry(artifact.folder, label))
     for name in list_models():
         folder = default_model_folder(name)
-        if (folder / MANIFEST_NAME).is_file():
+        # 'samedge export NAME --image-size N' writes NAME-Npx beside NAME.
+        for candidate in [folder, *sorted(folder.parent.glob(f"{name}-*px"))]:
+            if not (candidate / MANIFEST_NAME).is_file():
+                continue
             try:
-                add(_entry(folder, name))
+                manifest = Manifest.read(candidate)
             except SamedgeError:
                 continue  # a broken cache entry is not offered; 'samedge export' fixes it
+            size = manifest.extra.get("image_size")
+            if candidate == folder:
+                add(_entry(candidate, name, manifest))
+            elif manifest.model == name and isinstance(size, int):
+                add(_entry(candidate, f"{name} ({size} px)", manifest))
     return entries
 
 
