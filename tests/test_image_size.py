@@ -68,5 +68,27 @@ def test_a_wrong_recorded_size_is_one_line_naming_the_fix(
         ModelArtifact.open(folder)
 
 
+def test_the_cache_folder_of_an_export_at_another_size_opens_by_its_name(
+    small_checkpoint_export: CheckpointExport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``samedge export NAME --image-size N`` writes ``<cache>/models/NAME-Npx``; ``--model
+    NAME-Npx`` opens it, or names the command that makes it."""
+    from samedge.artifacts import resolve_model
+    from samedge.errors import ModelNotFoundError
+
+    monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))
+    size = small_checkpoint_export.image_size
+    name = f"sam2.1_hiera_tiny-{size}px"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / name).symlink_to(small_checkpoint_export.folder)
+    assert resolve_model(name).spec.image_size == size
+    with pytest.raises(
+        ModelNotFoundError, match=r"run 'samedge export sam2\.1_hiera_tiny --image-size 384'"
+    ):
+        resolve_model("sam2.1_hiera_tiny-384px")
+    with pytest.raises(ModelNotFoundError, match=r"unknown model 'sam2\.1_hiera_tiny-big'"):
+        resolve_model("sam2.1_hiera_tiny-big")
+
+
 def _link(src: str, dst: str) -> None:
     Path(dst).symlink_to(src)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def default_model_folder(name: str) -> Path:
 
 
 def resolve_model(name_or_dir: str | os.PathLike[str], verify: bool = True) -> ModelArtifact:
-    """Open a model given a registry name (looked up in the cache) or an exported folder.
+    """Open a model given a registry name (looked up in the cache), ``NAME-Npx`` (the cache's
+    ``samedge export NAME --image-size N``) or an exported folder.
 
     Raises:
         ModelNotFoundError: unknown name (with suggestions) or a known model not exported yet
@@ -99,14 +101,20 @@ def resolve_model(name_or_dir: str | os.PathLike[str], verify: bool = True) -> M
     path = Path(text)
     if path.is_dir():
         return ModelArtifact.open(path, verify=verify)
-    if text in list_models():
+    name, _, size = text.rpartition("-")
+    sized = name in list_models() and re.fullmatch(r"[0-9]+px", size) is not None
+    if text in list_models() or sized:
         folder = default_model_folder(text)
         if folder.is_dir():
             return ModelArtifact.open(folder, verify=verify)
+        how = (
+            f"'samedge export {name} --image-size {size[:-2]}'"
+            if sized
+            else f"'samedge models pull {text}' then 'samedge export {text}'"
+        )
         raise ModelNotFoundError(
-            f"model '{text}' has not been exported yet: run 'samedge models pull {text}' then "
-            f"'samedge export {text}' (needs pip install 'samedge[export]'), or pass an "
-            f"exported folder"
+            f"model '{text}' has not been exported yet: run {how} (needs pip install "
+            f"'samedge[export]'), or pass an exported folder"
         )
     if os.sep in text or text.startswith("."):
         raise ModelNotFoundError(f"model folder not found: {text}")
