@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         metavar="N",
         help="SAM 2 only: encoder input of N x N pixels, a multiple of 32 (default: the "
-        "model's, 1024); fewer tokens, a faster encoder, accuracy not measured by samedge: "
-        "the official weights are trained at 1024 (docs/models.md)",
+        "model's, 1024): a faster encoder; the official weights are trained at 1024 and "
+        "samedge has not measured the accuracy cost (README, 'Segment an image')",
     )
     parser.add_argument(
         "--out",
