@@ -581,10 +581,15 @@ def official_video_predictor(model: str, checkpoint: str | os.PathLike[str] | No
     kwargs = _weights_args(artifact, checkpoint)
     from sam2.build_sam import build_sam2_video_predictor
 
-    from ..export.build import build_model
+    from ..export.build import build_model, sam2_overrides
 
     weights = build_model(artifact.spec, **kwargs).state_dict()
-    official = build_sam2_video_predictor(artifact.spec.official_builder, device="cpu", mode="eval")
+    official = build_sam2_video_predictor(
+        artifact.spec.official_builder,
+        device="cpu",
+        mode="eval",
+        hydra_overrides_extra=sam2_overrides(artifact.spec),  # the export's input size
+    )
     official.load_state_dict(weights)
     return official
 
