@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +87,20 @@ def default_model_folder(name: str) -> Path:
     return models_dir() / name
 
 
+def sized_name(name: str, size: int | str) -> str:
+    """The cache name of ``samedge export NAME --image-size N``, ``NAME-Npx`` (``size="*"``:
+    the glob of every size); :func:`resolve_model` opens it by that name."""
+    return f"{name}-{size}px"
+
+
+def export_name(spec: ModelSpec) -> str:
+    """The cache name ``samedge export`` writes ``spec`` under: its registry name, or
+    :func:`sized_name` for an input size other than the registry's."""
+    if spec.image_size == get_spec(spec.name).image_size:
+        return spec.name
+    return sized_name(spec.name, spec.image_size)
+
+
 def resolve_model(name_or_dir: str | os.PathLike[str], verify: bool = True) -> ModelArtifact:
     """Open a model given a registry name (looked up in the cache), ``NAME-Npx`` (the cache's
     ``samedge export NAME --image-size N``) or an exported folder.
@@ -101,14 +114,20 @@ def resolve_model(name_or_dir: str | os.PathLike[str], verify: bool = True) -> M
     path = Path(text)
     if path.is_dir():
         return ModelArtifact.open(path, verify=verify)
-    name, _, size = text.rpartition("-")
-    sized = name in list_models() and re.fullmatch(r"[0-9]+px", size) is not None
+    name, _, tail = text.rpartition("-")
+    size = tail.removesuffix("px")
+    sized = (
+        name in list_models()
+        and size.isascii()
+        and size.isdigit()
+        and text == sized_name(name, size)
+    )
     if text in list_models() or sized:
         folder = default_model_folder(text)
         if folder.is_dir():
             return ModelArtifact.open(folder, verify=verify)
         how = (
-            f"'samedge export {name} --image-size {size[:-2]}'"
+            f"'samedge export {name} --image-size {size}'"
             if sized
             else f"'samedge models pull {text}' then 'samedge export {text}'"
         )

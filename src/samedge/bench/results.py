@@ -317,6 +317,10 @@ class RunSetup(_Record):
             del data["image_size"]
         return data
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSetup:
+        return super().from_dict({"image_size": None, **data})
+
 
 #: The figures computed for every run (``figures``): ratios and times that targets are
 #: stated against; ``None`` where the run did not measure what a figure needs.
@@ -458,7 +462,7 @@ class BenchResult:
                 created=data["created"],
                 samedge_version=data["samedge_version"],
                 command=data["command"],
-                config=RunSetup.from_dict({"image_size": None, **data["config"]}),
+                config=RunSetup.from_dict(data["config"]),
                 system=dict(data["system"]),
                 compute=Compute.from_dict(data["compute"]),
                 imports=ImportTimes.from_dict(data["import"]),

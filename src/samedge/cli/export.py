@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..artifacts import default_model_folder
+    from ..artifacts import default_model_folder, export_name
     from ..hub import checkpoint_path
 
     spec = get_spec(args.name)
@@ -70,9 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 f"no checkpoint for {spec.name}: run 'samedge models pull {spec.name}' or pass "
                 f"--checkpoint PATH (or --random-init SEED for random weights)"
             )
-    default_size = get_spec(spec.name).image_size
-    suffix = "" if spec.image_size == default_size else f"-{spec.image_size}px"
-    out = args.out or default_model_folder(spec.name + suffix)
+    out = args.out or default_model_folder(export_name(spec))
     from ..export import export_model
 
     result = export_model(

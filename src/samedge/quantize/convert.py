@@ -210,11 +210,10 @@ def _prepare_graph(
     for i, node in products:
         if node.name in excluded:
             continue
+        bias = node.input[2] if node.op_type == "Gemm" and len(node.input) > 2 else ""
         if folded.intersection(node.input):
             shared += 1
-        elif node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] not in weights:
-            if not node.input[2]:  # an omitted optional bias
-                continue
+        elif bias and bias not in weights:  # "": an omitted optional bias
             computed_bias += 1
         else:
             continue

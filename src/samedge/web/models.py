@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..artifacts import ModelArtifact, default_model_folder, resolve_model
+from ..artifacts import ModelArtifact, default_model_folder, resolve_model, sized_name
 from ..errors import ModelNotFoundError, SamedgeError
 from ..manifest import MANIFEST_NAME, Manifest
 from ..registry import list_models
@@ -95,7 +95,7 @@ def discover_models(extra: Sequence[str] = ()) -> list[ModelEntry]:
     for name in list_models():
         folder = default_model_folder(name)
         # 'samedge export NAME --image-size N' writes NAME-Npx beside NAME.
-        for candidate in [folder, *sorted(folder.parent.glob(f"{name}-*px"))]:
+        for candidate in [folder, *sorted(folder.parent.glob(sized_name(name, "*")))]:
             if not (candidate / MANIFEST_NAME).is_file():
                 continue
             try:
