@@ -13,6 +13,7 @@ from PIL import Image
 
 from samedge import Predictor
 from samedge.artifacts import ModelArtifact
+from samedge.cli.main import main
 from samedge.errors import ArtifactError
 
 from .conftest import CheckpointExport, requires_export, shared_path
@@ -82,6 +83,13 @@ def test_the_cache_folder_of_an_export_at_another_size_opens_by_its_name(
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / name).symlink_to(small_checkpoint_export.folder)
     assert resolve_model(name).spec.image_size == size
+    # what segment's JSON names: the model a --model option gives back
+    out, mask = tmp_path / "result.json", tmp_path / "mask.png"
+    image = shared_path("data", "images", "truck.jpg")
+    args = ["segment", str(image), "--model", name, "--point", "500,375"]
+    args += ["--out", str(mask), "--json", str(out)]
+    assert main(args) == 0
+    assert json.loads(out.read_text())["model"] == name
     with pytest.raises(
         ModelNotFoundError, match=r"run 'samedge export sam2\.1_hiera_tiny --image-size 384'"
     ):

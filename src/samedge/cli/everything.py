@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..amg import AmgSettings, MaskGenerator
     from ..amg.render import everything_overlay
     from ..amg.summary import outcome
-    from ..artifacts import resolve_model
+    from ..artifacts import export_name, resolve_model
     from ..imageio import load_image
     from ..outputs import OutputSet
     from ..runtime.predictor import Predictor
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         annotations.append({"id": i, **record})
     stats = {k: round(v, 3) if isinstance(v, float) else v for k, v in result.stats.items()}
     document = {
-        "model": predictor.spec.name,
+        "model": export_name(predictor.spec),
         "weights": artifact.manifest.weights.get("source"),
         "image": {"path": str(args.image), "width": width, "height": height},
         "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "point_grids"},

@@ -100,7 +100,7 @@ def _numbered(path: Path, index: int) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..artifacts import resolve_model
+    from ..artifacts import export_name, resolve_model
     from ..imageio import load_image
     from ..outputs import OutputSet
     from ..runtime.predictor import Predictor
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
             out.add_json(
                 args.json,
                 {
-                    "model": predictor.spec.name,
+                    "model": export_name(predictor.spec),
                     "weights": artifact.manifest.weights.get("source"),
                     "image": {"path": str(args.image), "width": width, "height": height},
                     "prompts": {
