@@ -44,7 +44,7 @@ Which to pick (encoder, 2 CPU cores, quiet run in the README; quality: the autho
   small SAM 2       sam2.1_hiera_tiny    ~1.4 s; sam2.1_hiera_large for the best masks (slowest)
   original SAM      sam_vit_b            ~5.3 s; sam_vit_l and sam_vit_h are slower still
   EfficientSAM      efficientsam_ti      ~0.9 s (OpenVINO INT8 ~0.27 s); points only, no mask prompt
-On an AVX2-only CPU (no AVX-512/VNNI) expect about twice these fp32 times and 1.1-1.2x from INT8.
+On an AVX2-only CPU (no AVX-512/VNNI) expect 1.3-1.6x these fp32 times and 1.1-1.2x from INT8.
 All registered weights and code are Apache-2.0. More: README.md, 'Which model to pick'."""
 
 
