@@ -199,6 +199,18 @@ def test_models_offered_are_the_cache_plus_the_operator_choice(
     with pytest.raises(SamedgeError, match="execution provider 'cuda' is not available"):
         catalog.check_provider("cuda")
 
+    # A click on the export at another size: its status and record name it NAME-Npx, the
+    # --model that opens it, as segment's JSON does.
+    engine = Engine(catalog, out_dir=tmp_path / "out", cache=EmbeddingCache(2),
+                    pool=PredictorPool(threads=2))  # fmt: skip
+    image = engine.load(shared_path("data", "images", "groceries.jpg"), "groceries.jpg")
+    choice = Choice(cached[1].label, "fp32", "cpu")
+    sized = f"{TINY}-{small.image_size}px"
+    assert f"{sized} fp32 on CPUExecutionProvider" in engine.prepare(image, choice)
+    result = engine.segment(image, Prompts("point").add("positive", 400, 267), choice, "s")
+    assert result.json_path is not None
+    assert json.loads(result.json_path.read_text())["model"] == sized
+
 
 def test_no_exported_model_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SAMEDGE_HOME", str(tmp_path))

@@ -229,6 +229,8 @@ def test_rotoscoping_loop_in_a_real_browser(
         _wait_image(page, "#video-canvas img", WIDTH)  # the last frame's picture loads
         _shot(page, shots, "3-propagated")
         first, record = _build(page, None)
+        size = json.loads((model / "samedge.json").read_text())["extra"]["image_size"]
+        assert record["model"] == f"sam2.1_hiera_tiny-{size}px"  # what --model opens
         ((prompt,),) = [record["prompts"]]
         ((x, y),) = prompt["points"]
         assert abs(x - 170) <= 2 and abs(y - 140) <= 2

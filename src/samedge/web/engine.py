@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..artifacts import export_name
 from ..errors import PromptError, SamedgeError
 from ..maskutils import mask_area, mask_to_box, rle_encode
 from ..outputs import OutputSet
@@ -171,7 +172,7 @@ class Engine:
 
     def describe(self, entry: ModelEntry, predictor: Predictor) -> str:
         providers = sorted(set(predictor.providers.values()))
-        text = f"{entry.model} {entry.precision} on {', '.join(providers)}"
+        text = f"{export_name(predictor.spec)} {entry.precision} on {', '.join(providers)}"
         if entry.random_weights:
             text += " (random test weights: masks are meaningless)"
         return text
@@ -387,7 +388,7 @@ class Engine:
     ) -> dict[str, Any]:
         height, width = image.size
         return {
-            "model": entry.model,
+            "model": export_name(predictor.spec),
             "precision": entry.precision,
             "weights": "random-init" if entry.random_weights else "checkpoint",
             "provider": predictor.providers,

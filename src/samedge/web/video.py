@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ..artifacts import export_name
 from ..errors import ImageError, PromptError, SamedgeError
 from ..visualize import color_for, overlay
 from .uploads import MB, display_name, safe_stem
@@ -895,7 +896,7 @@ class VideoService:
             self._predictors.move_to_end(key)
             while len(self._predictors) > 2:
                 self._predictors.popitem(last=False)
-        label = f"{entry.model} {entry.precision} on {provider}"
+        label = f"{export_name(predictor.spec)} {entry.precision} on {provider}"
         if entry.random_weights:
             label += " (random test weights: masks are meaningless)"
         return predictor, f"{entry.key}|{provider}", label

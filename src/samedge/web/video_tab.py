@@ -21,6 +21,7 @@ from typing import Any
 
 import gradio as gr
 
+from ..artifacts import export_name, resolve_model
 from ..errors import SamedgeError
 from .engine import Choice
 from .ui import UNEXPECTED, upload_fields, user_errors
@@ -244,7 +245,8 @@ class VideoHandlers:
             video = self.service.get(_session(request))
             with video.using():
                 entry = self.service.engine.catalog.lookup(model, precision)
-                files = video.downloads(entry.model)
+                spec = resolve_model(entry.folder, verify=False).spec
+                files = video.downloads(export_name(spec))  # NAME-Npx at another size
                 paths = (files.masks_zip, files.overlay, files.matte_zip, files.track_json)
                 shown = [gr.File(value=os.fspath(path), visible=True) for path in paths]
                 return [*shown, f"{files.frames} frames written"]
