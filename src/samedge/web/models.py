@@ -91,7 +91,7 @@ def discover_models(extra: Sequence[str] = ()) -> list[ModelEntry]:
             label = f"{artifact.spec.name} ({artifact.folder.resolve().name})"
         else:
             label = artifact.spec.name
-        add(_entry(artifact.folder, label))
+        add(_entry(artifact.folder, label, artifact.manifest))  # already read
     for name in list_models():
         folder = default_model_folder(name)
         # 'samedge export NAME --image-size N' writes NAME-Npx beside NAME.
